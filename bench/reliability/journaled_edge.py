@@ -1,0 +1,77 @@
+"""`wv edge run --config …` plus a journal of every event id the outbox accepted.
+
+    python -m bench.reliability.journaled_edge --journal events.tsv edge run --config edge.yaml
+
+The reliability tests and the soak count events end to end by ``event_id``: an event is owed to
+the centre from the moment the outbox holds it. The runner is the real ``wv`` command line; the
+only difference is an :class:`Outbox` that, after each durable write, appends one
+line per event (``event_id  kind  anomaly  event_time_ms``) to the journal and flushes it to the
+OS — a SIGKILL cannot lose a line for an event already in the outbox (a line may only be missing
+for the last write, whose events then show up as extra, never as lost).
+
+It also registers the ``wv-fault-injecting`` engine: ONNX Runtime that raises while a file named
+``FAULT`` exists in its model version directory (an engine that starts failing mid-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+import edge.service
+from edge.backends.base import EngineError, register
+from edge.backends.onnxruntime import OnnxRuntimeEngine
+from edge.outbox.store import Outbox
+from realtime.proto import warehouse_vision_pb2 as pb
+from wv.cli import main as cli_main
+
+FAULT_MARKER = "FAULT"
+
+
+@register
+class FaultInjectingEngine(OnnxRuntimeEngine):
+    name = "wv-fault-injecting"
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if (self.model.path / FAULT_MARKER).exists():
+            raise EngineError(f"injected fault in {self.model.version}")
+        return super().infer(batch)
+
+
+def journal_line(payload: bytes, anomaly: bool) -> str:
+    event = pb.DetectionEvent.FromString(payload)
+    kind = "decision" if event.kind == pb.EVENT_KIND_DECISION else "detection"
+    ts = event.event_time
+    return f"{event.event_id}\t{kind}\t{int(anomaly)}\t{ts.seconds * 1000 + ts.nanos // 1_000_000}\n"
+
+
+class JournaledOutbox(Outbox):
+    """The edge outbox; every accepted event is also appended to :attr:`journal`."""
+
+    journal: IO[str]
+
+    def put(self, payloads: Sequence[tuple[bytes, bool]]) -> list[bytes]:
+        keys = super().put(payloads)
+        self.journal.write("".join(journal_line(p, a) for p, a in payloads))
+        self.journal.flush()
+        return keys
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse ``--journal``, then run the real ``wv`` command line with the remaining arguments."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--journal", type=Path, required=True)
+    args, wv_args = parser.parse_known_args(argv)
+    JournaledOutbox.journal = args.journal.open("a", encoding="utf-8")
+    edge.service.Outbox = JournaledOutbox  # type: ignore[misc]  # the service builds its outbox itself
+    sys.argv = ["wv", *wv_args]
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Dynamic batching across cameras under the latency budget, and the straggler fallback."""

@@ -1,0 +1,1 @@
+"""Camera capture: a reader thread per camera (reconnect with backoff) feeding a policy queue."""

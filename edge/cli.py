@@ -1,0 +1,63 @@
+"""`wv edge run`: the edge service next to the cameras (mounted by `wv.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run the edge service next to the cameras.", no_args_is_help=True)
+
+
+@app.callback()
+def edge() -> None:
+    """Run the edge service next to the cameras."""
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="edge.yaml with facility, cameras, …")
+    ] = None,
+    facility: Annotated[str | None, typer.Option(help="One-camera shorthand: facility id.")] = None,
+    camera: Annotated[str | None, typer.Option(help="One-camera shorthand: camera id.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="One-camera shorthand: synthetic://seed=1 | file:///clip.mp4 | rtsp://…"),
+    ] = None,
+    policy: Annotated[str, typer.Option(help="One-camera shorthand: latest | every.")] = "latest",
+    drain_timeout: Annotated[float, typer.Option(help="Seconds to empty the outbox at shutdown.")] = 10.0,
+) -> None:
+    """Stream decisions from the cameras to the centre until SIGTERM (or until finite sources end)."""
+    from edge.backends.base import EngineError
+    from edge.config import build_config, load_config, single_camera
+    from edge.hotswap.manager import NoModelError
+    from edge.outbox.store import OutboxError
+    from edge.service import EdgeService
+    from wv.settings import get_settings
+
+    settings = get_settings()  # `wv` has configured logging (wv/logging.py) from it already
+    shorthand = [facility, camera, source]
+    if config is not None:
+        if any(shorthand):
+            raise typer.BadParameter("give either --config or --facility/--camera/--source, not both")
+        cfg = load_config(config, settings)
+    elif all(shorthand):
+        cfg = single_camera(facility, camera, source, settings, policy)  # type: ignore[arg-type]
+    elif any(shorthand):
+        raise typer.BadParameter("the shorthand needs all of --facility, --camera and --source")
+    else:
+        cfg = build_config({}, settings, "defaults")  # names what is missing
+    token = settings.grpc_token.get_secret_value() if settings.grpc_token else None
+    service = EdgeService(cfg, grpc_token=token)
+    try:
+        service.run(drain_timeout_s=drain_timeout)
+    except (OutboxError, NoModelError, EngineError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    service_shutdown_ok = len(service.outbox) == 0 if hasattr(service, "outbox") else True
+    if not service_shutdown_ok:
+        typer.echo(
+            f"{len(service.outbox)} events left in the outbox; they are replayed on the next start", err=True
+        )

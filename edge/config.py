@@ -1,0 +1,371 @@
+"""`edge.yaml`: the edge service's configuration (one facility, its cameras, engine, budgets, transport).
+
+Values absent from the file take their defaults from the process settings (``WV_*`` variables,
+e.g. ``WV_LATENCY_BUDGET_MS``, ``WV_ENGINE``, ``WV_OUTBOX_QUOTA_MB``), so one fleet-wide environment
+plus a small per-box file is enough. A bad file stops start-up with one message per problem, each
+naming the YAML path (and the ``WV_`` variable when the value came from the environment).
+
+    facility: FAC-001
+    cameras:
+      - id: cam-1
+        source: synthetic://seed=1
+        policy: latest            # latest: drop stale frames | every: never drop (backpressure)
+        zones:                    # optional; synthetic sources default to the simulator's lanes
+          - {name: lane-a, rect: [0, 14, 640, 97]}
+          - {name: hold, polygon: [[0, 300], [640, 300], [640, 346], [0, 346]]}
+        routes: {"SKU-0001": lane-a, "SKU-01*": lane-b}   # expected zone per SKU (glob)
+    engine: {name: onnxruntime, precision: int8, threads: 2}
+    budgets: {latency_ms: 200, inference_deadline_ms: 45}
+    transport: {kind: kafka}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wv.settings import ConfigError, Settings
+
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
+"""The model versions shipped with the code (`models/default`, `models/fallback`)."""
+
+
+class EdgeConfigError(ConfigError):
+    """edge.yaml (or a WV_ default it relies on) is invalid; the message names each problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneSpec(_Strict):
+    """A named region of the frame: `rect` [x1, y1, x2, y2] or `polygon` [[x, y], ...] in pixels."""
+
+    name: str = Field(min_length=1)
+    rect: tuple[float, float, float, float] | None = None
+    polygon: list[tuple[float, float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ZoneSpec:
+        if (self.rect is None) == (self.polygon is None):
+            raise ValueError("give exactly one of rect: [x1, y1, x2, y2] or polygon: [[x, y], ...]")
+        if self.rect is not None and not (self.rect[0] < self.rect[2] and self.rect[1] < self.rect[3]):
+            raise ValueError("rect needs x1 < x2 and y1 < y2")
+        if self.polygon is not None and len(self.polygon) < 3:
+            raise ValueError("polygon needs at least 3 points")
+        return self
+
+    def points(self) -> list[tuple[float, float]]:
+        if self.rect is not None:
+            x1, y1, x2, y2 = self.rect
+            return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+        assert self.polygon is not None
+        return list(self.polygon)
+
+
+class ReconnectConfig(_Strict):
+    base_s: float = Field(default=0.5, gt=0, description="First reconnect delay (doubles, with full jitter).")
+    cap_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay.")
+
+
+class CameraConfig(_Strict):
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="synthetic://…, file:///path.mp4 or rtsp://…")
+    policy: Literal["latest", "every"] = "latest"
+    queue_size: int = Field(default=8, ge=1, le=1024, description="Frames waiting for inference (`every`).")
+    zones: list[ZoneSpec] = Field(default_factory=list)
+    routes: dict[str, str] = Field(default_factory=dict, description="SKU glob → expected zone.")
+    reconnect: ReconnectConfig = ReconnectConfig()
+    restart_at_end: bool = Field(default=False, description="Reopen a finite source (file) when it ends.")
+
+    @field_validator("source")
+    @classmethod
+    def _source_uri(cls, v: str) -> str:
+        from edge.sources.factory import open_source
+
+        open_source(v, "validation")  # builds without connecting; ValueError names the problem
+        return v
+
+    @model_validator(mode="after")
+    def _routes_name_zones(self) -> CameraConfig:
+        names = [z.name for z in self.zones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zone names must be unique, got {names}")
+        unknown = sorted({z for z in self.routes.values()} - set(names)) if names else []
+        if unknown:
+            raise ValueError(f"routes name zones {unknown} that are not among the zones {names}")
+        return self
+
+
+class EngineConfig(_Strict):
+    name: str = Field(
+        default="onnxruntime", description="A module of edge/backends/: onnxruntime, torch, tensorrt."
+    )
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "int8"
+    device: str = Field(default="cpu", description="cpu, cuda or cuda:N (torch, tensorrt).")
+    threads: int | None = Field(
+        default=None, ge=1, le=256, description="Intra-op CPU threads (default: all cores)."
+    )
+    spin: bool = Field(default=False, description="ONNX Runtime workers spin between operators (see README).")
+
+
+class ModelSpec(_Strict):
+    models_dir: Path = Field(description="Model version directories and production.json live here.")
+    version: str | None = Field(
+        default=None, description="Pin a version (a directory name or path); no hot-swap."
+    )
+    pointer: Path | None = Field(
+        default=None, description="Pointer file followed for hot-swap (default production.json)."
+    )
+    default: Path = Field(default=SHIPPED_MODELS / "default", description="Used when no pointer exists yet.")
+    fallback: Path | None = Field(
+        default=SHIPPED_MODELS / "fallback",
+        description="Straggler fallback model version directory (skipped if absent).",
+    )
+    fallback_precision: Literal["fp32", "int8"] = "fp32"
+
+    @property
+    def pointer_path(self) -> Path:
+        return self.pointer or self.models_dir / "production.json"
+
+
+class BudgetConfig(_Strict):
+    latency_ms: float = Field(gt=0, description="End-to-end budget per frame (capture → outbox).")
+    inference_deadline_ms: float = Field(
+        gt=0, description="Primary-model deadline before the fallback answers."
+    )
+    max_batch: int = Field(default=16, ge=1, le=1024, description="Upper bound for the adaptive batch size.")
+    fallback: bool = Field(
+        default=True, description="Run the fallback model when the primary misses its deadline."
+    )
+
+    @model_validator(mode="after")
+    def _deadline_inside_budget(self) -> BudgetConfig:
+        if self.inference_deadline_ms >= self.latency_ms:
+            raise ValueError(
+                "inference_deadline_ms (default WV_INFERENCE_DEADLINE_MS) must be below "
+                "latency_ms (default WV_LATENCY_BUDGET_MS)"
+            )
+        return self
+
+
+class TrackingConfig(_Strict):
+    iou_threshold: float = Field(default=0.3, gt=0, lt=1)
+    min_hits: int = Field(default=3, ge=1, description="Frames before a track is confirmed (and reported).")
+    max_age: int = Field(
+        default=10, ge=1, description="Frames a lost track waits before it has left the view."
+    )
+
+
+class DecisionConfig(_Strict):
+    smoothing_prior: float = Field(default=0.05, gt=0, description="Dirichlet pseudo-count per condition.")
+    smoothing_discount: float = Field(default=1.0, gt=0, le=1, description="Per-frame forgetting (1: none).")
+    damage_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Smoothed p(not ok) that flags `damaged`."
+    )
+    critical_damage: float = Field(
+        default=0.9, gt=0, le=1, description="p(not ok) from which `damaged` is critical."
+    )
+    hard_example_band: tuple[float, float] = Field(
+        description="Smoothed confidence band of `low_confidence`."
+    )
+    unknown_distance: float = Field(
+        default=0.35, gt=0, le=2, description="Cosine distance that flags `unknown_appearance`."
+    )
+    reference_min_count: int = Field(
+        default=5, ge=1, description="Samples before a SKU reference is trusted."
+    )
+    reference_capacity: int = Field(
+        default=200, ge=1, description="Most frequent SKUs whose references are cached."
+    )
+    reference_min_confidence: float = Field(
+        default=0.9, gt=0, le=1, description="Confidence to learn a reference."
+    )
+    detection_sample_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of per-frame detections sent."
+    )
+    simulator_truth: bool = Field(
+        default=True,
+        description="On synthetic sources, take package id/SKU/expected zone from the simulator.",
+    )
+
+    @field_validator("hard_example_band")
+    @classmethod
+    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] < v[1] <= 1:
+            raise ValueError("expected [low, high] with 0 <= low < high <= 1")
+        return v
+
+
+class OutboxConfig(_Strict):
+    path: Path
+    ttl_hours: float = Field(gt=0)
+    quota_mb: float = Field(gt=0)
+    sync: bool = Field(default=True, description="fsync each write (survives power loss, not just a crash).")
+
+
+class TransportConfig(_Strict):
+    kind: Literal["kafka", "grpc"] = "kafka"
+    kafka_bootstrap: str
+    topic_prefix: str
+    grpc_address: str
+    grpc_tls_ca: Path | None = Field(
+        default=None, description="CA bundle to verify the centre (enables TLS)."
+    )
+    batch_events: int = Field(default=500, ge=1, le=10_000, description="Events per DetectionBatch message.")
+    timeout_s: float = Field(default=5.0, gt=0, description="Wait for the centre's acknowledgement.")
+    breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
+    breaker_reset_s: float = Field(default=5.0, gt=0, description="Open circuit's wait before a probe.")
+    backoff_base_s: float = Field(default=0.2, gt=0)
+    backoff_cap_s: float = Field(default=10.0, gt=0)
+
+
+class HotswapConfig(_Strict):
+    enabled: bool = True
+    poll_s: float = Field(default=2.0, gt=0, description="How often the pointer file is checked.")
+    shadow_frames: int = Field(
+        default=32, ge=1, description="Sampled frames the candidate shadows before a verdict."
+    )
+    shadow_every: int = Field(default=2, ge=1, description="Shadow-run one batch in this many.")
+    min_agreement: float = Field(
+        default=0.8, ge=0, le=1, description="Share of detections both models agree on."
+    )
+    max_latency_ratio: float = Field(default=1.5, gt=0, description="Candidate p95 inference / current p95.")
+    max_failures: int = Field(default=5, ge=1, description="Consecutive inference failures before rollback.")
+
+
+class MetricsConfig(_Strict):
+    host: str
+    port: int = Field(ge=0, le=65535, description="0 disables the endpoint.")
+
+
+class EdgeConfig(_Strict):
+    facility: str = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(min_length=1)
+    engine: EngineConfig
+    model: ModelSpec
+    budgets: BudgetConfig
+    tracking: TrackingConfig = TrackingConfig()
+    decisions: DecisionConfig
+    outbox: OutboxConfig
+    transport: TransportConfig
+    hotswap: HotswapConfig = HotswapConfig()
+    metrics: MetricsConfig
+    redis_url: str | None = Field(default=None, description="SKU reference cache; none: local cache only.")
+    state_dir: Path
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        return v
+
+
+# YAML path -> the WV_ variable its default comes from (named in error messages).
+_ENV_SOURCES = {
+    ("engine", "name"): "WV_ENGINE",
+    ("engine", "precision"): "WV_PRECISION",
+    ("budgets", "latency_ms"): "WV_LATENCY_BUDGET_MS",
+    ("budgets", "inference_deadline_ms"): "WV_INFERENCE_DEADLINE_MS",
+    ("outbox", "ttl_hours"): "WV_OUTBOX_TTL_HOURS",
+    ("outbox", "quota_mb"): "WV_OUTBOX_QUOTA_MB",
+    ("metrics", "host"): "WV_METRICS_HOST",
+    ("metrics", "port"): "WV_METRICS_PORT",
+    ("transport", "kafka_bootstrap"): "WV_KAFKA_BOOTSTRAP",
+    ("transport", "topic_prefix"): "WV_KAFKA_TOPIC_PREFIX",
+    ("transport", "grpc_address"): "WV_GRPC_ADDRESS",
+    ("redis_url",): "WV_REDIS_URL",
+    ("model", "models_dir"): "WV_MODEL_STORE",
+}
+
+
+def defaults(settings: Settings, facility: str) -> dict[str, Any]:
+    """The configuration values that come from the process settings."""
+    return {
+        "engine": {"name": settings.engine, "precision": settings.precision},
+        "model": {"models_dir": str(settings.models_dir)},
+        "budgets": {
+            "latency_ms": settings.latency_budget_ms,
+            "inference_deadline_ms": settings.inference_deadline_ms,
+        },
+        "decisions": {"hard_example_band": [settings.hard_example_low, settings.hard_example_high]},
+        "outbox": {
+            "path": str(settings.state_dir / "edge" / facility / "outbox"),
+            "ttl_hours": settings.outbox_ttl_hours,
+            "quota_mb": settings.outbox_quota_mb,
+        },
+        "transport": {
+            "kafka_bootstrap": settings.kafka_bootstrap,
+            "topic_prefix": settings.kafka_topic_prefix,
+            "grpc_address": settings.grpc_address,
+        },
+        "metrics": {"host": settings.metrics_host, "port": settings.metrics_port},
+        "redis_url": settings.redis_url,
+        "state_dir": str(settings.state_dir),
+    }
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _explain(error: ValidationError, origin: str, given: dict[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(str(p) for p in item["loc"])
+        where = ".".join(loc) or "(top level)"
+        env = _ENV_SOURCES.get(loc)
+        from_env = env is not None and _lookup(given, loc) is None
+        suffix = f" (default from {env})" if from_env else ""
+        lines.append(f"{where}: {item['msg']}{suffix}")
+    return f"invalid edge configuration in {origin}:\n  " + "\n  ".join(lines)
+
+
+def _lookup(data: dict[str, Any], loc: tuple[str, ...]) -> Any:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def build_config(data: dict[str, Any], settings: Settings, origin: str = "edge.yaml") -> EdgeConfig:
+    """Validate `data` (parsed YAML or CLI options) over the settings-derived defaults."""
+    if not isinstance(data, dict):
+        raise EdgeConfigError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
+    facility = str(data.get("facility") or "unknown")
+    try:
+        return EdgeConfig.model_validate(_merge(defaults(settings, facility), data))
+    except ValidationError as exc:
+        raise EdgeConfigError(_explain(exc, origin, data)) from None
+
+
+def load_config(path: Path, settings: Settings) -> EdgeConfig:
+    """Read and validate an edge.yaml file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise EdgeConfigError(f"cannot read edge configuration {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise EdgeConfigError(f"{path} is not valid YAML: {exc}") from None
+    return build_config(data, settings, str(path))
+
+
+def single_camera(
+    facility: str, camera: str, source: str, settings: Settings, policy: str = "latest"
+) -> EdgeConfig:
+    """The `wv edge run --facility F --camera C --source URI` shorthand."""
+    data = {"facility": facility, "cameras": [{"id": camera, "source": source, "policy": policy}]}
+    return build_config(data, settings, "command-line options")

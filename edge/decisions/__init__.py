@@ -1,0 +1,1 @@
+"""Per-track decisions: smoothing over frames, zones, reference embeddings, anomaly flags, events."""

@@ -1,0 +1,215 @@
+"""One decision per package track, sampled per-frame detections, and the edge anomaly flags.
+
+Identity. The model sees parcels, not labels: in production a package id and SKU come from a
+label/barcode reader matched to the track, which this project has no hardware for. With
+`simulator_truth` on (synthetic sources), the simulator's ground truth plays that reader: each
+track takes the id/SKU/expected zone of the truth box it overlaps most often. Without it the
+package id is the track id and the SKU is unknown. Only identity comes from the truth; condition,
+location and appearance always come from the model.
+
+Expected zone: a SKU's route from the camera's `routes` in edge.yaml when one matches, else (with
+`simulator_truth`) the simulator's expected_zone for that SKU, else none and `misplaced` is not
+evaluated for that track.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config import DecisionConfig
+from edge.decisions.events import (
+    STAGES,
+    FrameContext,
+    anomaly,
+    bbox,
+    condition_value,
+    new_event,
+    probabilities,
+    timestamp,
+)
+from edge.decisions.references import SkuReferences
+from edge.decisions.smoothing import DirichletSmoother
+from edge.decisions.zones import ZoneMap
+from edge.tracking.iou import Track
+from edge.types import Box, Detection, PackageTruth
+from realtime.proto import warehouse_vision_pb2 as pb
+
+TRUTH_MATCH_IOU = 0.3
+
+
+@dataclass
+class TrackEvidence:
+    """What a track has accumulated over its frames."""
+
+    smoother: DirichletSmoother
+    first_seen: float
+    zone_votes: Counter[str] = field(default_factory=Counter)
+    identity_votes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    embedding_sum: np.ndarray | None = None
+    fallback_frames: int = 0
+    last_box: Box | None = None
+    last_ctx: FrameContext | None = None
+
+    def identity(self) -> tuple[str, str, str] | None:
+        """(package_id, sku, expected_zone) most often matched, if any."""
+        return self.identity_votes.most_common(1)[0][0] if self.identity_votes else None
+
+    def embedding(self) -> np.ndarray | None:
+        if self.embedding_sum is None:
+            return None
+        return (self.embedding_sum / max(float(np.linalg.norm(self.embedding_sum)), 1e-12)).astype(np.float32)
+
+
+class Decider:
+    """Turns one camera's tracked detections into events. One instance per camera, frame order."""
+
+    def __init__(
+        self,
+        config: DecisionConfig,
+        zones: ZoneMap,
+        routes: dict[str, str],
+        references: SkuReferences | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.zones = zones
+        self.routes = routes
+        self.references = references
+        self._rng = rng or random.Random()
+        self._evidence: dict[str, TrackEvidence] = {}
+        self._last_ctx: FrameContext | None = None
+
+    def last_context(self) -> FrameContext | None:
+        """The most recent frame observed (used to stamp decisions flushed at shutdown)."""
+        return self._last_ctx
+
+    def observe(
+        self, ctx: FrameContext, matches: list[tuple[Track, Detection]], truth: list[PackageTruth]
+    ) -> list[pb.DetectionEvent]:
+        """Fold a frame's matched detections into their tracks; returns the sampled detection events."""
+        self._last_ctx = ctx
+        sampled: list[pb.DetectionEvent] = []
+        for track, det in matches:
+            ev = self._evidence.get(track.track_id)
+            if ev is None:
+                ev = self._evidence[track.track_id] = TrackEvidence(
+                    DirichletSmoother(self.config.smoothing_prior, self.config.smoothing_discount),
+                    first_seen=ctx.timestamp,
+                )
+            ev.smoother.update(det.condition_probs, det.score)
+            ev.zone_votes[self.zones.locate(det.box)] += 1
+            weighted = det.embedding * det.score
+            ev.embedding_sum = weighted if ev.embedding_sum is None else ev.embedding_sum + weighted
+            ev.fallback_frames += int(ctx.model.fallback)
+            ev.last_box, ev.last_ctx = det.box, ctx
+            if self.config.simulator_truth:
+                who = _match_truth(det.box, truth)
+                if who is not None:
+                    ev.identity_votes[(who.package_id, who.sku, who.expected_zone)] += 1
+            if track.confirmed and self._rng.random() < self.config.detection_sample_rate:
+                sampled.append(self._detection_event(ctx, track, det, ev))
+        return sampled
+
+    def decide(self, track: Track, now: FrameContext) -> pb.DetectionEvent | None:
+        """The decision for a track that left the view (noticed while processing frame `now`).
+
+        Event time, frame and model are those of the track's last observation; the stage
+        timings are those of `now`, the frame whose processing emitted the decision.
+        None for tracks that were never confirmed."""
+        ev = self._evidence.pop(track.track_id, None)
+        if ev is None or not track.confirmed or ev.last_ctx is None or ev.last_box is None:
+            return None
+        s = ev.smoother
+        event = new_event(pb.EVENT_KIND_DECISION, ev.last_ctx, track.track_id)
+        event.timings.CopyFrom(pb.StageTimings(**{k: v for k, v in now.timings.items() if k in STAGES}))
+        event.fallback = ev.fallback_frames * 2 > s.frames
+        package_id, sku, truth_expected = ev.identity() or (track.track_id, "", "")
+        event.package_id, event.sku = package_id, sku
+        event.bbox.CopyFrom(bbox(ev.last_box))
+        event.detection_confidence = s.detection_score
+        event.condition = condition_value(s.condition)
+        event.condition_probabilities.CopyFrom(probabilities(s.probs))
+        event.condition_confidence = s.confidence
+        observed = [z for z, _ in ev.zone_votes.most_common() if z]
+        event.zone = observed[0] if observed else ""
+        event.expected_zone = self._expected_zone(sku, truth_expected)
+        embedding = ev.embedding()
+        if embedding is not None:
+            event.embedding.extend(embedding.tolist())
+        event.frames_observed = s.frames
+        event.first_seen.CopyFrom(timestamp(ev.first_seen))
+        self._flag(event, s, embedding)
+        return event
+
+    def _expected_zone(self, sku: str, truth_expected: str) -> str:
+        if sku:
+            for pattern, zone in self.routes.items():
+                if fnmatch.fnmatchcase(sku, pattern):
+                    return zone
+        return truth_expected if self.config.simulator_truth else ""
+
+    def _flag(self, event: pb.DetectionEvent, s: DirichletSmoother, embedding: np.ndarray | None) -> None:
+        # A flag is raised on its decision and carries that decision's time: a recorded or replayed
+        # stream is flagged when it shows the package (and lands in the same day), not when processed.
+        cfg, now = self.config, event.event_time.ToMicroseconds() / 1e6
+        flags = []
+        if s.p_damaged > cfg.damage_threshold:
+            severity = pb.SEVERITY_CRITICAL if s.p_damaged >= cfg.critical_damage else pb.SEVERITY_WARNING
+            evidence = {"p_damaged": round(s.p_damaged, 4), "condition": s.condition, "frames": s.frames}
+            flags.append(anomaly(event, "damaged", severity, s.p_damaged, evidence, now))
+        if event.zone and event.expected_zone and event.zone != event.expected_zone:
+            evidence = {"zone": event.zone, "expected_zone": event.expected_zone, "sku": event.sku}
+            flags.append(anomaly(event, "misplaced", pb.SEVERITY_WARNING, 1.0, evidence, now))
+        low, high = cfg.hard_example_band
+        if low <= s.confidence <= high:
+            event.hard_example = True
+            evidence = {"condition_confidence": round(s.confidence, 4), "band": [low, high]}
+            flags.append(anomaly(event, "low_confidence", pb.SEVERITY_INFO, s.confidence, evidence, now))
+        unknown = False
+        if embedding is not None and event.sku and self.references is not None:
+            ref = self.references.lookup(event.model_version, event.sku)
+            if ref is not None:
+                distance = ref.distance(embedding)
+                if distance > cfg.unknown_distance:
+                    unknown = True
+                    evidence = {
+                        "distance": round(distance, 4),
+                        "reference_count": ref.count,
+                        "sku": event.sku,
+                    }
+                    flags.append(
+                        anomaly(event, "unknown_appearance", pb.SEVERITY_WARNING, distance, evidence, now)
+                    )
+            if not unknown and s.condition == "ok" and s.confidence >= cfg.reference_min_confidence:
+                self.references.learn(event.model_version, event.sku, embedding)
+        event.anomalies.extend(flags)
+
+    def _detection_event(
+        self, ctx: FrameContext, track: Track, det: Detection, ev: TrackEvidence
+    ) -> pb.DetectionEvent:
+        event = new_event(pb.EVENT_KIND_DETECTION, ctx, track.track_id)
+        package_id, sku, _ = ev.identity() or (track.track_id, "", "")
+        event.package_id, event.sku = package_id, sku
+        event.bbox.CopyFrom(bbox(det.box))
+        event.detection_confidence = det.score
+        event.condition = condition_value(det.condition)
+        event.condition_probabilities.CopyFrom(probabilities(det.condition_probs))
+        event.condition_confidence = float(det.condition_probs.max())
+        event.zone = self.zones.locate(det.box)
+        event.frames_observed = ev.smoother.frames
+        event.first_seen.CopyFrom(timestamp(ev.first_seen))
+        return event
+
+
+def _match_truth(box: Box, truth: list[PackageTruth]) -> PackageTruth | None:
+    best, best_iou = None, TRUTH_MATCH_IOU
+    for t in truth:
+        iou = box.iou(t.box)
+        if iou >= best_iou:
+            best, best_iou = t, iou
+    return best

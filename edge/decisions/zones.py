@@ -1,0 +1,42 @@
+"""Zones: named polygons in a camera's frame (lanes, holding areas) and where a box lies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.types import Box
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    polygon: np.ndarray
+    """(N, 2) float32 vertices in frame pixels, N >= 3."""
+
+    def contains(self, x: float, y: float) -> bool:
+        """Even-odd ray casting; points on the top/left edges count as inside."""
+        px, py = self.polygon[:, 0], self.polygon[:, 1]
+        qx, qy = np.roll(px, -1), np.roll(py, -1)
+        crosses = (py <= y) != (qy <= y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = px + (y - py) * (qx - px) / (qy - py)
+        return bool(np.count_nonzero(crosses & (x < x_at)) % 2)
+
+
+class ZoneMap:
+    """The zones of one camera; a box belongs to the first zone holding its centre."""
+
+    def __init__(self, zones: list[Zone]) -> None:
+        self.zones = zones
+
+    def locate(self, box: Box) -> str:
+        cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+        for zone in self.zones:
+            if zone.contains(cx, cy):
+                return zone.name
+        return ""
+
+    def __bool__(self) -> bool:
+        return bool(self.zones)

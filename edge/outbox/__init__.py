@@ -1,0 +1,1 @@
+"""Durable local buffer of events between the pipeline and the centre (RocksDB via rocksdict)."""

@@ -1,0 +1,217 @@
+"""The outbox: every event is written here before any attempt to publish it.
+
+Keys are ``a``/``n`` (event with / without anomalies) + an 8-byte big-endian sequence number, so
+one ordered scan yields anomalies first and, within each class, oldest first — the replay order.
+Values are an 8-byte creation time (ms since the epoch) + the serialized `DetectionEvent`.
+
+An entry leaves the outbox only when the centre acknowledged it (`ack`), when it is older than the
+TTL (`expire`), or when the disk quota forces it out (`put`: oldest non-anomaly events first,
+anomalies only when nothing else is left). Every removal other than an ack is counted by reason.
+The quota applies to the stored keys and values; RocksDB's own files add some overhead on top.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+ANOMALY, NORMAL = b"a", b"n"
+_HEADER = struct.Struct(">Q")
+_SEQ = struct.Struct(">Q")
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot be opened (locked by another process, unreadable directory)."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    key: bytes
+    payload: bytes
+    created_ms: int
+
+    @property
+    def anomaly(self) -> bool:
+        return self.key[:1] == ANOMALY
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + _HEADER.size + len(self.payload)
+
+
+class Outbox:
+    """Thread-safe: the pipeline writes while the relay reads and acknowledges."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        ttl_s: float = 48 * 3600,
+        quota_bytes: int = 512 * 2**20,
+        sync: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.ttl_s = ttl_s
+        self.quota_bytes = quota_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        try:
+            self._db = Rdict(str(self.path), opts)
+        except Exception as exc:  # rocksdict raises a bare Exception with RocksDB's message
+            hint = (
+                " (another edge process uses it: give each its own outbox.path)" if "lock" in str(exc) else ""
+            )
+            raise OutboxError(f"cannot open the outbox at {self.path}: {exc}{hint}") from None
+        self._write_opts = WriteOptions()
+        self._write_opts.sync = sync
+        self.counters: Counter[str] = Counter()
+        """written, acked, expired, dropped_quota, dropped_quota_anomaly."""
+        self._bytes = 0
+        self._count = 0
+        last = 0
+        for entry in self._scan():
+            self._bytes += entry.size
+            self._count += 1
+            last = max(last, _SEQ.unpack(entry.key[1:])[0])
+        self._next_seq = last + 1
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, payloads: Sequence[tuple[bytes, bool]]) -> list[bytes]:
+        """Durably store (serialized event, has_anomalies) pairs in one write; returns their keys."""
+        if not payloads:
+            return []
+        now_ms = int(self._clock() * 1000)
+        with self._lock:
+            batch, keys, added = WriteBatch(raw_mode=True), [], 0
+            for payload, is_anomaly in payloads:
+                key = (ANOMALY if is_anomaly else NORMAL) + _SEQ.pack(self._next_seq)
+                self._next_seq += 1
+                batch.put(key, _HEADER.pack(now_ms) + payload)
+                keys.append(key)
+                added += len(key) + _HEADER.size + len(payload)
+            self._db.write(batch, self._write_opts)
+            self._bytes += added
+            self._count += len(keys)
+            self.counters["written"] += len(keys)
+            self._enforce_quota(set(keys))
+        return keys
+
+    def _enforce_quota(self, keep: set[bytes]) -> None:
+        """Drop oldest non-anomaly events, then oldest anomalies, until under the quota."""
+        for prefix, reason in ((NORMAL, "dropped_quota"), (ANOMALY, "dropped_quota_anomaly")):
+            if self._bytes <= self.quota_bytes:
+                return
+            victims = []
+            freed = 0
+            for entry in self._scan(prefix):
+                if self._bytes - freed <= self.quota_bytes:
+                    break
+                if entry.key in keep and prefix == ANOMALY:
+                    continue
+                victims.append(entry.key)
+                freed += entry.size
+            self._delete(victims, reason)
+
+    # -- reading and removal ---------------------------------------------------------------
+
+    def pending(
+        self, limit: int, skip: set[bytes] | None = None, max_bytes: int = 900_000
+    ) -> list[OutboxEntry]:
+        """Up to `limit` entries to publish: anomalies first, oldest first, excluding `skip`."""
+        out: list[OutboxEntry] = []
+        size = 0
+        with self._lock:
+            for entry in self._scan():
+                if skip and entry.key in skip:
+                    continue
+                if out and size + entry.size > max_bytes:
+                    break
+                out.append(entry)
+                size += entry.size
+                if len(out) >= limit:
+                    break
+        return out
+
+    def ack(self, keys: Iterable[bytes]) -> int:
+        """Delete entries the centre acknowledged; returns how many were still present."""
+        with self._lock:
+            return self._delete(list(keys), "acked")
+
+    def expire(self) -> int:
+        """Delete entries older than the TTL (counted as `expired`); returns how many."""
+        cutoff_ms = int((self._clock() - self.ttl_s) * 1000)
+        with self._lock:
+            victims = []
+            for prefix in (ANOMALY, NORMAL):
+                for entry in self._scan(prefix):
+                    if entry.created_ms >= cutoff_ms:
+                        break
+                    victims.append(entry.key)
+            return self._delete(victims, "expired")
+
+    def _delete(self, keys: list[bytes], reason: str) -> int:
+        if not keys:
+            return 0
+        batch, removed, freed = WriteBatch(raw_mode=True), 0, 0
+        for key in dict.fromkeys(keys):
+            value = self._db.get(key)
+            if value is None:
+                continue
+            batch.delete(key)
+            removed += 1
+            freed += len(key) + len(value)
+        if removed:
+            self._db.write(batch, self._write_opts)
+            self._bytes -= freed
+            self._count -= removed
+            self.counters[reason] += removed
+        return removed
+
+    def _scan(self, prefix: bytes | None = None) -> Iterable[OutboxEntry]:
+        it = self._db.iter()
+        if prefix is None:
+            it.seek_to_first()
+        else:
+            it.seek(prefix)
+        while it.valid():
+            key = it.key()
+            if prefix is not None and key[:1] != prefix:
+                break
+            value = it.value()
+            yield OutboxEntry(key, value[_HEADER.size :], _HEADER.unpack_from(value)[0])
+            it.next()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return self._count
+
+    def oldest_age_s(self) -> float:
+        """Age of the oldest entry (0 when empty)."""
+        with self._lock:
+            oldest = [next(iter(self._scan(p)), None) for p in (ANOMALY, NORMAL)]
+        created = [e.created_ms for e in oldest if e is not None]
+        return max(0.0, self._clock() - min(created) / 1000) if created else 0.0
+
+    def flush(self) -> None:
+        with self._lock:
+            self._db.flush_wal(True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,237 @@
+"""The inference loop: batch frames across cameras, infer, decode, track, decide, write the outbox.
+
+One thread runs it. Each iteration takes up to the controller's batch limit of the oldest waiting
+frames (waiting a little for a fuller batch only while the oldest frame has slack), runs them
+through the straggler runner, and hands each frame, in order per camera, to that camera's
+tracker and decider. Every event is written to the outbox before the relay is told about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.backends.base import ModelFiles
+from edge.batching.controller import BatchController
+from edge.batching.straggler import StragglerRunner
+from edge.capture.queues import Captured, FrameHub
+from edge.capture.reader import CameraReader
+from edge.decisions.decider import Decider
+from edge.decisions.events import FrameContext, ModelInfo, has_anomalies
+from edge.hotswap.manager import ModelManager, ShadowSample
+from edge.metrics import EdgeMetrics
+from edge.model.postprocess import decode
+from edge.model.preprocess import preprocess
+from edge.outbox.relay import Relay
+from edge.outbox.store import Outbox
+from edge.tracking.iou import IouTracker
+from edge.types import Detection
+from realtime.proto import warehouse_vision_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+SAFETY_MS = 5.0
+
+
+@dataclass
+class CameraRuntime:
+    camera_id: str
+    reader: CameraReader
+    tracker: IouTracker
+    decider: Decider
+
+
+def decode_for(
+    raw: dict[str, np.ndarray], sizes: list[tuple[int, int]], files: ModelFiles
+) -> list[list[Detection]]:
+    """Decode with the thresholds the model version was evaluated with."""
+    return decode(raw, sizes, files.score_threshold, files.iou_threshold)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        facility_id: str,
+        cameras: dict[str, CameraRuntime],
+        hub: FrameHub,
+        manager: ModelManager,
+        runner: StragglerRunner,
+        controller: BatchController,
+        outbox: Outbox,
+        relay: Relay,
+        metrics: EdgeMetrics,
+        budget_ms: float,
+    ) -> None:
+        self.facility_id = facility_id
+        self.cameras = cameras
+        self.hub = hub
+        self.manager = manager
+        self.runner = runner
+        self.controller = controller
+        self.outbox = outbox
+        self.relay = relay
+        self.metrics = metrics
+        self.budget_s = budget_ms / 1000
+        self.counters: Counter[str] = Counter()
+        """frames, batches, detections, events_detection, events_decision, anomalies."""
+        self.frames_by_camera: Counter[str] = Counter()
+        self.e2e_ms: deque[float] = deque(maxlen=100_000)
+        """End-to-end latency of the most recent frames (capture to outbox), for benchmarks."""
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Process frames until `stop` is set or every (finite) source ended, then finish tracks."""
+        while not stop.is_set():
+            items = self.next_batch(stop)
+            if items:
+                self._process_guarded(items)
+            elif all(c.reader.finished.is_set() for c in self.cameras.values()) and not self.hub.depth():
+                break
+        self.drain()
+        self.finish()
+
+    def next_batch(self, stop: threading.Event) -> list[Captured]:
+        hub, ctl = self.hub, self.controller
+        with hub.cond:
+            while not hub.pending() and not stop.is_set() and not hub.closed:
+                if all(c.reader.finished.is_set() for c in self.cameras.values()):
+                    return []
+                hub.cond.wait(0.1)
+            oldest = hub.oldest()
+            if oldest is None:
+                return []
+            wait_until = time.monotonic() + ctl.fill_wait_s((time.monotonic() - oldest) * 1000)
+            while (
+                hub.pending() < ctl.limit
+                and (left := wait_until - time.monotonic()) > 0
+                and not stop.is_set()
+            ):
+                hub.cond.wait(left)
+            return hub.take(ctl.limit, self.budget_s)
+
+    def drain(self) -> None:
+        """Process every frame still queued (shutdown: `every` cameras lose nothing)."""
+        while True:
+            with self.hub.cond:
+                items = self.hub.take(max(1, self.controller.limit), float("inf"))
+            if not items:
+                return
+            self._process_guarded(items)
+
+    def _process_guarded(self, items: list[Captured]) -> None:
+        """One batch; an unexpected error drops (and counts) its frames instead of the service."""
+        try:
+            self.process(items)
+        except Exception:
+            log.exception("batch of %d frames failed; dropped", len(items))
+            for c in items:
+                self.hub.drop(c.frame.camera_id, "pipeline_error")
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def process(self, items: list[Captured]) -> None:
+        started = time.monotonic()
+        model = self.manager.active
+        assert model is not None
+        batch = preprocess([c.frame.image for c in items], model.files.input_size)
+        prep_done = time.monotonic()
+        oldest = min(c.captured_at for c in items)
+        grace = self.budget_s - (prep_done - oldest) - (self.controller.post_ms + SAFETY_MS) / 1000
+        outcome = self.runner.run(model, batch, grace)
+        infer_done = time.monotonic()
+        self.counters["batches"] += 1
+        self.metrics.batch_size.observe(len(items))
+        if outcome.raw is None:
+            for c in items:
+                self.hub.drop(c.frame.camera_id, "inference_failed")
+            self.controller.observe(len(items), outcome.infer_ms, 0.0, [], self.hub.depth())
+            return
+        sizes = [c.frame.image.shape[:2] for c in items]
+        detections = decode_for(outcome.raw, sizes, outcome.model.files)
+        if not outcome.fallback and outcome.primary_ms is not None and self.manager.candidate is not None:
+            images = [c.frame.image for c in items]
+            self.manager.offer_shadow(
+                ShadowSample(images, sizes, detections, outcome.primary_ms, model.version)
+            )
+        info = outcome.model.info(outcome.fallback)
+        shared = {
+            "preprocess_ms": (prep_done - started) * 1000,
+            "infer_ms": (infer_done - prep_done) * 1000,
+        }
+        e2e: list[float] = []
+        for c, dets in zip(items, detections, strict=True):
+            e2e.append(self._frame(c, dets, info, shared, started))
+        post_ms = (time.monotonic() - infer_done) * 1000
+        self.controller.observe(len(items), outcome.infer_ms, post_ms, e2e, self.hub.depth())
+
+    def _frame(
+        self,
+        c: Captured,
+        dets: list[Detection],
+        info: ModelInfo,
+        shared: dict[str, float],
+        batch_start: float,
+    ) -> float:
+        cam = self.cameras[c.frame.camera_id]
+        t0 = time.monotonic()
+        step = cam.tracker.update(c.frame.index, c.frame.timestamp, dets)
+        t1 = time.monotonic()
+        ctx = FrameContext(
+            facility_id=self.facility_id,
+            camera_id=cam.camera_id,
+            frame_index=c.frame.index,
+            timestamp=c.frame.timestamp,
+            model=info,
+            timings={
+                "decode_ms": c.decode_ms,
+                "queue_ms": (batch_start - c.ready_at) * 1000,
+                **shared,
+                "track_ms": (t1 - t0) * 1000,
+            },
+        )
+        events = cam.decider.observe(ctx, step.matches, c.frame.truth)
+        events.extend(e for t in step.ended if (e := cam.decider.decide(t, ctx)) is not None)
+        t2 = time.monotonic()
+        ctx.timings["decide_ms"] = (t2 - t1) * 1000
+        self._write(events, ctx, c.captured_at, t2)
+        done = time.monotonic()
+        ctx.timings["publish_ms"] = (done - t2) * 1000
+        ctx.timings["end_to_end_ms"] = (done - c.captured_at) * 1000
+        self.metrics.observe_stages(ctx.timings)
+        self.counters["frames"] += 1
+        self.counters["detections"] += len(dets)
+        self.frames_by_camera[cam.camera_id] += 1
+        self.e2e_ms.append(ctx.timings["end_to_end_ms"])
+        return ctx.timings["end_to_end_ms"]
+
+    def _write(
+        self, events: list[pb.DetectionEvent], ctx: FrameContext, captured_at: float, t2: float
+    ) -> None:
+        if not events:
+            return
+        now = time.monotonic()
+        for event in events:
+            event.timings.decide_ms = ctx.timings["decide_ms"]
+            event.timings.publish_ms = (now - t2) * 1000
+            event.timings.end_to_end_ms = (now - captured_at) * 1000
+            kind = "events_decision" if event.kind == pb.EVENT_KIND_DECISION else "events_detection"
+            self.counters[kind] += 1
+            self.counters["anomalies"] += len(event.anomalies)
+        self.outbox.put([(e.SerializeToString(), has_anomalies(e)) for e in events])
+        self.relay.notify()
+
+    def finish(self) -> None:
+        """End every live track (shutdown or end of stream) and write their decisions."""
+        for cam in self.cameras.values():
+            ended = cam.tracker.finish()
+            last = cam.decider.last_context()
+            if last is None:
+                continue
+            events = [e for t in ended if (e := cam.decider.decide(t, last)) is not None]
+            self._write(events, last, time.monotonic(), time.monotonic())

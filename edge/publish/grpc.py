@@ -1,0 +1,111 @@
+"""gRPC transport: one long-lived `StreamDetectionEvents` stream; each `DetectionBatch` waits for
+its `InferenceAck`, which the centre sends only after the durable write.
+
+The bearer token (``WV_GRPC_TOKEN``) goes in the `authorization` metadata; with a CA bundle the
+channel uses TLS. Any stream error or timeout tears the stream down; the next send opens a new one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge.publish.base import Delivery, Transport, TransportError
+from realtime.proto import warehouse_vision_pb2 as pb
+
+_END = object()
+
+
+class GrpcTransport(Transport):
+    name = "grpc"
+
+    def __init__(self, address: str, token: str | None = None, tls_ca: Path | None = None) -> None:
+        self.address = address
+        self.token = token
+        self.tls_ca = tls_ca
+        self._channel: Any = None
+        self._call: Any = None
+        self._requests: queue.Queue[object] = queue.Queue()
+        self._acks: queue.Queue[object] = queue.Queue()
+
+    def _open(self) -> None:
+        if self._call is not None:
+            return
+        import grpc
+
+        from realtime.proto.warehouse_vision_pb2_grpc import WarehouseVisionServiceStub
+
+        if self._channel is None:
+            if self.tls_ca is not None:
+                creds = grpc.ssl_channel_credentials(root_certificates=self.tls_ca.read_bytes())
+                self._channel = grpc.secure_channel(self.address, creds)
+            else:
+                self._channel = grpc.insecure_channel(self.address)
+        self._requests, self._acks = queue.Queue(), queue.Queue()
+        metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
+        requests = self._requests
+
+        def outgoing() -> Iterator[pb.DetectionBatch]:
+            while (item := requests.get()) is not _END:
+                yield item  # type: ignore[misc]
+
+        self._call = WarehouseVisionServiceStub(self._channel).StreamDetectionEvents(
+            outgoing(), metadata=metadata
+        )
+        threading.Thread(target=self._read_acks, args=(self._call, self._acks), daemon=True).start()
+        self.connects += 1
+
+    @staticmethod
+    def _read_acks(call: Any, acks: queue.Queue[object]) -> None:
+        try:
+            for ack in call:
+                acks.put(ack)
+        except Exception as exc:  # the stream failed: hand the error to the waiting sender
+            acks.put(exc)
+        else:
+            acks.put(TransportError("the centre closed the stream"))
+
+    def send(self, events: Sequence[pb.DetectionEvent], timeout_s: float) -> Delivery:
+        self._open()
+        batch_id = str(uuid.uuid4())
+        self._requests.put(pb.DetectionBatch(batch_id=batch_id, events=events))
+        try:
+            while True:
+                item = self._acks.get(timeout=timeout_s)
+                if isinstance(item, Exception):
+                    raise TransportError(f"gRPC stream to {self.address} failed: {_describe(item)}")
+                if isinstance(item, pb.InferenceAck) and item.batch_id == batch_id:
+                    return Delivery(
+                        acked=list(item.acknowledged_event_ids),
+                        rejected={r.event_id: r.reason for r in item.rejected},
+                    )
+        except queue.Empty:
+            self._reset()
+            raise TransportError(f"no acknowledgement from {self.address} within {timeout_s:.1f}s") from None
+        except TransportError:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        call, self._call = self._call, None
+        self._requests.put(_END)
+        if call is not None:
+            call.cancel()
+
+    def close(self) -> None:
+        self._reset()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+def _describe(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"{code().name}: {details()}"
+    return str(exc)

@@ -1,0 +1,1 @@
+"""Multi-object tracking of packages across the frames of one camera."""

@@ -1,0 +1,184 @@
+"""Sensors: drift-triggered retraining and on-call failure recording (others append to ``SENSORS``)."""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from assets.models import PROMOTION_ID, promotion_metadata
+from orchestration.jobs import retraining_job
+from orchestration.partitions import daily_facility_partitions
+from orchestration.resources import DatabaseResource, ModelRegistryResource
+from wv.settings import get_settings
+
+DRIFT_ASSET = dg.AssetKey("drift_evaluation")
+
+
+@dataclass
+class DriftCursor:
+    """Where the sensor stopped reading, and which facilities are currently below the threshold."""
+
+    after_storage_id: int | None = None
+    below: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "DriftCursor":
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps({"after_storage_id": self.after_storage_id, "below": self.below}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    storage_id: int
+    facility: str
+    day: str
+    accuracy: float | None
+
+
+def new_drops(cursor: DriftCursor, evaluations: list[Evaluation], threshold: float) -> list[Evaluation]:
+    """Evaluations where a facility newly fell below ``threshold``; updates ``cursor`` in place.
+
+    A facility fires once per drop: it stays in ``cursor.below`` until an evaluation at or above
+    the threshold shows it recovered. Evaluations without verified samples change nothing.
+    """
+    drops = []
+    for e in sorted(evaluations, key=lambda e: e.storage_id):
+        cursor.after_storage_id = max(cursor.after_storage_id or 0, e.storage_id)
+        if e.accuracy is None:
+            continue
+        if e.accuracy < threshold:
+            if e.facility not in cursor.below:
+                cursor.below[e.facility] = e.day
+                drops.append(e)
+        else:
+            cursor.below.pop(e.facility, None)
+    return drops
+
+
+def _evaluation(record: dg.EventLogRecord) -> Evaluation | None:
+    materialization = record.asset_materialization
+    if materialization is None or not isinstance(materialization.partition, str):
+        return None
+    keys = daily_facility_partitions.get_partition_key_from_str(materialization.partition).keys_by_dimension
+    value = materialization.metadata.get("accuracy")
+    accuracy = value.value if isinstance(value, dg.FloatMetadataValue) else None
+    return Evaluation(record.storage_id, keys["facility"], keys["date"], accuracy)
+
+
+@dg.sensor(
+    job=retraining_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches retraining when a facility's drift_evaluation accuracy falls below "
+    "WV_DRIFT_ACCURACY_THRESHOLD (0.94); once per drop, again only after that facility recovers.",
+)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    cursor = DriftCursor.parse(context.cursor)
+    threshold = get_settings().drift_accuracy_threshold
+    after = cursor.after_storage_id
+    evaluations: list[Evaluation] = []
+    while True:
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=DRIFT_ASSET, after_storage_id=after), limit=500, ascending=True
+        )
+        evaluations += [e for r in result.records if (e := _evaluation(r)) is not None]
+        if result.records:
+            after = max(r.storage_id for r in result.records)
+        if not result.has_more:
+            break
+    drops = new_drops(cursor, evaluations, threshold)
+    cursor.after_storage_id = after
+    if not drops:
+        return dg.SensorResult(skip_reason=f"no facility newly below {threshold}", cursor=cursor.dump())
+    facilities = ",".join(sorted({d.facility for d in drops}))
+    run_key = "drift-" + "-".join(f"{d.facility}@{d.day}" for d in drops)
+    lowest = min(drops, key=lambda d: d.accuracy or 0.0)
+    context.log.info("accuracy below %s at %s; launching retraining", threshold, facilities)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=run_key,
+                run_config={"ops": {"candidate_model": {"config": {"steps": get_settings().retrain_steps}}}},
+                tags={
+                    "wv/trigger": "drift",
+                    "wv/facilities": facilities,
+                    "wv/lowest_accuracy": f"{lowest.accuracy:.4f}",
+                },
+            )
+        ],
+        cursor=cursor.dump(),
+    )
+
+
+def failure_record(context: dg.RunFailureSensorContext) -> dict[str, Any]:
+    run = context.dagster_run
+    steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
+    return {
+        "run_id": run.run_id,
+        "job_name": run.job_name,
+        "partition_key": run.tags.get("dagster/partition"),
+        "failed_at": datetime.now(UTC).isoformat(),
+        "error": (context.failure_event.message or "")[:4000],
+        "failed_steps": steps,
+        "run_url": f"http://{get_settings().dagster_host}:{get_settings().dagster_port}/runs/{run.run_id}",
+    }
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records every failed run for on-call: `orchestration_failures` table and "
+    "<state>/oncall/failures.jsonl.",
+)
+def oncall_failure_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> None:
+    record = failure_record(context)
+    with database.connect() as conn:
+        conn.execute(
+            "INSERT INTO orchestration_failures "
+            "(run_id, job_name, partition_key, error, failed_steps, run_url) "
+            "VALUES (%(run_id)s, %(job_name)s, %(partition_key)s, %(error)s, %(failed_steps)s, %(run_url)s) "
+            "ON CONFLICT (run_id) DO NOTHING",
+            record,
+        )
+    log = get_settings().state_dir / "oncall" / "failures.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    context.log.warning("run %s of %s failed; recorded for on-call", record["run_id"], record["job_name"])
+
+
+def _last_reported_promotion(instance: dg.DagsterInstance) -> int:
+    event = instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    materialization = event.asset_materialization if event else None
+    value = materialization.metadata.get(PROMOTION_ID) if materialization else None
+    return int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value is not None else 0
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Shows approvals and rollbacks made with `wv model approve|rollback` as production_model "
+    "materializations, so the UI's lineage ends at the model the edges actually run.",
+)
+def model_promotion_sensor(
+    context: dg.SensorEvaluationContext, model_registry: ModelRegistryResource
+) -> dg.SensorResult:
+    registry = model_registry.registry()
+    after = max(int(context.cursor or 0), _last_reported_promotion(context.instance))
+    promotions = registry.history(after_id=after)
+    events = [
+        dg.AssetMaterialization(
+            asset_key="production_model",
+            description=f"{p['action']} of {p['version']} by {p['actor']} (wv model)",
+            metadata=promotion_metadata(registry.get(p["version"]), p),
+        )
+        for p in promotions
+    ]
+    cursor = str(promotions[-1]["id"]) if promotions else str(after)
+    return dg.SensorResult(asset_events=events, cursor=cursor)
+
+
+SENSORS: list[dg.SensorDefinition] = [drift_retraining_sensor, oncall_failure_sensor, model_promotion_sensor]

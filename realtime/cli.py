@@ -1,0 +1,148 @@
+"""``wv realtime``: the central tier's long-running processes.
+
+``run`` starts Kafka ingest workers, ``serve`` the gRPC service, ``windows`` the Redis window
+aggregator, ``rules`` the periodic anomaly rules. Each stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import redis
+import typer
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+from realtime import kafka, metrics
+from realtime.ingest.supervisor import run_workers
+from realtime.ingest.worker import IngestConfig
+from realtime.rules.config import load_rules
+from realtime.rules.runner import RuleRunner
+from realtime.service.server import ServiceConfig
+from realtime.service.server import serve as serve_grpc
+from realtime.sink import EventSink
+from realtime.storage.connection import Connector
+from realtime.windows.aggregator import WindowAggregator
+from realtime.windows.recompute import rebuild
+from wv.logging import configure_logging
+from wv.services.manager import display_url
+from wv.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Run the central ingest workers, gRPC service, windows and rules.", no_args_is_help=True
+)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+@contextmanager
+def _unreachable_services(settings: Settings) -> Iterator[None]:
+    """Turn "cannot reach the broker/database" at start-up into one line naming the setting."""
+    try:
+        yield
+    except (KafkaConnectionError, KafkaTimeoutError):
+        typer.echo(f"error: WV_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: no broker answers", err=True)
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        typer.echo(f"error: WV_DATABASE_URL={display_url(settings.database_url)}: {first}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def run(
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes in the consumer group."),
+    create_topics: bool = typer.Option(True, help="Create missing topics before consuming."),
+    partitions: int = typer.Option(6, min=1, help="Partitions of topics this command creates."),
+) -> None:
+    """Consume wv.detections and wv.anomalies into the database (offsets committed after it)."""
+    settings = _settings()
+    config = IngestConfig.from_settings(settings)
+    if create_topics:
+        topics = [config.detections_topic, config.anomalies_topic, config.dead_letter_topic]
+        with _unreachable_services(settings):
+            kafka.ensure_topics(config.bootstrap, topics, partitions=partitions)
+    code = run_workers(
+        config, workers, metrics_host=settings.metrics_host, metrics_port=settings.metrics_port
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve() -> None:
+    """Serve WarehouseVisionService on WV_GRPC_ADDRESS (token required; TLS/mTLS optional)."""
+    settings = _settings()
+    serve_grpc(
+        ServiceConfig.from_settings(settings),
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
+    )
+
+
+@app.command()
+def windows(
+    rebuild_minutes: int = typer.Option(
+        0, "--rebuild-minutes", min=0, help="First rewrite the last N minutes of windows from the database."
+    ),
+) -> None:
+    """Maintain per-facility per-minute windows from the facility streams (consumer group)."""
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    if rebuild_minutes:
+        end = datetime.now(UTC)
+        connector = Connector(settings.database_url, application_name="wv-windows")
+        with connector.connection() as conn:
+            for facility in settings.facilities:
+                start = end - timedelta(minutes=rebuild_minutes)
+                written = rebuild(client, conn, facility, start, end, ttl_s=settings.window_ttl_s)
+                typer.echo(f"{facility}: {written} windows rebuilt")
+        connector.close()
+    metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+    WindowAggregator(client, ttl_s=settings.window_ttl_s).run(_stop_on_signals())
+
+
+@app.command()
+def rules(
+    once: bool = typer.Option(False, "--once", help="Evaluate the last --lookback-minutes once and exit."),
+    lookback_minutes: int = typer.Option(60, min=1, help="How far the first evaluation looks back."),
+) -> None:
+    """Evaluate the anomaly rules (WV_RULES_FILE) every WV_RULES_INTERVAL_S."""
+    settings = _settings()
+    ruleset = load_rules(settings.rules_file)
+    connector = Connector(settings.database_url, application_name="wv-rules")
+    with _unreachable_services(settings):
+        producer = kafka.producer(settings.kafka_bootstrap, client_id="wv-rules")
+    runner = RuleRunner(
+        ruleset,
+        connector.connection,
+        EventSink(connector.connection, component="rules"),
+        producer=producer,
+        anomalies_topic=settings.topic("anomalies"),
+    )
+    lookback = timedelta(minutes=lookback_minutes)
+    try:
+        if once:
+            now = datetime.now(UTC)
+            flags = runner.evaluate(now - lookback, now)
+            typer.echo(f"{len(flags)} flags due in the last {lookback_minutes} minutes")
+        else:
+            metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+            runner.run(_stop_on_signals(), interval_s=settings.rules_interval_s, lookback=lookback)
+    finally:
+        producer.close(timeout=5)
+        connector.close()

@@ -1,0 +1,287 @@
+"""Decode and validate incoming messages: valid events out, every bad one with a typed reason.
+
+A bad event never reaches the database (where one violated constraint would fail the whole
+batch); it becomes a :class:`Rejection` carrying its raw bytes, to be dead-lettered. Checks
+mirror the table constraints, so an accepted event always fits its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from google.protobuf.message import DecodeError
+
+from realtime.events import KIND_NAME, SEVERITY_NAME, SUPPORTED_SCHEMA_VERSIONS
+from realtime.proto import warehouse_vision_pb2 as pb
+
+
+class Reason(StrEnum):
+    """Why a message or event was dead-lettered; the first word of ``dead_letters.reason``."""
+
+    UNDECODABLE = "undecodable"
+    OVERSIZED = "oversized"
+    MISSING_FIELD = "missing_field"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    UNKNOWN_FACILITY = "unknown_facility"
+    FUTURE_EVENT_TIME = "future_event_time"
+    INVALID_VALUE = "invalid_value"
+    REJECTED_BY_DATABASE = "rejected_by_database"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One message (or one event of a batch) that will never be accepted."""
+
+    reason: Reason
+    detail: str
+    raw: bytes
+    event_id: str | None = None
+    facility_id: str | None = None
+    item: int = 0
+    """Index of the event in its DetectionBatch (0 for a whole-message rejection)."""
+
+    @property
+    def text(self) -> str:
+        """``reason: detail`` as stored and published."""
+        return f"{self.reason.value}: {self.detail}" if self.detail else self.reason.value
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The outcome of decoding messages: events and flags to write, rejections to dead-letter."""
+
+    events: list[pb.DetectionEvent] = field(default_factory=list)
+    flags: list[pb.AnomalyFlag] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def extend(self, other: Decoded) -> None:
+        self.events.extend(other.events)
+        self.flags.extend(other.flags)
+        self.rejections.extend(other.rejections)
+
+
+_TEXT_FIELDS = (
+    "event_id",
+    "facility_id",
+    "camera_id",
+    "track_id",
+    "package_id",
+    "sku",
+    "zone",
+    "expected_zone",
+    "model_version",
+    "engine",
+    "precision",
+)
+_FLAG_TEXT_FIELDS = (
+    "anomaly_id",
+    "kind",
+    "source",
+    "event_id",
+    "facility_id",
+    "camera_id",
+    "package_id",
+    "zone",
+)
+_TEXTS = operator.attrgetter(*_TEXT_FIELDS)
+_REQUIRED_NAMES = ("event_id", "facility_id", "camera_id", "track_id", "model_version")
+_REQUIRED_TEXT = operator.itemgetter(*(_TEXT_FIELDS.index(n) for n in _REQUIRED_NAMES))
+_PACKAGE = _TEXT_FIELDS.index("package_id")
+_PROBABILITIES = operator.attrgetter("ok", "crushed", "torn", "wet", "open")
+_BOX = operator.attrgetter("x1", "y1", "x2", "y2")
+_CONDITIONS = frozenset(range(1, 6))
+MAX_TEXT_LENGTH = 256
+"""Longest identifier accepted; longer ones are bad input, not data."""
+_INT32_MAX = 2**31 - 1
+_FLAG_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the anomaly_flags.kind constraint
+
+
+def _bad_text(value: str) -> bool:
+    return "\x00" in value or len(value) > MAX_TEXT_LENGTH
+
+
+def _unit(value: float) -> bool:
+    return 0.0 <= value <= 1.0  # false for NaN
+
+
+class Validator:
+    """Turns raw Kafka values and decoded gRPC batches into :class:`Decoded` results.
+
+    ``known_facility`` answers whether a facility exists (a cached lookup of the
+    ``facilities`` table); ``clock`` is injectable so the future-skew check is testable.
+    """
+
+    def __init__(
+        self,
+        known_facility: Callable[[str], bool],
+        *,
+        max_future_skew_s: float,
+        max_message_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._known_facility = known_facility
+        self._max_future_skew_s = max_future_skew_s
+        self.max_message_bytes = max_message_bytes
+        self._clock = clock
+
+    # --- Kafka values -------------------------------------------------------------------
+    def detection_batch(self, value: bytes | None) -> Decoded:
+        """A ``wv.detections`` value: a serialized ``DetectionBatch``."""
+        raw = value or b""
+        message_problem = self._message_problem(raw)
+        if message_problem:
+            return Decoded(rejections=[message_problem])
+        try:
+            batch = pb.DetectionBatch.FromString(raw)
+        except DecodeError as exc:
+            return Decoded(rejections=[Rejection(Reason.UNDECODABLE, f"not a DetectionBatch ({exc})", raw)])
+        if not batch.events:
+            return Decoded(rejections=[Rejection(Reason.MISSING_FIELD, "events", raw)])
+        return self.events(batch.events)
+
+    def anomaly(self, value: bytes | None) -> Decoded:
+        """A ``wv.anomalies`` value: a serialized ``AnomalyFlag``."""
+        raw = value or b""
+        message_problem = self._message_problem(raw)
+        if message_problem:
+            return Decoded(rejections=[message_problem])
+        try:
+            flag = pb.AnomalyFlag.FromString(raw)
+        except DecodeError as exc:
+            return Decoded(rejections=[Rejection(Reason.UNDECODABLE, f"not an AnomalyFlag ({exc})", raw)])
+        problem = self._flag_problem(flag)
+        if problem:
+            return Decoded(rejections=[self._reject(problem, raw, flag.event_id, flag.facility_id)])
+        return Decoded(flags=[flag])
+
+    def _message_problem(self, raw: bytes) -> Rejection | None:
+        if len(raw) > self.max_message_bytes:
+            return Rejection(Reason.OVERSIZED, f"{len(raw)} bytes > {self.max_message_bytes}", raw)
+        if not raw:
+            return Rejection(Reason.UNDECODABLE, "empty message", raw)
+        return None
+
+    # --- events ---------------------------------------------------------------------------
+    def events(self, events: Iterable[pb.DetectionEvent]) -> Decoded:
+        """Validate decoded events one by one; a bad event does not spoil its neighbours."""
+        out = Decoded()
+        horizon = self._clock() + self._max_future_skew_s
+        for item, event in enumerate(events):
+            problem = self._event_problem(event, horizon)
+            if problem:
+                out.rejections.append(
+                    self._reject(problem, event.SerializeToString(), event.event_id, event.facility_id, item)
+                )
+            else:
+                out.events.append(event)
+        return out
+
+    @staticmethod
+    def _reject(
+        problem: tuple[Reason, str], raw: bytes, event_id: str, facility_id: str, item: int = 0
+    ) -> Rejection:
+        return Rejection(
+            problem[0],
+            problem[1],
+            raw,
+            event_id=event_id if event_id and not _bad_text(event_id) else None,
+            facility_id=facility_id if facility_id and not _bad_text(facility_id) else None,
+            item=item,
+        )
+
+    def _event_problem(self, e: pb.DetectionEvent, horizon: float) -> tuple[Reason, str] | None:
+        # Hot path (every event): fields are read once, in bulk (attrgetter), and the common
+        # all-good case costs a few comparisons; the loops only run to name a problem.
+        if e.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+            return Reason.UNSUPPORTED_SCHEMA_VERSION, str(e.schema_version)
+        texts = _TEXTS(e)
+        if not all(_REQUIRED_TEXT(texts)):
+            return Reason.MISSING_FIELD, next(n for n in _REQUIRED_NAMES if not texts[_TEXT_FIELDS.index(n)])
+        if not e.HasField("event_time"):
+            return Reason.MISSING_FIELD, "event_time"
+        kind = KIND_NAME.get(e.kind)
+        if kind is None:
+            return Reason.MISSING_FIELD if e.kind == 0 else Reason.INVALID_VALUE, "kind"
+        if "\x00" in "".join(texts) or max(map(len, texts)) > MAX_TEXT_LENGTH:
+            return Reason.INVALID_VALUE, next(
+                n for n, t in zip(_TEXT_FIELDS, texts, strict=True) if _bad_text(t)
+            )
+        if kind == "decision":
+            if not texts[_PACKAGE]:
+                return Reason.MISSING_FIELD, "package_id"
+            if not e.condition:
+                return Reason.MISSING_FIELD, "condition"
+            if e.condition not in _CONDITIONS:
+                return Reason.INVALID_VALUE, "condition"
+            values = (*_PROBABILITIES(e.condition_probabilities), e.condition_confidence)
+            total = sum(values)
+            if not (min(values) >= 0.0 and max(values) <= 1.0 and total == total):  # total != total: a NaN
+                return Reason.INVALID_VALUE, "condition_probabilities"
+        ts = e.event_time
+        event_time = ts.seconds + ts.nanos * 1e-9
+        if event_time > horizon:
+            return Reason.FUTURE_EVENT_TIME, f"{event_time - horizon + self._max_future_skew_s:.0f} s ahead"
+        if not 0 < event_time < 253402300799:  # 1970 .. 9999: what timestamptz and datetime hold
+            return Reason.INVALID_VALUE, "event_time"
+        fs = e.first_seen
+        if e.HasField("first_seen") and not (
+            fs.seconds + fs.nanos * 1e-9 > 0 and (fs.seconds, fs.nanos) <= (ts.seconds, ts.nanos)
+        ):
+            return Reason.INVALID_VALUE, "first_seen"  # after 1970 like event_time (year 0 overflows)
+        if not _unit(e.detection_confidence):
+            return Reason.INVALID_VALUE, "detection_confidence"
+        x1, y1, x2, y2 = _BOX(e.bbox)
+        if not (x2 >= x1 and y2 >= y1 and math.isfinite(x2 - x1 + y2 - y1)):
+            return Reason.INVALID_VALUE, "bbox"
+        if e.frames_observed > _INT32_MAX:
+            return Reason.INVALID_VALUE, "frames_observed"
+        for flag in e.anomalies:
+            problem = self._flag_problem(flag, e.facility_id)
+            if problem:
+                return problem[0], f"anomalies.{problem[1]}"
+        if not self._known_facility(e.facility_id):
+            return Reason.UNKNOWN_FACILITY, e.facility_id
+        return None
+
+    def _flag_problem(self, f: pb.AnomalyFlag, event_facility: str = "") -> tuple[Reason, str] | None:
+        """Standalone flags must be complete; flags embedded in an event inherit its ids and time."""
+        if not f.kind:
+            return Reason.MISSING_FIELD, "kind"
+        if not event_facility:
+            for name in ("anomaly_id", "facility_id"):
+                if not getattr(f, name):
+                    return Reason.MISSING_FIELD, name
+            if not f.HasField("flagged_at"):
+                return Reason.MISSING_FIELD, "flagged_at"
+        for name in _FLAG_TEXT_FIELDS:
+            if _bad_text(getattr(f, name)):
+                return Reason.INVALID_VALUE, name
+        if not _FLAG_KIND.fullmatch(f.kind):
+            return Reason.INVALID_VALUE, "kind"
+        if event_facility and f.facility_id not in ("", event_facility):
+            return Reason.INVALID_VALUE, "facility_id"
+        if f.severity not in SEVERITY_NAME:
+            return Reason.INVALID_VALUE, "severity"
+        if not math.isfinite(f.score):
+            return Reason.INVALID_VALUE, "score"
+        if f.HasField("flagged_at") and not 0 < f.flagged_at.seconds < 253402300799:
+            return Reason.INVALID_VALUE, "flagged_at"
+        if f.flagged_at.seconds > self._clock() + self._max_future_skew_s:
+            return Reason.FUTURE_EVENT_TIME, "flagged_at"
+        if f.evidence_json:
+            try:
+                evidence = json.loads(f.evidence_json)
+            except ValueError:
+                return Reason.INVALID_VALUE, "evidence_json"
+            if not isinstance(evidence, dict) or "\\u0000" in f.evidence_json or "\x00" in f.evidence_json:
+                return Reason.INVALID_VALUE, "evidence_json"
+        if not event_facility and not self._known_facility(f.facility_id):
+            return Reason.UNKNOWN_FACILITY, f.facility_id
+        return None

@@ -1,0 +1,1 @@
+"""Kafka ingest: consumer-group workers writing micro-batches exactly once."""

@@ -1,0 +1,257 @@
+"""One ingest worker: a Kafka group member that validates, batches, writes, then commits offsets.
+
+Two threads form a pipeline of depth one: this (consumer) thread polls and validates while a
+writer thread stores the previous batch, so Python work overlaps with the database's. A batch
+is handed to the writer as soon as the writer is free and the batch is full
+(``WV_INGEST_BATCH_SIZE`` items), the consumer has caught up with the log (low latency at low
+rates), or the batch is ``WV_INGEST_BATCH_MS`` old. Offsets are committed, in order, only after
+their batch's database commit; while the database is down the writer retries with backoff and
+the consumer pauses its partitions yet keeps polling, so it stays in the group and commits
+nothing. SIGTERM stops polling, drains the in-flight and pending batches, commits, and leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import redis
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from realtime import kafka, metrics
+from realtime.codec import Decoded, Validator
+from realtime.dead_letters import DeadLetterPublisher
+from realtime.facility_cache import FacilityCache
+from realtime.ingest.batch import MicroBatch
+from realtime.resilience import call_with_retry
+from realtime.sink import EventSink
+from realtime.storage.connection import Connector
+from realtime.windows.streams import StreamPublisher
+from wv.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything a worker needs; :meth:`from_settings` maps the ``WV_*`` settings."""
+
+    bootstrap: str
+    database_url: str
+    detections_topic: str
+    anomalies_topic: str
+    dead_letter_topic: str
+    redis_url: str | None = None
+    group_id: str = "wv-ingest"
+    batch_size: int = 5000
+    batch_ms: float = 200.0
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_future_skew_s: float = 300.0
+    stream_maxlen: int = 100_000
+    drain_timeout_s: float = 30.0
+    client_id: str = "wv-ingest"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> IngestConfig:
+        config = cls(
+            bootstrap=settings.kafka_bootstrap,
+            database_url=settings.database_url,
+            detections_topic=settings.topic("detections"),
+            anomalies_topic=settings.topic("anomalies"),
+            dead_letter_topic=settings.topic("dead-letter"),
+            redis_url=settings.redis_url,
+            group_id=settings.ingest_group_id,
+            batch_size=settings.ingest_batch_size,
+            batch_ms=settings.ingest_batch_ms,
+            max_message_bytes=settings.ingest_max_message_bytes,
+            max_future_skew_s=settings.max_future_skew_s,
+            stream_maxlen=settings.stream_maxlen,
+        )
+        return replace(config, **overrides)  # type: ignore[arg-type]
+
+
+class IngestWorker:
+    """Run with :meth:`run` in the main thread of a process; stop by setting the event."""
+
+    def __init__(self, config: IngestConfig, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self._facilities = FacilityCache.from_database(config.database_url)
+        self.validator = Validator(
+            self._facilities,
+            max_future_skew_s=config.max_future_skew_s,
+            max_message_bytes=config.max_message_bytes,
+        )
+        self._connector = Connector(config.database_url, application_name=config.client_id)
+        self._producer = kafka.producer(
+            config.bootstrap, client_id=config.client_id, max_request_bytes=2 * config.max_message_bytes
+        )
+        self._redis = redis.Redis.from_url(config.redis_url, socket_timeout=2) if config.redis_url else None
+        self.sink = EventSink(
+            self._connector.connection,
+            component="ingest",
+            dead_letters=DeadLetterPublisher(self._producer, config.dead_letter_topic),
+            streams=StreamPublisher(self._redis, maxlen=config.stream_maxlen) if self._redis else None,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-ingest-writer")
+        self._inflight: tuple[MicroBatch, Future[object]] | None = None
+        self._pending = MicroBatch()
+        self._consumer: KafkaConsumer | None = None
+        self._events_per_message = 100.0
+        self._lag_at = 0.0
+
+    # --- life cycle -----------------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until :attr:`stop` is set (or a write fails for good), then drain and close."""
+        cfg = self.config
+        call_with_retry(self._facilities.prime, breaker=self.sink.breaker, give_up=self.stop.is_set)
+        consumer = kafka.consumer(cfg.bootstrap, cfg.group_id, client_id=cfg.client_id)
+        self._consumer = consumer
+        consumer.subscribe([cfg.detections_topic, cfg.anomalies_topic], listener=_Rebalance(self))
+        log.info("ingest %s consuming %s, %s", cfg.client_id, cfg.detections_topic, cfg.anomalies_topic)
+        try:
+            while not self.stop.is_set():
+                self._step(consumer)
+            self._drain()
+        finally:
+            consumer.close(autocommit=False)
+            self._executor.shutdown(wait=True)
+            self._producer.close(timeout=5)
+            self._connector.close()
+            if self._redis is not None:
+                self._redis.close()
+
+    def _step(self, consumer: KafkaConsumer) -> None:
+        self._reap(block=False)
+        full = self._pending.size >= self.config.batch_size
+        busy = self._inflight is not None
+        self._pause(consumer, full and busy)
+        room = max(1, int((self.config.batch_size - self._pending.size) / self._events_per_message))
+        records = consumer.poll(timeout_ms=10 if busy or self._pending.messages else 100, max_records=room)
+        received = 0
+        for tp, messages in records.items():
+            metrics.CONSUMED.labels(tp.topic).inc(len(messages))
+            for message in messages:
+                self._pending.add(tp, message.offset, self._decode(tp.topic, message.value))
+                received += 1
+        if received:
+            per_message = self._pending.size / max(1, self._pending.messages)
+            self._events_per_message = 0.9 * self._events_per_message + 0.1 * per_message
+        caught_up = received < room
+        if (
+            self._pending.messages
+            and self._inflight is None
+            and (full or caught_up or self._pending.age_ms() >= self.config.batch_ms)
+        ):
+            self._submit()
+        self._report_lag(consumer)
+
+    def _decode(self, topic: str, value: bytes | None) -> Decoded:
+        if topic == self.config.anomalies_topic:
+            return self.validator.anomaly(value)
+        return self.validator.detection_batch(value)
+
+    # --- the write pipeline ---------------------------------------------------------------
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, MicroBatch()
+        self._inflight = (batch, self._executor.submit(self._write, batch))
+
+    def _write(self, batch: MicroBatch) -> object:
+        return self.sink.store_rows(
+            batch.rows,
+            batch.dead_letters,
+            source="kafka",
+            give_up=self.stop.is_set,
+            sleep=self.stop.wait,
+        )
+
+    def _reap(self, *, block: bool, timeout: float | None = None) -> bool:
+        """Commit the in-flight batch's offsets once it is stored; False if it is still running.
+
+        A batch that failed for good (stop requested during an outage, or a bug) is never
+        committed; the worker then stops, and its messages are consumed again from the last
+        committed offsets by whoever owns the partitions next.
+        """
+        if self._inflight is None:
+            return True
+        batch, future = self._inflight
+        if not block and not future.done():
+            return False
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:
+            return False
+        except Exception as exc:
+            self._inflight = None
+            self._pending = MicroBatch()
+            if not self.stop.is_set():
+                log.error("batch of %d items not stored, stopping without committing: %s", batch.size, exc)
+                self.stop.set()
+                raise
+            log.warning("batch of %d items not stored before shutdown; it will be consumed again", batch.size)
+            return True
+        self._inflight = None
+        self._commit(batch)
+        return True
+
+    def _commit(self, batch: MicroBatch) -> None:
+        assert self._consumer is not None
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
+        try:
+            self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on (rebalance): the new owner re-reads from the last commit and
+            # the idempotent write turns the re-read into counted duplicates.
+            log.warning("offsets %s not committed (%s); they will be re-read", offsets, exc)
+
+    def _drain(self, timeout: float | None = None) -> None:
+        """Write everything consumed so far and commit it (shutdown and partition revocation)."""
+        limit = self.config.drain_timeout_s if timeout is None else timeout
+        if not self._reap(block=True, timeout=limit):
+            log.warning("in-flight batch still running after %.0f s; not committed", limit)
+            return
+        if self._pending.messages:
+            self._submit()
+            self._reap(block=True, timeout=limit)
+
+    def _pause(self, consumer: KafkaConsumer, pause: bool) -> None:
+        paused = consumer.paused()
+        if pause and not paused:
+            consumer.pause(*consumer.assignment())
+        elif not pause and paused:
+            consumer.resume(*paused)
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < 1.0:
+            return
+        self._lag_at = now
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                try:
+                    position = consumer.position(tp, timeout_ms=0)
+                except KafkaError:
+                    continue
+                if position is not None:
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Before partitions move away, store and commit what was consumed from them."""
+
+    def __init__(self, worker: IngestWorker) -> None:
+        self._worker = worker
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self._worker._drain(timeout=self._worker.config.drain_timeout_s)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the central tier, one registry per process.
+
+Each worker process serves its own endpoint (``WV_METRICS_PORT`` + worker index) bound to
+``WV_METRICS_HOST`` (127.0.0.1 unless configured otherwise), so no multiprocess mode is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+CONSUMED = Counter("wv_ingest_messages_consumed", "Kafka messages consumed.", ["topic"])
+EVENTS_WRITTEN = Counter("wv_ingest_events_written", "Events newly stored.", ["source"])
+DUPLICATES = Counter("wv_ingest_duplicates_skipped", "Events and flags already stored (replays).", ["source"])
+FLAGS_WRITTEN = Counter("wv_ingest_flags_written", "Anomaly flags newly stored.", ["source"])
+DEAD_LETTERED = Counter("wv_ingest_dead_lettered", "Messages or events dead-lettered.", ["source", "reason"])
+BATCH_EVENTS = Histogram(
+    "wv_ingest_batch_events",
+    "Events per written micro-batch.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000),
+)
+COMMIT_SECONDS = Histogram(
+    "wv_ingest_commit_seconds", "Database write+commit time per batch.", buckets=_LATENCY_BUCKETS
+)
+EVENT_LAG_SECONDS = Histogram(
+    "wv_ingest_event_to_commit_seconds",
+    "Event time to database commit (end to end; a sample of up to 50 events per batch).",
+    buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+CONSUMER_LAG = Gauge("wv_ingest_consumer_lag", "Messages behind the partition's end.", ["topic", "partition"])
+DB_RETRIES = Counter("wv_db_retries", "Database calls retried after a transient failure.", ["component"])
+BREAKER_OPEN = Gauge("wv_db_circuit_open", "1 while the database circuit breaker is open.", ["component"])
+STREAM_PUBLISH_FAILURES = Counter("wv_stream_publish_failures", "Redis stream fan-out failures.")
+WINDOW_ENTRIES = Counter("wv_window_entries", "Stream entries applied to windows.", ["kind", "outcome"])
+GRPC_SECONDS = Histogram(
+    "wv_grpc_server_handling_seconds", "gRPC handling time.", ["method", "code"], buckets=_LATENCY_BUCKETS
+)
+
+
+def serve_metrics(host: str, port: int) -> bool:
+    """Expose this process's metrics on ``host:port`` (port 0: disabled); False if the port is taken."""
+    if not port:
+        return False
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("metrics endpoint %s:%d not started: %s", host, port, exc)
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Declarative anomaly rules: config, pure engine, and the periodic runner."""

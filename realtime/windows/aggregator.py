@@ -1,0 +1,205 @@
+"""The window aggregator (``wv realtime windows``): a consumer group over every facility stream.
+
+Each entry is applied by one Lua script that updates its window and ``XACK`` s it atomically,
+and counts it only if its event id (or anomaly id) is new to the window, so a re-delivered or
+re-claimed entry never counts twice. A consumer that dies leaves its read-but-unacked entries
+pending; every aggregator periodically takes over entries idle longer than ``min_idle_ms``
+with ``XAUTOCLAIM`` and applies them. Several aggregators may run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from realtime import metrics
+from realtime.windows.model import NO_LATENCY, minute_of, window_keys
+from realtime.windows.streams import STREAM_PREFIX
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "wv-windows"
+
+_APPLY = """
+local applied = 0
+if ARGV[1] == 'decision' then
+  if redis.call('ZADD', KEYS[2], 'NX', ARGV[6], ARGV[5]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'packages', 1)
+    if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'damaged', 1) end
+    if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[1], 'misplaced', 1) end
+    if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'fallback', 1) end
+    applied = 1
+  end
+elseif ARGV[1] == 'anomaly' then
+  if redis.call('SADD', KEYS[3], ARGV[5]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'anomalies:' .. ARGV[6], 1)
+    applied = 1
+  end
+end
+if applied == 1 then
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
+return applied
+"""
+"""KEYS: counters, latencies, anomaly ids, stream. ARGV: type, group, entry id, ttl, id, then
+for decisions: latency, damaged, misplaced, fallback; for anomalies: kind."""
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _arguments(fields: dict[bytes, bytes]) -> tuple[str, int, list[str]] | None:
+    """(facility, window minute, type-specific ARGV) of an entry; None for entries we do not count."""
+    f = {k.decode(): v.decode() for k, v in fields.items()}
+    kind = f.get("type")
+    try:
+        if kind == "decision":
+            e2e = f.get("e2e_ms", "")
+            zone, expected = f.get("zone", ""), f.get("expected_zone", "")
+            return (
+                f["facility_id"],
+                minute_of(int(f["event_time_ms"])),
+                [
+                    "decision",
+                    f["event_id"],
+                    e2e if e2e else repr(NO_LATENCY),
+                    "1" if f.get("condition", "ok") != "ok" else "0",
+                    "1" if expected and zone != expected else "0",
+                    f.get("fallback", "0"),
+                ],
+            )
+        if kind == "anomaly":
+            return (
+                f["facility_id"],
+                minute_of(int(f["flagged_at_ms"])),
+                ["anomaly", f["anomaly_id"], f["kind"]],
+            )
+    except (KeyError, ValueError):
+        log.warning("malformed stream entry skipped: %s", f)
+    return None
+
+
+class WindowAggregator:
+    """Reads every ``wv:stream:*`` as one member of ``group``; call :meth:`run` or the steps."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        group: str = DEFAULT_GROUP,
+        consumer: str | None = None,
+        ttl_s: int = 6 * 3600,
+        count: int = 500,
+        block_ms: int = 1000,
+        min_idle_ms: int = 30_000,
+        discover_every_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._ttl = str(ttl_s)
+        self._count = count
+        self._block_ms = block_ms
+        self.min_idle_ms = min_idle_ms
+        self._discover_every_s = discover_every_s
+        self._streams: list[str] = []
+        self._discovered_at = -float("inf")
+        self._script = client.register_script(_APPLY)
+
+    # --- streams and groups ---------------------------------------------------------------
+    def streams(self) -> list[str]:
+        """The facility streams, rediscovered every few seconds; joins the group on new ones."""
+        if time.monotonic() - self._discovered_at > self._discover_every_s:
+            found = sorted(
+                k.decode() for k in self._client.scan_iter(match=f"{STREAM_PREFIX}*", _type="STREAM")
+            )
+            for stream in found:  # all, not only new ones: a Redis restarted empty lost the groups too
+                try:
+                    self._client.xgroup_create(stream, self.group, id="0", mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            self._streams = found
+            self._discovered_at = time.monotonic()
+        return self._streams
+
+    # --- applying entries -----------------------------------------------------------------
+    def apply(self, stream: str, entries: Sequence[Entry]) -> int:
+        """Count (if new) and acknowledge each entry atomically; returns how many were new."""
+        if not entries:
+            return 0
+        counted = []  # per pipeline command: does its reply say "counted" (scripts) or not (acks)
+        with self._client.pipeline(transaction=False) as pipe:
+            for entry_id, fields in entries:
+                parsed = _arguments(fields)
+                counted.append(parsed is not None)
+                if parsed is None:
+                    pipe.xack(stream, self.group, entry_id)
+                    continue
+                facility, minute, argv = parsed
+                kind, ident, *rest = argv
+                self._script(
+                    keys=[*window_keys(facility, minute), stream],
+                    args=[kind, self.group, entry_id, self._ttl, ident, *rest],
+                    client=pipe,
+                )
+            results = pipe.execute()
+        applied = sum(1 for r, script in zip(results, counted, strict=True) if script and r == 1)
+        metrics.WINDOW_ENTRIES.labels("stream", "applied").inc(applied)
+        metrics.WINDOW_ENTRIES.labels("stream", "duplicate").inc(len(entries) - applied)
+        return applied
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Read new entries of every stream once (blocking up to ``block_ms``) and apply them."""
+        streams = self.streams()
+        if not streams:
+            time.sleep((block_ms if block_ms is not None else self._block_ms) / 1000)
+            return 0
+        replies: Any = self._client.xreadgroup(
+            self.group,
+            self.consumer,
+            {s: ">" for s in streams},
+            count=self._count,
+            block=self._block_ms if block_ms is None else block_ms,
+        )
+        return sum(self.apply(stream.decode(), entries) for stream, entries in replies or ())
+
+    def recover(self) -> int:
+        """Take over and apply entries other consumers read but never acknowledged."""
+        applied = 0
+        for stream in self.streams():
+            cursor = "0-0"
+            while True:
+                cursor, entries, *_ = self._client.xautoclaim(
+                    stream, self.group, self.consumer, self.min_idle_ms, start_id=cursor, count=self._count
+                )
+                claimed = [(i, f) for i, f in entries if f]  # trimmed entries come back empty
+                if claimed:
+                    log.info("claimed %d pending entries of %s", len(claimed), stream)
+                applied += self.apply(stream, claimed)
+                if cursor in (b"0-0", "0-0"):
+                    break
+        return applied
+
+    def run(self, stop: threading.Event, *, recover_every_s: float = 15.0) -> None:
+        """Apply entries until ``stop``; recover abandoned ones now and then; ride out Redis outages."""
+        recovered_at = -float("inf")
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                if time.monotonic() - recovered_at > recover_every_s:
+                    self.recover()
+                    recovered_at = time.monotonic()
+                self.step()
+                delay = 0.1
+            except redis.RedisError as exc:
+                log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,108 @@
+"""Windows computed from the database: the reference the Redis figures must match, and the
+repair after a Redis outage (when fan-out entries were lost, the stored rows were not)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import psycopg
+import redis
+
+from realtime.windows.model import NO_LATENCY, Window, window_keys
+
+_DECISIONS = """
+    SELECT d.event_id, d.event_time, q.condition <> 'ok' AS damaged,
+           d.expected_zone <> '' AND d.zone <> d.expected_zone AS misplaced,
+           d.fallback, d.end_to_end_ms::float8 AS e2e
+    FROM package_detections d
+    JOIN quality_assessments q USING (event_time, event_id)
+    WHERE d.kind = 'decision' AND d.facility_id = %s AND d.event_time >= %s AND d.event_time < %s
+"""
+_FLAGS = """
+    SELECT anomaly_id, flagged_at, kind FROM anomaly_flags
+    WHERE facility_id = %s AND flagged_at >= %s AND flagged_at < %s
+"""
+_WINDOWS = """
+    WITH decisions AS ({decisions})
+    SELECT date_trunc('minute', event_time) AS minute, count(*) AS packages,
+           count(*) FILTER (WHERE damaged) AS damaged, count(*) FILTER (WHERE misplaced) AS misplaced,
+           count(*) FILTER (WHERE fallback) AS fallback,
+           percentile_disc(0.99) WITHIN GROUP (ORDER BY e2e) AS p99
+    FROM decisions GROUP BY 1
+"""
+_ANOMALIES = """
+    SELECT date_trunc('minute', flagged_at) AS minute, kind, count(*) FROM anomaly_flags
+    WHERE facility_id = %s AND flagged_at >= %s AND flagged_at < %s GROUP BY 1, 2
+"""
+
+
+def windows_from_database(
+    conn: psycopg.Connection, facility_id: str, start: datetime, end: datetime
+) -> list[Window]:
+    """The facility's windows in ``[start, end)`` as SQL computes them, oldest first."""
+    params = (facility_id, start, end)
+    found: dict[datetime, dict] = defaultdict(dict)
+    for minute, packages, damaged, misplaced, fallback, p99 in conn.execute(
+        _WINDOWS.format(decisions=_DECISIONS), params
+    ):
+        found[minute].update(
+            packages=packages, damaged=damaged, misplaced=misplaced, fallback=fallback, p99=p99
+        )
+    for minute, kind, n in conn.execute(_ANOMALIES, params):
+        found[minute].setdefault("anomalies", {})[kind] = n
+    return [
+        Window(
+            facility_id=facility_id,
+            minute=minute.astimezone(UTC),
+            packages=f.get("packages", 0),
+            damaged=f.get("damaged", 0),
+            misplaced=f.get("misplaced", 0),
+            fallback=f.get("fallback", 0),
+            p99_e2e_ms=f.get("p99"),
+            anomalies=f.get("anomalies", {}),
+        )
+        for minute, f in sorted(found.items())
+    ]
+
+
+def rebuild(
+    client: redis.Redis,
+    conn: psycopg.Connection,
+    facility_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    ttl_s: int,
+) -> int:
+    """Rewrite the facility's windows in ``[start, end)`` from the database; returns windows written.
+
+    Each window is replaced atomically (MULTI/EXEC) with the same per-id records the aggregator
+    keeps, so entries still arriving afterwards are recognised as already counted.
+    """
+    minutes: dict[int, dict] = defaultdict(lambda: {"lat": {}, "anom": set(), "counts": defaultdict(int)})
+    params = (facility_id, start, end)
+    for event_id, event_time, damaged, misplaced, fallback, e2e in conn.execute(_DECISIONS, params):
+        w = minutes[int(event_time.timestamp()) // 60 * 60]
+        w["lat"][event_id] = NO_LATENCY if e2e is None else e2e
+        w["counts"]["packages"] += 1
+        w["counts"]["damaged"] += bool(damaged)
+        w["counts"]["misplaced"] += bool(misplaced)
+        w["counts"]["fallback"] += bool(fallback)
+    for anomaly_id, flagged_at, kind in conn.execute(_FLAGS, params):
+        w = minutes[int(flagged_at.timestamp()) // 60 * 60]
+        w["anom"].add(anomaly_id)
+        w["counts"][f"anomalies:{kind}"] += 1
+    for minute, w in minutes.items():
+        counters, latencies, anomalies = window_keys(facility_id, minute)
+        with client.pipeline(transaction=True) as pipe:
+            pipe.delete(counters, latencies, anomalies)
+            pipe.hset(counters, mapping=dict(w["counts"]))
+            if w["lat"]:
+                pipe.zadd(latencies, w["lat"])
+            if w["anom"]:
+                pipe.sadd(anomalies, *w["anom"])
+            for key in (counters, latencies, anomalies):
+                pipe.expire(key, ttl_s)
+            pipe.execute()
+    return len(minutes)

@@ -1,0 +1,178 @@
+"""Fixtures on the real services named by the settings (``wv services up`` starts them).
+
+- ``settings``: the validated settings, as every ``wv`` command would load them.
+- ``database_url``: a fresh database ``wv_test_<hex>`` on the configured server, migrated,
+  partitioned and seeded with the configured facilities; dropped after the session.
+- ``empty_database_url``: a database name that does not exist yet (for set-up tests); dropped after.
+- ``db``: an autocommit psycopg connection to it; every application table is emptied first
+  (``schema_migrations`` kept) and the configured facilities are seeded again.
+- ``redis_url`` / ``redis_client``: a Redis database index claimed by this session alone
+  (other sessions on the same server use other indexes), flushed before each test.
+- ``kafka_bootstrap``: the broker; fails with a hint to run ``wv services up`` when none answers.
+- ``topic_prefix``: a topic prefix unique to the test, so tests never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from realtime.storage.bootstrap import bootstrap
+from realtime.storage.facilities import ensure_facilities
+from wv.services.kafka import KafkaService
+from wv.settings import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tests, and the ``wv`` subprocesses they start, read the services recorded by ``wv services up``
+# wherever pytest is started from; third-party tools stay offline and out of $HOME.
+os.environ.setdefault("WV_STATE_DIR", str(ROOT / ".local"))
+_STATE = Path(os.environ["WV_STATE_DIR"])
+for _name, _value in {
+    "GX_ANALYTICS_ENABLED": "false",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_DIR": str(_STATE / "wandb"),
+    "WANDB_CACHE_DIR": str(_STATE / "wandb" / "cache"),
+    "WANDB_DATA_DIR": str(_STATE / "wandb" / "data"),
+    "TQDM_DISABLE": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+_SERVICES_HINT = "start the local services with `wv services up` (or `make services`)"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        pytest.exit(f"{exc}", returncode=2)
+
+
+def _with_database(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(path=f"/{dbname}").geturl()
+
+
+@pytest.fixture(scope="session")
+def database_url(settings: Settings) -> Iterator[str]:
+    name = f"wv_test_{uuid.uuid4().hex[:12]}"
+    url = _with_database(settings.database_url, name)
+    admin_url = _with_database(settings.database_url, "postgres")
+    try:
+        psycopg.connect(admin_url, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {settings.database_url} does not answer ({exc}); {_SERVICES_HINT}")
+    bootstrap(
+        url,
+        facilities=settings.facilities,
+        retention_days=settings.retention_days,
+        timezone=settings.facility_timezone,
+    )
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_database_url(settings: Settings) -> Iterator[str]:
+    """A database name on the configured server that does not exist yet; dropped after the test."""
+    name = f"wv_test_{uuid.uuid4().hex[:12]}"
+    yield _with_database(settings.database_url, name)
+    with psycopg.connect(_with_database(settings.database_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _application_tables(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname <> 'schema_migrations'
+        ORDER BY c.relname
+        """
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+@pytest.fixture
+def db(database_url: str, settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Truncating a partitioned table touches every partition (slow); empty only what holds rows.
+        tables = _application_tables(conn)
+        holders = sql.SQL(" UNION ").join(
+            sql.SQL("SELECT DISTINCT tableoid::regclass::text FROM {}").format(sql.Identifier(t))
+            for t in tables
+        )
+        filled = [name for (name,) in conn.execute(holders).fetchall()]
+        if filled:
+            conn.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in filled)
+                )
+            )
+        ensure_facilities(conn, settings.facilities, settings.facility_timezone)
+        yield conn
+
+
+_REDIS_CLAIM = "wv:test-session:redis-db:{}"
+
+
+@pytest.fixture(scope="session")
+def _redis_db_index(settings: Settings) -> Iterator[int]:
+    """Claim a Redis database index no other test session uses (claims live in the configured db)."""
+    home = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        home.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {settings.redis_url} does not answer ({exc}); {_SERVICES_HINT}")
+    configured = home.connection_pool.connection_kwargs.get("db", 0)
+    token = uuid.uuid4().hex
+    for index in range(15, 0, -1):
+        if index != configured and home.set(_REDIS_CLAIM.format(index), token, nx=True, ex=3600):
+            break
+    else:
+        pytest.fail("every Redis database index is claimed by another test session")
+    yield index
+    if home.get(_REDIS_CLAIM.format(index)) == token.encode():
+        home.delete(_REDIS_CLAIM.format(index))
+    home.close()
+
+
+@pytest.fixture
+def redis_url(settings: Settings, _redis_db_index: int) -> str:
+    parts = urlsplit(settings.redis_url)
+    url = parts._replace(path=f"/{_redis_db_index}").geturl()
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(settings: Settings) -> str:
+    problem = KafkaService().probe(settings.kafka_bootstrap)
+    if problem:
+        pytest.fail(
+            f"no Kafka-protocol broker answers at {settings.kafka_bootstrap} ({problem}); {_SERVICES_HINT}"
+        )
+    return settings.kafka_bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"test.{uuid.uuid4().hex[:12]}."

@@ -1,0 +1,12 @@
+"""Small frames keep every simulator test well under a second."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.sources.synthetic import SimConfig
+
+
+@pytest.fixture
+def small() -> SimConfig:
+    return SimConfig(width=320, height=180)

@@ -1,0 +1,137 @@
+"""Kafka → PostgreSQL ingest against the real broker and database."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from prometheus_client import REGISTRY
+from psycopg import sql
+
+from realtime.events import EventFactory, anomaly_flag, detection_batch
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_every_event_lands_exactly_once_despite_duplicates_and_a_restart(
+    db, produce_events, ingest_worker, wait_for, scalar
+):
+    written_before, duplicates_before = (
+        _counter("wv_ingest_events_written"),
+        _counter("wv_ingest_duplicates_skipped"),
+    )
+    factory = EventFactory("FAC-001", seed=11)
+    events = list(factory.stream(60, detections=4))  # 300 events, 60 decisions
+    first, second = events[:150], events[150:]
+    produce_events(first, 10)
+    with ingest_worker("a"):
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == 150)
+    # replays of already-stored messages, then new ones, for a new group member
+    produce_events(first[:50], 10)
+    produce_events(second, 10)
+    produce_events(second[::3], 10)
+    with ingest_worker("b"):
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == 300)
+        wait_for(lambda: scalar("SELECT count(*) FROM quality_assessments") == 60)
+    assert scalar("SELECT count(DISTINCT event_id) FROM package_detections") == 300
+    assert scalar("SELECT count(*) FROM packages") == 60
+    assert scalar("SELECT sum(decisions) FROM packages") == 60
+    assert scalar("SELECT count(*) FROM dead_letters") == 0
+    assert _counter("wv_ingest_events_written") - written_before == 300
+    assert _counter("wv_ingest_duplicates_skipped") - duplicates_before >= 50  # the replayed messages
+
+
+def _counter(name: str) -> float:
+    return REGISTRY.get_sample_value(f"{name}_total", {"source": "kafka"}) or 0.0
+
+
+def _set_connections(admin_db, database_url: str, allowed: bool) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    admin_db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(sql.Identifier(name), allowed))
+
+
+def test_database_outage_mid_stream_loses_and_duplicates_nothing(
+    db, admin_db, database_url, ingest_config, produce_events, ingest_worker, wait_for, scalar
+):
+    factory = EventFactory("FAC-002", seed=12)
+    events = list(factory.stream(80, detections=4))  # 400 events
+    produce_events(events[:100], 10)
+    with ingest_worker("outage") as worker:
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == 100)
+        _set_connections(admin_db, database_url, False)
+        try:
+            admin_db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                (urlsplit(database_url).path.lstrip("/"), db.info.backend_pid),
+            )
+            produce_events(events[100:], 10)
+            wait_for(lambda: worker.sink.breaker.state != "closed", timeout=20)
+            time.sleep(2)  # the worker keeps retrying while nothing can connect
+        finally:
+            _set_connections(admin_db, database_url, True)
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == 400, timeout=40)
+    assert scalar("SELECT count(DISTINCT event_id) FROM package_detections") == 400
+    assert scalar("SELECT count(*) FROM quality_assessments") == 80
+    assert scalar("SELECT sum(decisions) FROM packages") == 80
+
+
+def _headers(record) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
+
+
+def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_goes_on(
+    db, ingest_config, producer, ingest_worker, wait_for, scalar, topic_reader
+):
+    factory = EventFactory("FAC-001", seed=13)
+    good = factory.decision()
+    missing_id = factory.detection(event_id="")
+    old_schema = factory.detection(schema_version=7)
+    unknown = EventFactory("FAC-999", seed=14).detection()
+    future = factory.detection(event_time=datetime.now(UTC) + timedelta(hours=2))
+    bad_value = factory.detection(detection_confidence=1.5)
+    oversized = detection_batch(list(factory.stream(80))).SerializeToString()
+    assert len(oversized) > ingest_config.max_message_bytes
+    flag = anomaly_flag(kind="misplaced", facility_id="FAC-001", flagged_at=datetime.now(UTC), source="edge")
+    messages = [
+        (ingest_config.detections_topic, b"\x0a\x05abc"),  # truncated: not a DetectionBatch
+        (ingest_config.detections_topic, oversized),
+        (ingest_config.detections_topic, detection_batch([good, missing_id, old_schema]).SerializeToString()),
+        (ingest_config.detections_topic, detection_batch([unknown, future, bad_value]).SerializeToString()),
+        (ingest_config.anomalies_topic, b"\x12\x09kind"),  # truncated: not an AnomalyFlag
+        (ingest_config.anomalies_topic, flag.SerializeToString()),
+    ]
+    for topic, value in messages:
+        producer.send(topic, key=b"FAC-001", value=value)
+    producer.flush(10)
+    expected = {
+        "undecodable: not a DetectionBatch",
+        "oversized",
+        "missing_field: event_id",
+        "unsupported_schema_version: 7",
+        "unknown_facility: FAC-999",
+        "future_event_time",
+        "invalid_value: detection_confidence",
+        "undecodable: not an AnomalyFlag",
+    }
+    with ingest_worker("dlq"):
+        wait_for(lambda: scalar("SELECT count(*) FROM dead_letters") == len(expected))
+        wait_for(lambda: scalar("SELECT count(*) FROM anomaly_flags") == 1)
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == 1)
+    rows = db.execute("SELECT reason, raw, source, source_offset, source_item, event_id FROM dead_letters")
+    reasons = {reason: rest for reason, *rest in rows.fetchall()}
+    for prefix in expected:
+        assert any(r.startswith(prefix) for r in reasons), (prefix, sorted(reasons))
+    assert all(offset is not None for _, _, offset, _, _ in reasons.values())
+    by_event = {event_id: (raw, item) for raw, _, _, item, event_id in reasons.values() if event_id}
+    assert by_event[unknown.event_id] == (unknown.SerializeToString(), 0)
+    assert by_event[bad_value.event_id][1] == 2
+    assert reasons[next(r for r in reasons if r.startswith("oversized"))][0] == oversized
+    assert scalar("SELECT event_id FROM package_detections") == good.event_id
+
+    letters = topic_reader(ingest_config.dead_letter_topic, len(expected))
+    assert len(letters) == len(expected)
+    published = {_headers(r)["wv-reason"]: r for r in letters}
+    assert set(published) == set(reasons)
+    assert {r.value for r in letters} == {raw for raw, *_ in reasons.values()}

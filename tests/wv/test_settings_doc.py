@@ -1,0 +1,25 @@
+"""The README documents every setting: its configuration table is generated and must be current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wv.settings import Settings
+from wv.settings_doc import embed, table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_configuration_table_is_current() -> None:
+    text = README.read_text()
+
+    assert embed(text) == text, "README table is stale: run `python -m wv.settings_doc --write README.md`"
+
+
+def test_the_table_has_one_row_per_setting_with_its_description() -> None:
+    rows = table().splitlines()[2:]
+
+    assert len(rows) == len(Settings.model_fields)
+    assert all(row.count("|") >= 4 and not row.endswith("|  |") for row in rows)
+    assert any(row.startswith("| `WV_DATABASE_URL` | `postgresql://") for row in rows)
+    assert any("`WV_SAP_PASSWORD` | (unset)" in row for row in rows)

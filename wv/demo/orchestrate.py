@@ -1,0 +1,223 @@
+"""The week's Dagster work, run in this process against the demo's PostgreSQL-backed instance.
+
+Runs go through the real jobs of the code location (``orchestration.definitions``) with
+``execute_in_process`` on the persistent instance, so every run, materialization and check
+result is in the storage the Dagster UI reads afterwards. The drift sensor is the real sensor,
+evaluated against that instance with its cursor carried from tick to tick; each run it asks for
+is launched with the tags the daemon would give it (sensor name and run key), so a daemon
+started later recognises the request as already served and never launches it twice.
+"""
+
+from __future__ import annotations
+
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wv.demo.environment import DemoEnvironment
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+SENSOR_NAME_TAG = "dagster/sensor_name"
+RUN_KEY_TAG = "dagster/run_key"
+
+
+@dataclass(frozen=True)
+class RetrainingSize:
+    """How much work retraining does in the demo besides its steps (``WV_RETRAIN_STEPS``, which the
+    sensor puts in its run request); the job's defaults are sized for a GPU."""
+
+    batch_size: int | None = None
+    """None: the job's own batch size."""
+    lookback_days: int = 1
+    """The week is short: the newest day of verified samples (the drifted one) plus the replay slice."""
+    replay_frames: int = 48
+    test_frames: int = 100
+    parity_frames: int = 32
+    calibration_frames: int = 16
+    reference_frames: int = 24
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    job: str
+    partition: str | None = None
+
+
+class DagsterSession:
+    """The code location and instance, loaded once; call after ``DemoEnvironment.apply()``."""
+
+    def __init__(self, env: DemoEnvironment) -> None:
+        import dagster as dg
+
+        from orchestration.definitions import defs
+        from orchestration.instance import apply_env, dagster_home, prepare_instance
+        from wv.settings import get_settings
+
+        settings = get_settings()
+        home = dagster_home(settings)
+        apply_env(prepare_instance(settings, home))
+        self.env = env
+        self.defs = defs
+        self.instance = dg.DagsterInstance.from_config(str(home))
+        self.sensor_cursor: str | None = None
+        self.log = env.logs / "dagster-runs.log"
+
+    def close(self) -> None:
+        self.instance.dispose()
+
+    # --- run configuration --------------------------------------------------------------------
+    def resources_config(self) -> dict[str, Any]:
+        """The simulator answers verification tasks; ERP files go to the demo's folder."""
+        labeling = self.env.root / "labeling"
+        return {
+            "labeling": {
+                "config": {
+                    "verifier": "ground-truth",
+                    "export_dir": str(labeling / "tasks"),
+                    "import_dir": str(labeling / "verified"),
+                    "truth_dir": str(labeling / "truth"),
+                }
+            },
+            "erp": {"config": {"files_dir": str(self.env.erp_dir)}},
+        }
+
+    def _run(
+        self,
+        job_name: str,
+        partition: dg.MultiPartitionKey | str | None = None,
+        ops: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> RunOutcome:
+        job = self.defs.resolve_job_def(job_name)
+        run_config: dict[str, Any] = {
+            "resources": self.resources_config(),
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        }
+        if ops:
+            run_config["ops"] = ops
+        # The run's console log (and anything its steps print) goes to the demo's log file; the
+        # UI shows the same events from the instance.
+        with self.log.open("a") as out, redirect_stdout(out), redirect_stderr(out):
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=self.instance,
+                partition_key=partition,
+                tags={"wv/demo": self.env.stamp, **(tags or {})},
+                raise_on_error=False,
+            )
+        return RunOutcome(result.run_id, result.success, job_name, str(partition) if partition else None)
+
+    # --- the week's jobs ------------------------------------------------------------------------
+    def facility_day(self, job_name: str, day: date, facility: str) -> RunOutcome:
+        import dagster as dg
+
+        key = dg.MultiPartitionKey({"date": day.isoformat(), "facility": facility})
+        return self._run(job_name, key, tags={"wv/facility": facility})
+
+    def nightly_quality(self, day: date, facility: str) -> RunOutcome:
+        """``nightly_model_quality``: verified samples, then drift evaluation."""
+        return self.facility_day("nightly_model_quality", day, facility)
+
+    def nightly_analytics(self, day: date, facility: str) -> RunOutcome:
+        """``facility_nightly_analytics``: the facility-day rollup, then the ERP sync of its outbox."""
+        return self.facility_day("facility_nightly_analytics", day, facility)
+
+    def weekly_report(self, monday: date) -> RunOutcome:
+        return self._run("weekly_network_report", monday.isoformat())
+
+    # --- the drift sensor and retraining ------------------------------------------------------
+    def evaluate_drift_sensor(self) -> list[dg.RunRequest]:
+        """One tick of the real ``drift_retraining_sensor`` against the instance."""
+        import dagster as dg
+
+        from orchestration.sensors import drift_retraining_sensor
+
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursor)
+        result = drift_retraining_sensor(context)
+        if isinstance(result, dg.SensorResult):
+            self.sensor_cursor = result.cursor or self.sensor_cursor
+            return list(result.run_requests or [])
+        return []
+
+    def retrain(self, request: dg.RunRequest, size: RetrainingSize) -> RunOutcome:
+        """The retraining job the sensor asked for, tagged as the daemon would tag it."""
+        ops = {
+            "retraining_dataset": {
+                "config": {"lookback_days": size.lookback_days, "replay_frames": size.replay_frames}
+            },
+            "candidate_model": {
+                "config": {
+                    "calibration_frames": size.calibration_frames,
+                    "reference_frames": size.reference_frames,
+                    **({"batch_size": size.batch_size} if size.batch_size else {}),
+                }
+            },
+            "candidate_evaluation": {
+                "config": {"test_frames": size.test_frames, "parity_frames": size.parity_frames}
+            },
+        }
+        tags = {**request.tags, SENSOR_NAME_TAG: "drift_retraining_sensor"}
+        if request.run_key:
+            tags[RUN_KEY_TAG] = request.run_key
+        return self._run("retraining", ops=merged(dict(request.run_config).get("ops", {}), ops), tags=tags)
+
+    # --- events recorded from outside a run -----------------------------------------------------
+    def attach_chart(self, asset: str, name: str, png: bytes, path: Path, description: str) -> None:
+        """Show a demo chart on an asset's page (an observation with the image and its file)."""
+        import dagster as dg
+
+        from quality.charts import markdown_image
+
+        self.instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset,
+                description=description,
+                metadata={
+                    name: dg.MetadataValue.md(markdown_image(png, name)),
+                    f"{name}_path": dg.MetadataValue.path(str(path)),
+                },
+            )
+        )
+
+    def run_error(self, run_id: str) -> str:
+        """The first line of the first step failure of a run ('' when none)."""
+        import dagster as dg
+
+        records = self.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            data = event.step_failure_data if event else None
+            if data is not None and data.error is not None:
+                cause = data.error.cause or data.error
+                return f"{event.step_key if event else ''}: {cause.message.strip().splitlines()[-1]}"
+        return ""
+
+    def check_passed(self, run_id: str, check_name: str) -> bool | None:
+        """The outcome of one asset check in a run (None when it did not run)."""
+        import dagster as dg
+
+        records = self.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            data = event.event_specific_data if event else None
+            if isinstance(data, dg.AssetCheckEvaluation) and data.check_name == check_name:
+                return data.passed
+        return None
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, nested dictionaries key by key (``over`` wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out

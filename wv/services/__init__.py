@@ -1,0 +1,1 @@
+"""Local backing services (PostgreSQL, Redis, Kafka-protocol broker) for development and tests."""

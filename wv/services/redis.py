@@ -1,0 +1,49 @@
+"""Redis: probed with PING; started locally with ``redis-server`` (append-only file on)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+from wv.services.base import Launched, Service, find_binary, spawn, wait_healthy
+
+
+class RedisService(Service):
+    name = "redis"
+    variable = "WV_REDIS_URL"
+    field = "redis_url"
+    process_name = "redis-server"
+
+    def probe(self, url: str, timeout: float = 3.0) -> str | None:
+        try:
+            with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+                client.ping()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+    def start(self, home: Path, port: int, configured_url: str) -> Launched:
+        binary = find_binary(
+            "redis-server",
+            (Path("/usr/bin/redis-server"),),
+            hint="install it (`sudo apt-get install redis-server`, or `make setup`) or set WV_REDIS_URL",
+        )
+        data = home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(data.resolve()),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", "",
+        ]  # fmt: skip
+        process = spawn(command, home)
+        db = urlsplit(configured_url).path or "/0"
+        url = f"redis://127.0.0.1:{port}{db}"
+        wait_healthy(lambda: self.probe(url, 1.0), process.poll, f"redis-server on port {port}", home, 15)
+        return Launched(url=url, pid=process.pid, port=port)
