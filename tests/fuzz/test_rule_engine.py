@@ -127,7 +127,8 @@ def rule_sets(draw) -> RuleSet:
 
 decisions = st.builds(
     Decision,
-    event_id=st.text(min_size=1, max_size=8),
+    # Decisions are read back from PostgreSQL, whose text columns cannot hold NUL.
+    event_id=st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=8),
     facility_id=st.sampled_from(FACILITIES),
     camera_id=st.sampled_from(["cam-1", "cam-2", ""]),
     package_id=st.sampled_from(["P1", "P2", "P3", ""]),
