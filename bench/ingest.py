@@ -5,8 +5,9 @@
 1. **Bare COPY** (the baseline, same run): the same events, pre-built as ``package_detections``
    rows, in one binary COPY through psycopg 3 into the same partitioned table.
 2. **Sustained ingest** with 1 and 2 worker processes (``IngestWorker``, the code behind
-   ``wv realtime run``): the backlog (DetectionBatch messages of ``--per-message`` events, 4
-   detections + 1 decision per package) is produced after the workers joined; the rate is events
+   ``wv realtime run``): the workers join the group, then the backlog (DetectionBatch messages of
+   ``--per-message`` events, 4 detections + 1 decision per package) is produced while they are held
+   at their first write, so producing does not compete with them for the CPU; the rate is events
    committed over the span from the first write's start to the last commit.
 3. **End-to-end latency** (event time → database commit) at the reference peak of 280 events/s
    and at 60 % of the measured one-worker maximum; event time is set as each message is produced
@@ -124,25 +125,31 @@ def bare_copy(url: str, events: list[pb.DetectionEvent]) -> Measured:
     return measured
 
 
-def _timed_worker(config: IngestConfig, stop: Any, ready: Any, results: Any) -> None:
-    """Child process: a worker whose writes are timed (after commit) per batch and per event,
-    with the CPU its process and its database backend spent from the first write on."""
+def _timed_worker(config: IngestConfig, stop: Any, go: Any, ready: Any, results: Any) -> None:
+    """Child process: a worker whose writes wait for ``go``, then are timed (after commit) per batch
+    and per event, with the CPU its process and its database backend spent from the first write on."""
     worker = IngestWorker(config)
-    backend = worker._connector.get().info.backend_pid
+    backends = _open_backends(worker)
     store = worker.sink.store_rows
     spans: list[tuple[float, float, int]] = []
     latencies = array("d")
     cpu = {"client": 0.0, "database": 0.0}
+    lock = threading.Lock()  # the worker's writer threads share these
 
     def timed(batch, dead_letters=(), **kwargs):  # type: ignore[no-untyped-def]
+        go.wait()
         started = time.time()
-        if not spans:
-            cpu["client"], cpu["database"] = -time.process_time(), -cpu_seconds(backend)
+        with lock:
+            if not spans:
+                cpu["client"], cpu["database"] = -time.process_time(), -sum(map(cpu_seconds, backends))
         result = store(batch, dead_letters, **kwargs)
         committed = time.time()
-        spans.append((started, committed, len(batch.events)))
-        latencies.extend(committed - e.event_time.seconds - e.event_time.nanos * 1e-9 for e in batch.events)
-        cpu["last_client"], cpu["last_database"] = time.process_time(), cpu_seconds(backend)
+        with lock:
+            spans.append((started, committed, len(batch.events)))
+            latencies.extend(
+                committed - e.event_time.seconds - e.event_time.nanos * 1e-9 for e in batch.events
+            )
+            cpu["last_client"], cpu["last_database"] = time.process_time(), sum(map(cpu_seconds, backends))
         return result
 
     worker.sink.store_rows = timed  # type: ignore[method-assign]
@@ -166,12 +173,20 @@ def _timed_worker(config: IngestConfig, stop: Any, ready: Any, results: Any) -> 
     results.put((spans, latencies.tobytes(), used))
 
 
+def _open_backends(worker: IngestWorker) -> list[int]:
+    """Open every writer connection of the worker now; the PIDs of their database backends."""
+    with contextlib.ExitStack() as stack:
+        pool = worker._connections
+        return [stack.enter_context(pool.connection()).info.backend_pid for _ in range(worker.config.writers)]
+
+
 class Workers:
     """``n`` timed worker processes in one consumer group."""
 
     def __init__(self, config: IngestConfig, n: int) -> None:
         ctx = mp.get_context("spawn")
         self._stop = ctx.Event()
+        self._go = ctx.Event()
         self._ready = ctx.Queue()
         self._results = ctx.Queue()
         group = f"{config.group_id}-{uuid.uuid4().hex[:6]}"
@@ -181,6 +196,7 @@ class Workers:
                 args=(
                     replace(config, group_id=group, client_id=f"bench-{i}"),
                     self._stop,
+                    self._go,
                     self._ready,
                     self._results,
                 ),
@@ -196,8 +212,13 @@ class Workers:
         time.sleep(0.5)
         return self
 
+    def start(self) -> None:
+        """Let the held workers write (the clock starts at the first write)."""
+        self._go.set()
+
     def finish(self) -> tuple[Measured, array]:
         """Stop the workers; what they stored (first write to last commit) and every latency."""
+        self._go.set()
         self._stop.set()
         spans: list[tuple[float, float, int]] = []
         latencies = array("d")
@@ -230,7 +251,7 @@ def _wait_rows(url: str, expected: int, timeout_s: float) -> None:
         while time.monotonic() < deadline:
             if conn.execute("SELECT count(*) FROM package_detections").fetchone()[0] >= expected:  # type: ignore[index]
                 return
-            time.sleep(0.2)
+            time.sleep(0.5)
     raise TimeoutError(f"{expected} rows not committed within {timeout_s:.0f} s")
 
 
@@ -254,7 +275,7 @@ def sustained(
     per_message: int,
     n: int,
 ) -> Measured:
-    """What ``n`` workers draining a backlog (produced after they joined) achieved."""
+    """What ``n`` workers draining a backlog (produced after they joined, while they wait) achieved."""
     values = messages(events, per_message)
     truncate(url)
     producer = kafka.producer(base.bootstrap, client_id="bench-producer")
@@ -262,6 +283,7 @@ def sustained(
         for i, value in enumerate(values):
             producer.send(config.detections_topic, value=value, partition=i % PARTITIONS)
         producer.flush(60)
+        workers.start()
         _wait_rows(url, len(events), timeout_s=300)
         measured, _ = workers.finish()
     producer.close(5)
@@ -278,6 +300,7 @@ def latency(
     producer = kafka.producer(base.bootstrap, client_id="bench-paced")
     interval = per_message / rate
     with fresh_topics(settings, base) as config, Workers(config, 1) as workers:
+        workers.start()
         started = time.perf_counter()
         for i in range(0, count, per_message):
             due = started + (i // per_message) * interval

@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
     "realtime": (["realtime.cli:app"], "Run the central ingest workers and gRPC service."),
     "ui": (["orchestration.cli:app"], "Start the Dagster webserver and daemon."),
     "analytics": (["orchestration.analytics_cli:app"], "Backfill facility analytics and ERP sync (on-call)."),
-    "erp": (["orchestration.erp.cli:app"], "ERP outbox: reconciliation, dispatch, requeue of parked messages."),
+    "erp": (
+        ["orchestration.erp.cli:app"],
+        "ERP outbox: reconciliation, dispatch, requeue of parked messages.",
+    ),
     "demo": (["wv.demo:app"], "Run the end-to-end demo on local defaults."),
 }
 

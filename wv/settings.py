@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     ingest_batch_ms: float = Field(
         200.0, gt=0, description="Max wait before an ingest micro-batch is written."
     )
+    ingest_writers: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Writer threads (database connections) per ingest worker: batches in flight.",
+    )
     max_future_skew_s: float = Field(
         300.0, ge=0, description="Events further in the future are dead-lettered."
     )
@@ -153,7 +159,9 @@ class Settings(BaseSettings):
     partitions_start: date = Field(
         date(2025, 1, 1), description="First day of the Dagster daily/weekly partitions."
     )
-    retrain_steps: int = Field(300, gt=0, description="Fine-tuning steps of a drift-triggered retraining run.")
+    retrain_steps: int = Field(
+        300, gt=0, description="Fine-tuning steps of a drift-triggered retraining run."
+    )
 
     # --- ERP ----------------------------------------------------------------------------
     erp_adapter: Literal["files", "sap", "salesforce"] = Field(

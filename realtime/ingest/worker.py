@@ -1,13 +1,16 @@
 """One ingest worker: a Kafka group member that validates, batches, writes, then commits offsets.
 
-Two threads form a pipeline of depth one: this (consumer) thread polls and validates while a
-writer thread stores the previous batch, so Python work overlaps with the database's. A batch
-is handed to the writer as soon as the writer is free and the batch is full
-(``WV_INGEST_BATCH_SIZE`` items), the consumer has caught up with the log (low latency at low
-rates), or the batch is ``WV_INGEST_BATCH_MS`` old. Offsets are committed, in order, only after
-their batch's database commit; while the database is down the writer retries with backoff and
-the consumer pauses its partitions yet keeps polling, so it stays in the group and commits
-nothing. SIGTERM stops polling, drains the in-flight and pending batches, commits, and leaves.
+This (consumer) thread polls, validates and builds rows while ``WV_INGEST_WRITERS`` writer
+threads, each with its own database connection, store the previous batches, so Python work
+overlaps with the database's and the database never waits for the next batch (with one writer
+it sits idle while its client commits, fans out and starts the next COPY). A batch is handed to a
+writer as soon as one is free and the batch is full (``WV_INGEST_BATCH_SIZE`` items), the consumer
+has caught up with the log (low latency at low rates), or the batch is ``WV_INGEST_BATCH_MS`` old.
+Batches may commit in any order, but offsets are committed strictly in batch order, each only
+after its batch's database commit and all earlier ones; while the database is down the writers
+retry with backoff and the consumer pauses its partitions yet keeps polling, so it stays in the
+group and commits nothing. SIGTERM stops polling, drains the in-flight and pending batches,
+commits, and leaves.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -31,7 +35,7 @@ from realtime.facility_cache import FacilityCache
 from realtime.ingest.batch import MicroBatch
 from realtime.resilience import call_with_retry
 from realtime.sink import EventSink
-from realtime.storage.connection import Connector
+from realtime.storage.connection import ConnectorPool
 from realtime.windows.streams import StreamPublisher
 from wv.settings import Settings
 
@@ -51,6 +55,7 @@ class IngestConfig:
     group_id: str = "wv-ingest"
     batch_size: int = 5000
     batch_ms: float = 200.0
+    writers: int = 2
     max_message_bytes: int = 4 * 1024 * 1024
     max_future_skew_s: float = 300.0
     stream_maxlen: int = 100_000
@@ -69,6 +74,7 @@ class IngestConfig:
             group_id=settings.ingest_group_id,
             batch_size=settings.ingest_batch_size,
             batch_ms=settings.ingest_batch_ms,
+            writers=settings.ingest_writers,
             max_message_bytes=settings.ingest_max_message_bytes,
             max_future_skew_s=settings.max_future_skew_s,
             stream_maxlen=settings.stream_maxlen,
@@ -88,19 +94,22 @@ class IngestWorker:
             max_future_skew_s=config.max_future_skew_s,
             max_message_bytes=config.max_message_bytes,
         )
-        self._connector = Connector(config.database_url, application_name=config.client_id)
+        self._connections = ConnectorPool(
+            config.database_url, config.writers, application_name=config.client_id
+        )
         self._producer = kafka.producer(
             config.bootstrap, client_id=config.client_id, max_request_bytes=2 * config.max_message_bytes
         )
         self._redis = redis.Redis.from_url(config.redis_url, socket_timeout=2) if config.redis_url else None
         self.sink = EventSink(
-            self._connector.connection,
+            self._connections.connection,
             component="ingest",
             dead_letters=DeadLetterPublisher(self._producer, config.dead_letter_topic),
             streams=StreamPublisher(self._redis, maxlen=config.stream_maxlen) if self._redis else None,
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-ingest-writer")
-        self._inflight: tuple[MicroBatch, Future[object]] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=config.writers, thread_name_prefix="wv-ingest-writer")
+        self._inflight: deque[tuple[MicroBatch, Future[object]]] = deque()
+        """Batches handed to the writers, oldest first: the order their offsets are committed in."""
         self._pending = MicroBatch()
         self._consumer: KafkaConsumer | None = None
         self._events_per_message = 100.0
@@ -123,14 +132,14 @@ class IngestWorker:
             consumer.close(autocommit=False)
             self._executor.shutdown(wait=True)
             self._producer.close(timeout=5)
-            self._connector.close()
+            self._connections.close()
             if self._redis is not None:
                 self._redis.close()
 
     def _step(self, consumer: KafkaConsumer) -> None:
         self._reap(block=False)
         full = self._pending.size >= self.config.batch_size
-        busy = self._inflight is not None
+        busy = len(self._inflight) >= self.config.writers
         self._pause(consumer, full and busy)
         room = max(1, int((self.config.batch_size - self._pending.size) / self._events_per_message))
         records = consumer.poll(timeout_ms=10 if busy or self._pending.messages else 100, max_records=room)
@@ -146,7 +155,7 @@ class IngestWorker:
         caught_up = received < room
         if (
             self._pending.messages
-            and self._inflight is None
+            and not busy
             and (full or caught_up or self._pending.age_ms() >= self.config.batch_ms)
         ):
             self._submit()
@@ -160,7 +169,7 @@ class IngestWorker:
     # --- the write pipeline ---------------------------------------------------------------
     def _submit(self) -> None:
         batch, self._pending = self._pending, MicroBatch()
-        self._inflight = (batch, self._executor.submit(self._write, batch))
+        self._inflight.append((batch, self._executor.submit(self._write, batch)))
 
     def _write(self, batch: MicroBatch) -> object:
         return self.sink.store_rows(
@@ -172,15 +181,23 @@ class IngestWorker:
         )
 
     def _reap(self, *, block: bool, timeout: float | None = None) -> bool:
-        """Commit the in-flight batch's offsets once it is stored; False if it is still running.
+        """Commit the offsets of the stored batches at the head of the line; False if some batch
+        is still being written (and, blocking, did not finish within ``timeout``).
 
         A batch that failed for good (stop requested during an outage, or a bug) is never
-        committed; the worker then stops, and its messages are consumed again from the last
-        committed offsets by whoever owns the partitions next.
+        committed, nor is any later one; the worker then stops, and their messages are consumed
+        again from the last committed offsets by whoever owns the partitions next.
         """
-        if self._inflight is None:
-            return True
-        batch, future = self._inflight
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._inflight:
+            if not self._reap_oldest(
+                block, None if deadline is None else max(0.0, deadline - time.monotonic())
+            ):
+                return False
+        return True
+
+    def _reap_oldest(self, block: bool, timeout: float | None) -> bool:
+        batch, future = self._inflight[0]
         if not block and not future.done():
             return False
         try:
@@ -188,17 +205,23 @@ class IngestWorker:
         except TimeoutError:
             return False
         except Exception as exc:
-            self._inflight = None
-            self._pending = MicroBatch()
+            self._abandon()
             if not self.stop.is_set():
                 log.error("batch of %d items not stored, stopping without committing: %s", batch.size, exc)
                 self.stop.set()
                 raise
             log.warning("batch of %d items not stored before shutdown; it will be consumed again", batch.size)
             return True
-        self._inflight = None
+        self._inflight.popleft()
         self._commit(batch)
         return True
+
+    def _abandon(self) -> None:
+        """Forget every batch not yet committed: it will be consumed again (and deduplicated)."""
+        for _, future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        self._pending = MicroBatch()
 
     def _commit(self, batch: MicroBatch) -> None:
         assert self._consumer is not None
@@ -214,7 +237,7 @@ class IngestWorker:
         """Write everything consumed so far and commit it (shutdown and partition revocation)."""
         limit = self.config.drain_timeout_s if timeout is None else timeout
         if not self._reap(block=True, timeout=limit):
-            log.warning("in-flight batch still running after %.0f s; not committed", limit)
+            log.warning("in-flight batches still running after %.0f s; not committed", limit)
             return
         if self._pending.messages:
             self._submit()

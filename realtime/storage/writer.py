@@ -167,6 +167,7 @@ _FINISH = sql.SQL(
             min(coalesce(first_seen, event_time)), max(event_time), count(*)
         FROM {decisions}
         GROUP BY package_id
+        ORDER BY package_id  -- one lock order for concurrent writers: no deadlocks
         ON CONFLICT (package_id) DO UPDATE SET
             first_seen = least(p.first_seen, excluded.first_seen),
             last_seen = greatest(p.last_seen, excluded.last_seen),

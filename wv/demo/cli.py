@@ -116,8 +116,8 @@ def demo(
     swap_day: Annotated[int, typer.Option(min=2, help="Day during which the new model is approved.")] = 5,
     retrain_steps: Annotated[
         int | None,
-        typer.Option(min=0, help="Fine-tuning steps of the candidate (WV_RETRAIN_STEPS); 0: as configured."),
-    ] = 40,
+        typer.Option(min=1, help="Fine-tuning steps of the candidate; default: WV_RETRAIN_STEPS."),
+    ] = None,
     retrain_batch: Annotated[
         int | None, typer.Option(min=1, help="Frames per fine-tuning step; default: the job's.")
     ] = None,
@@ -127,7 +127,7 @@ def demo(
     console = Console() if sys.stdout.isatty() else Console(width=150)
     began = time.monotonic()
     logging.getLogger().setLevel(logging.WARNING)  # the story is the display; details go to the logs
-    env = DemoEnvironment.create(retrain_steps=retrain_steps or None)
+    env = DemoEnvironment.create(retrain_steps=retrain_steps)
     scenario = Scenario(
         tuple(env.base.facilities[:3]), days=days, seconds=seconds, fps=fps, drift_day=drift_day,
         swap_day=swap_day,

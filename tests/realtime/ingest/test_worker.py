@@ -6,7 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+from kafka import KafkaAdminClient, TopicPartition
 from prometheus_client import REGISTRY
 from psycopg import sql
 
@@ -135,3 +137,53 @@ def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_go
     published = {_headers(r)["wv-reason"]: r for r in letters}
     assert set(published) == set(reasons)
     assert {r.value for r in letters} == {raw for raw, *_ in reasons.values()}
+
+
+def _committed(config, partition: int) -> int | None:
+    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id="wv-test-admin")
+    try:
+        tp = TopicPartition(config.detections_topic, partition)
+        offsets = admin.list_group_offsets({config.group_id: [tp]})[config.group_id]
+    finally:
+        admin.close()
+    found = offsets.get(tp)
+    return None if found is None else found.offset
+
+
+def test_offsets_are_committed_in_order_when_a_later_batch_is_stored_first(
+    db, database_url, ingest_config, producer, ingest_worker, wait_for, scalar
+):
+    factory = EventFactory("FAC-001", seed=15)
+    first, blocked, later = factory.decision(), factory.decision(), factory.decision()
+    blocked.package_id = first.package_id
+
+    def send(event) -> None:
+        value = detection_batch([event]).SerializeToString()
+        producer.send(ingest_config.detections_topic, value=value, partition=0)
+        producer.flush(10)
+
+    with ingest_worker("order", writers=2):
+        send(first)
+        wait_for(lambda: _committed(ingest_config, 0) == 1)
+        with psycopg.connect(database_url) as lock:  # holds the package row: its next upsert waits
+            lock.execute("SELECT 1 FROM packages WHERE package_id = %s FOR UPDATE", (first.package_id,))
+            send(blocked)
+            wait_for(
+                lambda: (
+                    scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                        f"{ingest_config.group_id}-order",
+                    )
+                    == 1
+                )
+            )
+            send(later)  # a second writer stores it while the first waits
+            wait_for(
+                lambda: scalar("SELECT count(*) FROM quality_assessments WHERE event_id = %s", later.event_id)
+            )
+            time.sleep(1.0)  # room for a wrong commit to happen
+            assert _committed(ingest_config, 0) == 1, "offsets moved past a batch still being written"
+            lock.rollback()
+        wait_for(lambda: _committed(ingest_config, 0) == 3)
+    assert scalar("SELECT decisions FROM packages WHERE package_id = %s", first.package_id) == 2
+    assert scalar("SELECT count(*) FROM package_detections") == 3
