@@ -26,8 +26,9 @@ from edge.decisions.events import FrameContext, ModelInfo, anomaly, new_event
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.publish.kafka import KafkaTransport
-from edge.retry import Backoff, CircuitBreaker
+from edge.retry import Backoff
 from realtime.proto import warehouse_vision_pb2 as pb
+from wv.resilience import CircuitBreaker
 from wv.settings import load_settings
 
 

@@ -33,11 +33,12 @@ from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.pipeline import CameraRuntime, Pipeline, decode_for
 from edge.publish.base import Transport
-from edge.retry import Backoff, CircuitBreaker
+from edge.retry import Backoff
 from edge.sources.base import FrameSource
 from edge.sources.factory import open_source
 from edge.sources.simulated import SyntheticSource
 from edge.tracking.iou import IouTracker
+from wv.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -4,20 +4,21 @@ While the database is down, callers block in :func:`call_with_retry` (Kafka inge
 back or the worker stops; gRPC: until the call's deadline) instead of failing or, worse,
 committing offsets for data that was never stored. The breaker makes a dead database cheap:
 after ``failure_threshold`` consecutive failures, calls fail fast without connecting until
-``reset_timeout_s`` has passed; then one trial call decides whether it closes again.
+``reset_timeout_s`` has passed; then one trial call decides whether it closes again. The breaker
+itself is the shared :class:`wv.resilience.CircuitBreaker`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import TypeVar
 
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from wv.resilience import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,73 +36,26 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 """Errors that mean "the database is unavailable, try again later", never "bad data"."""
 
 
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+def database_breaker(on_change: Callable[[BreakerState], None] | None = None) -> CircuitBreaker:
+    """The breaker in front of the database: open after 3 failures in a row, a trial after 2 s."""
+    return CircuitBreaker(failure_threshold=3, reset_timeout_s=2.0, on_change=on_change, name="database")
 
 
-class CircuitBreaker:
-    """Counts consecutive failures; thread-safe, so concurrent gRPC calls share one breaker."""
+def call_through(breaker: CircuitBreaker, fn: Callable[[], T]) -> T:
+    """Run ``fn`` through the breaker: transient failures count, anything else passes through.
 
-    def __init__(
-        self,
-        *,
-        failure_threshold: int = 3,
-        reset_timeout_s: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[BreakerState], None] | None = None,
-    ) -> None:
-        self.failure_threshold = failure_threshold
-        self.reset_timeout_s = reset_timeout_s
-        self._clock = clock
-        self._on_change = on_change
-        self._failures = 0
-        self._opened_at = 0.0
-        self._state = BreakerState.CLOSED
-        self._lock = threading.Lock()
-
-    @property
-    def state(self) -> BreakerState:
-        return self._state
-
-    def _set(self, state: BreakerState) -> None:
-        if state != self._state:
-            log.warning("database circuit breaker %s -> %s", self._state, state)
-            self._state = state
-            if self._on_change:
-                self._on_change(state)
-
-    def before_call(self) -> None:
-        """Raise :class:`CircuitOpenError` while open; let one trial through after the timeout."""
-        with self._lock:
-            if self._state == BreakerState.OPEN:
-                if self._clock() - self._opened_at < self.reset_timeout_s:
-                    raise CircuitOpenError("database circuit open")
-                self._set(BreakerState.HALF_OPEN)
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._set(BreakerState.CLOSED)
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._state == BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
-                self._opened_at = self._clock()
-                self._set(BreakerState.OPEN)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` through the breaker: transient failures count, anything else passes through."""
-        self.before_call()
-        try:
-            result = fn()
-        except TRANSIENT_ERRORS:
-            self.record_failure()
-            raise
-        self.record_success()
-        return result
+    While the breaker is open :class:`CircuitOpenError` is raised without calling ``fn``; after
+    the timeout one trial goes through.
+    """
+    if not breaker.allow():
+        raise CircuitOpenError("database circuit open")
+    try:
+        result = fn()
+    except TRANSIENT_ERRORS:
+        breaker.record_failure()
+        raise
+    breaker.record_success()
+    return result
 
 
 def call_with_retry(
@@ -140,4 +94,4 @@ def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(breaker.call, fn)
+    return retrying(call_through, breaker, fn)

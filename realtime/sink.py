@@ -17,10 +17,11 @@ import psycopg
 from realtime import metrics
 from realtime.dead_letters import DeadLetterPublisher
 from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.resilience import CircuitBreaker, call_with_retry
+from realtime.resilience import call_with_retry, database_breaker
 from realtime.storage.rows import BatchRows
 from realtime.storage.writer import DeadLetter, EventWriter, WriteResult
 from realtime.windows.streams import StreamPublisher
+from wv.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EventSink:
     ) -> None:
         self._connections = connections
         self.component = component
-        self.breaker = breaker or CircuitBreaker(
+        self.breaker = breaker or database_breaker(
             on_change=lambda state: metrics.BREAKER_OPEN.labels(component).set(state == "open")
         )
         self._writer = writer or EventWriter()

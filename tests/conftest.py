@@ -10,6 +10,8 @@
   (other sessions on the same server use other indexes), flushed before each test.
 - ``kafka_bootstrap``: the broker; fails with a hint to run ``wv services up`` when none answers.
 - ``topic_prefix``: a topic prefix unique to the test, so tests never see each other's messages.
+- ``grpc_server``: the central gRPC service on a free local port, on the fixtures above; it
+  accepts the token of ``grpc_token`` (a test module may override that fixture).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psycopg
@@ -29,6 +32,9 @@ from realtime.storage.bootstrap import bootstrap
 from realtime.storage.facilities import ensure_facilities
 from wv.services.kafka import KafkaService
 from wv.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from realtime.service.server import RunningServer
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests, and the ``wv`` subprocesses they start, read the services recorded by ``wv services up``
@@ -176,3 +182,29 @@ def kafka_bootstrap(settings: Settings) -> str:
 @pytest.fixture
 def topic_prefix() -> str:
     return f"test.{uuid.uuid4().hex[:12]}."
+
+
+@pytest.fixture
+def grpc_token() -> str:
+    return "grpc-test-token"
+
+
+@pytest.fixture
+def grpc_server(
+    database_url: str, redis_url: str, kafka_bootstrap: str, topic_prefix: str, grpc_token: str
+) -> Iterator[RunningServer]:
+    from realtime.service.server import ServiceConfig, start_server  # gRPC only for the tests that use it
+
+    running = start_server(
+        ServiceConfig(
+            address="127.0.0.1:0",
+            token=grpc_token,
+            database_url=database_url,
+            max_workers=4,
+            kafka_bootstrap=kafka_bootstrap,
+            dead_letter_topic=f"{topic_prefix}dead-letter",
+            redis_url=redis_url,
+        )
+    )
+    yield running
+    running.stop(grace_s=1)

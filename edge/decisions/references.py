@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.retry import CircuitBreaker
+from wv.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from google.protobuf.message import DecodeError
 
 from edge.outbox.store import Outbox
 from edge.publish.base import Transport, TransportError
-from edge.retry import Backoff, BreakerState, CircuitBreaker
+from edge.retry import Backoff
 from realtime.proto import warehouse_vision_pb2 as pb
+from wv.resilience import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 

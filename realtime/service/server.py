@@ -25,12 +25,13 @@ from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
 from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
-from realtime.resilience import BreakerState, CircuitBreaker
+from realtime.resilience import database_breaker
 from realtime.service.interceptors import MetricsInterceptor, TokenAuthInterceptor
 from realtime.service.servicer import WarehouseVisionServicer
 from realtime.sink import EventSink
 from realtime.storage.connection import ConnectorPool
 from realtime.windows.streams import StreamPublisher
+from wv.resilience import BreakerState
 from wv.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def start_server(config: ServiceConfig) -> RunningServer:
     sink = EventSink(
         pool.connection,
         component="grpc",
-        breaker=CircuitBreaker(on_change=on_breaker),
+        breaker=database_breaker(on_change=on_breaker),
         dead_letters=DeadLetterPublisher(producer, config.dead_letter_topic) if producer else None,
         streams=StreamPublisher(redis_client, maxlen=config.stream_maxlen) if redis_client else None,
     )

@@ -1,48 +1,41 @@
-"""The circuit breaker and the retry loop towards the database (no database needed)."""
+"""The breaker and the retry loop towards the database (no database needed)."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 
-from realtime.resilience import BreakerState, CircuitBreaker, CircuitOpenError, call_with_retry
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from realtime.resilience import CircuitOpenError, call_through, call_with_retry, database_breaker
+from wv.resilience import BreakerState, CircuitBreaker
 
 
 def _fail() -> None:
     raise psycopg.OperationalError("connection refused")
 
 
-def test_the_breaker_opens_after_repeated_failures_and_closes_after_a_good_trial():
-    clock = Clock()
-    changes: list[BreakerState] = []
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=5, clock=clock, on_change=changes.append)
+def test_an_open_breaker_fails_fast_and_only_transient_errors_count():
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=60)
+
+    def refused() -> None:
+        raise psycopg.errors.CheckViolation("bad row")
+
+    for _ in range(3):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            call_through(breaker, refused)  # bad data says nothing about the database
+    assert breaker.state is BreakerState.CLOSED
     for _ in range(2):
         with pytest.raises(psycopg.OperationalError):
-            breaker.call(_fail)
+            call_through(breaker, _fail)
     assert breaker.state is BreakerState.OPEN
+    attempted = []
     with pytest.raises(CircuitOpenError):
-        breaker.call(lambda: "not attempted")
-    clock.now = 5.1
-    with pytest.raises(psycopg.OperationalError):
-        breaker.call(_fail)  # the half-open trial fails: open again
-    assert breaker.state is BreakerState.OPEN
-    clock.now = 10.2
-    assert breaker.call(lambda: "ok") == "ok"
-    assert changes == [
-        BreakerState.OPEN,
-        BreakerState.HALF_OPEN,
-        BreakerState.OPEN,
-        BreakerState.HALF_OPEN,
-        BreakerState.CLOSED,
-    ]
+        call_through(breaker, lambda: attempted.append(1))
+    assert attempted == []
+
+
+def test_the_database_breaker_keeps_its_thresholds():
+    breaker = database_breaker()
+    assert (breaker.failure_threshold, breaker.reset_timeout_s, breaker.name) == (3, 2.0, "database")
 
 
 def test_retries_ride_out_transient_failures_but_not_bad_data():

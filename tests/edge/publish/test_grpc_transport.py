@@ -4,7 +4,6 @@ the outbox; a wrong token is refused and nothing is deleted."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,41 +12,21 @@ from edge.publish.base import TransportError
 from edge.publish.grpc import GrpcTransport
 from edge.service import EdgeService
 from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.service.server import RunningServer, ServiceConfig, start_server
-
-TOKEN = "edge-test-token"
-
-
-@pytest.fixture
-def centre(
-    database_url: str, redis_url: str, kafka_bootstrap: str, topic_prefix: str
-) -> Iterator[RunningServer]:
-    running = start_server(
-        ServiceConfig(
-            address="127.0.0.1:0",
-            token=TOKEN,
-            database_url=database_url,
-            max_workers=4,
-            kafka_bootstrap=kafka_bootstrap,
-            dead_letter_topic=f"{topic_prefix}dead-letter",
-            redis_url=redis_url,
-        )
-    )
-    yield running
-    running.stop(grace_s=1)
 
 
 @pytest.mark.timeout(120)
-def test_events_streamed_over_grpc_are_stored_and_acknowledged(edge_config, centre, db, settings):
+def test_events_streamed_over_grpc_are_stored_and_acknowledged(
+    edge_config, grpc_server, grpc_token, db, settings
+):
     facility = settings.facilities[0]
     cfg = edge_config(
         [{"id": "cam-1", "source": "synthetic://seed=61&realtime=0&frames=120", "policy": "every"}],
         facility=facility,
-        transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{centre.port}"},
+        transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{grpc_server.port}"},
         decisions={"detection_sample_rate": 0.1},
         budgets={"fallback": False},
     )
-    service = EdgeService(cfg, grpc_token=TOKEN)
+    service = EdgeService(cfg, grpc_token=grpc_token)
     service.start()
     assert service.wait_finished(90)
     service.shutdown()
@@ -60,9 +39,9 @@ def test_events_streamed_over_grpc_are_stored_and_acknowledged(edge_config, cent
     assert stored.fetchone()[0] == written
 
 
-def test_a_wrong_token_is_refused_and_reported_as_not_acknowledged(centre):
+def test_a_wrong_token_is_refused_and_reported_as_not_acknowledged(grpc_server):
     ctx = FrameContext("FAC-001", "cam-1", 1, time.time(), ModelInfo("v1", "onnxruntime", "int8"))
-    transport = GrpcTransport(f"127.0.0.1:{centre.port}", token="wrong")
+    transport = GrpcTransport(f"127.0.0.1:{grpc_server.port}", token="wrong")
     try:
         with pytest.raises(TransportError, match="UNAUTHENTICATED"):
             transport.send([new_event(pb.EVENT_KIND_DETECTION, ctx, "t-1")], timeout_s=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,29 +23,15 @@ TOKEN = "s3cret-test-token"
 
 
 @pytest.fixture
-def server(
-    database_url: str, redis_url: str, kafka_bootstrap: str, topic_prefix: str
-) -> Iterator[RunningServer]:
-    running = start_server(
-        ServiceConfig(
-            address="127.0.0.1:0",
-            token=TOKEN,
-            database_url=database_url,
-            max_workers=4,
-            kafka_bootstrap=kafka_bootstrap,
-            dead_letter_topic=f"{topic_prefix}dead-letter",
-            redis_url=redis_url,
-        )
-    )
-    yield running
-    running.stop(grace_s=1)
+def grpc_token() -> str:
+    return TOKEN
 
 
 def _stub(server: RunningServer, token: str | None = TOKEN):
     return client.stub(client.channel(f"127.0.0.1:{server.port}", token))
 
 
-def test_stream_acknowledges_each_batch_after_it_is_stored(server, db, scalar):
+def test_stream_acknowledges_each_batch_after_it_is_stored(grpc_server, db, scalar):
     factory = EventFactory("FAC-003", seed=21)
     first = factory.package(3)
     second = factory.package(2)
@@ -57,7 +42,7 @@ def test_stream_acknowledges_each_batch_after_it_is_stored(server, db, scalar):
         detection_batch(first, "b1-replay"),
     ]
     acks = []
-    for ack in _stub(server).StreamDetectionEvents(iter(batches), timeout=20):
+    for ack in _stub(grpc_server).StreamDetectionEvents(iter(batches), timeout=20):
         # by the time an ack arrives, its events are committed
         stored = scalar(
             "SELECT count(*) FROM package_detections WHERE event_id = ANY(%s)",
@@ -77,7 +62,7 @@ def test_stream_acknowledges_each_batch_after_it_is_stored(server, db, scalar):
     )
 
 
-def test_package_history_is_the_timeline_in_time_order(server, db):
+def test_package_history_is_the_timeline_in_time_order(grpc_server, db):
     factory = EventFactory("FAC-001", seed=22)
     events = factory.package(3, condition="crushed")
     decision = events[-1]
@@ -88,7 +73,7 @@ def test_package_history_is_the_timeline_in_time_order(server, db):
         event_id=decision.event_id,
     )
     decision.anomalies.append(flag)
-    stub = _stub(server)
+    stub = _stub(grpc_server)
     list(stub.StreamDetectionEvents(iter([detection_batch(events)]), timeout=20))
     timeline = stub.QueryPackageHistory(pb.PackageID(package_id=decision.package_id), timeout=10)
     assert timeline.package_id == decision.package_id
@@ -109,7 +94,7 @@ def test_package_history_is_the_timeline_in_time_order(server, db):
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_anomaly_report_counts_by_kind_and_severity_and_lists_the_newest(server, db):
+def test_anomaly_report_counts_by_kind_and_severity_and_lists_the_newest(grpc_server, db):
     start = datetime.now(UTC) - timedelta(minutes=30)
     factory = EventFactory("FAC-002", seed=23, start=start)
     specs = [("damaged", "warning")] * 3 + [("misplaced", "critical")] * 2 + [("damaged", "critical")]
@@ -125,7 +110,7 @@ def test_anomaly_report_counts_by_kind_and_severity_and_lists_the_newest(server,
     other.anomalies.append(
         anomaly_flag(kind="damaged", facility_id="FAC-001", flagged_at=start + timedelta(minutes=2))
     )
-    stub = _stub(server)
+    stub = _stub(grpc_server)
     list(stub.StreamDetectionEvents(iter([detection_batch([*events, other])]), timeout=20))
     request = pb.AnomalyReportRequest(
         facility_id="FAC-002", start=to_timestamp(start), end=to_timestamp(datetime.now(UTC)), max_flags=4
@@ -147,11 +132,11 @@ def _handled(method: str, code: str) -> float:
     return REGISTRY.get_sample_value("wv_grpc_server_handling_seconds_count", labels) or 0.0
 
 
-def test_calls_without_the_right_token_are_rejected_and_write_nothing(server, db, scalar):
+def test_calls_without_the_right_token_are_rejected_and_write_nothing(grpc_server, db, scalar):
     denied_before = _handled("QueryPackageHistory", "UNAUTHENTICATED")
     events = EventFactory("FAC-001", seed=25).package(2)
     for token in (None, "wrong-token"):
-        stub = _stub(server, token)
+        stub = _stub(grpc_server, token)
         calls = [
             lambda s=stub: list(s.StreamDetectionEvents(iter([detection_batch(events)]), timeout=10)),
             lambda s=stub: s.QueryPackageHistory(pb.PackageID(package_id=events[0].package_id), timeout=10),
@@ -168,13 +153,15 @@ def test_calls_without_the_right_token_are_rejected_and_write_nothing(server, db
     )  # metrics by method and code
 
 
-def test_health_needs_no_token_and_reflection_lists_the_service(server):
-    channel = client.channel(f"127.0.0.1:{server.port}", None)
+def test_health_needs_no_token_and_reflection_lists_the_service(grpc_server):
+    channel = client.channel(f"127.0.0.1:{grpc_server.port}", None)
     health = health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5
     )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
-    reflection = reflection_pb2_grpc.ServerReflectionStub(client.channel(f"127.0.0.1:{server.port}", TOKEN))
+    reflection = reflection_pb2_grpc.ServerReflectionStub(
+        client.channel(f"127.0.0.1:{grpc_server.port}", TOKEN)
+    )
     answer = next(
         reflection.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
@@ -183,21 +170,21 @@ def test_health_needs_no_token_and_reflection_lists_the_service(server):
     assert SERVICE_NAME in {s.name for s in answer.list_services_response.service}
 
 
-def test_a_query_blocked_past_its_deadline_ends_deadline_exceeded(server, db, database_url):
+def test_a_query_blocked_past_its_deadline_ends_deadline_exceeded(grpc_server, db, database_url):
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE packages IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(grpc.RpcError) as late:
-            _stub(server).QueryPackageHistory(pb.PackageID(package_id="PKG-x"), timeout=0.5)
+            _stub(grpc_server).QueryPackageHistory(pb.PackageID(package_id="PKG-x"), timeout=0.5)
         blocker.rollback()
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def test_oversized_messages_are_refused(server):
+def test_oversized_messages_are_refused(grpc_server):
     huge = detection_batch(
         EventFactory("FAC-001", seed=26).detection(embedding=[0.1] * 600_000) for _ in range(8)
     )
     with pytest.raises(grpc.RpcError) as refused:
-        list(_stub(server).StreamDetectionEvents(iter([huge]), timeout=10))
+        list(_stub(grpc_server).StreamDetectionEvents(iter([huge]), timeout=10))
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
