@@ -1,9 +1,10 @@
 """Gated retraining: ``retraining_dataset`` → ``candidate_model`` → ``candidate_evaluation``.
 
 The dataset is a manifest of *reproducible frame references*, not pixels: labeled hard examples
-and verified samples from synthetic cameras (re-rendered by the simulator, with the verified
-label overriding the simulator's condition for that package) plus a replay slice of the original
-synthetic training data. Events from real cameras are counted but cannot be trained on here
+and verified samples from synthetic cameras, and every other frame in which the camera tracked
+the same package (re-rendered by the simulator, with the verified label overriding the
+simulator's condition for that package), plus a replay slice of the original synthetic training
+data. Events from real cameras are counted but cannot be trained on here
 (the edge ships no pixels).
 
 The candidate is fine-tuned from the production model, distilled from it as teacher, exported to
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from psycopg.rows import namedtuple_row
 
 from assets.crops import SyntheticCamera, parse_synthetic_uri
 from assets.labeling import camera_sources
@@ -109,37 +111,53 @@ class RetrainingDatasetConfig(dg.Config):
     """Frames of the original synthetic training data mixed in, so nothing already learnt is forgotten."""
     replay_seed: int = 1
     """Seed of the original training frames (``edge.model.sources.training_frames``)."""
+    track_seconds: float = 30.0
+    """A labeled package's detections by the same camera this close in time become training frames too."""
 
 
 _LABELED = """
 WITH labeled AS (
-    SELECT 'hard' AS origin, event_id, facility_id, camera_id, event_time, bbox, verified_condition
+    SELECT 'hard' AS origin, event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition
     FROM hard_examples WHERE verified_condition IS NOT NULL
     UNION ALL
-    SELECT 'verified', event_id, facility_id, camera_id, event_time, bbox, verified_condition
+    SELECT 'verified', event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition
     FROM verified_samples WHERE verified_condition IS NOT NULL AND bbox IS NOT NULL
+), chosen AS (
+    SELECT DISTINCT ON (event_id) * FROM labeled
+    WHERE event_time >= (SELECT max(event_time) FROM labeled) - make_interval(days => %(days)s)
+    ORDER BY event_id, origin
 )
-SELECT DISTINCT ON (event_id) * FROM labeled
-WHERE event_time >= (SELECT max(event_time) FROM labeled) - make_interval(days => %(days)s)
-ORDER BY event_id, origin
+SELECT * FROM chosen
+UNION ALL
+SELECT DISTINCT ON (d.event_id) 'track', d.event_id, d.package_id, d.facility_id, d.camera_id, d.event_time,
+    ARRAY[d.x1, d.y1, d.x2, d.y2], c.verified_condition
+FROM chosen c JOIN package_detections d
+    ON d.package_id = c.package_id AND d.facility_id = c.facility_id AND d.camera_id = c.camera_id
+    AND d.event_time BETWEEN c.event_time - make_interval(secs => %(track_s)s)
+                         AND c.event_time + make_interval(secs => %(track_s)s)
+WHERE d.event_id NOT IN (SELECT event_id FROM chosen)
 """
+"""Labeled events, plus the package's other detections by the same camera around them ("track"
+rows): a labeler judges a package once, and the label holds for every frame that shows it."""
 
 
-def is_recent_holdout(event_id: str) -> bool:
-    return sample_rank(event_id, "holdout") < RECENT_HOLDOUT_SHARE * 2**64
+def is_recent_holdout(package_id: str) -> bool:
+    """Held out by package, so no view of a held-out package is trained on."""
+    return sample_rank(package_id, "holdout") < RECENT_HOLDOUT_SHARE * 2**64
 
 
 def group_frames(
-    rows: list[tuple[Any, ...]],
+    rows: list[Any],
     cameras: dict[tuple[str, str], SyntheticCamera],
     uris: dict[tuple[str, str], str],
 ) -> list[FrameRef]:
     frames: dict[tuple[str, str, int], list[tuple[tuple[float, float, float, float], str]]] = defaultdict(
         list
     )
-    for _, _, facility, camera_id, when, bbox, condition in rows:
-        camera = cameras[(facility, camera_id)]
-        frames[(facility, camera_id, camera.frame_index(when))].append((tuple(bbox), condition))
+    for r in rows:
+        camera = cameras[(r.facility_id, r.camera_id)]
+        key = (r.facility_id, r.camera_id, camera.frame_index(r.event_time))
+        frames[key].append((tuple(r.bbox), r.verified_condition))
     return [
         FrameRef(facility, camera, uris[(facility, camera)], index, overrides)
         for (facility, camera, index), overrides in sorted(frames.items())
@@ -154,22 +172,28 @@ def group_frames(
     tags={"domain": "retraining"},
     description=(
         "Manifest of reproducible training frames: labeled hard examples and verified samples from the "
-        "last weeks (re-rendered from synthetic cameras, verified labels overriding the simulator's) plus a "
-        "replay slice of the original synthetic training data; 30 % of verified samples are held out as "
-        "the recent verified evaluation set."
+        "last weeks and the other frames of each labeled package's track (re-rendered from synthetic cameras, "
+        "verified labels overriding the simulator's) plus a replay slice of the original synthetic training "
+        "data; the verified samples of 30 % of packages are held out as the recent verified evaluation set."
     ),
 )
 def retraining_dataset(
     context: dg.AssetExecutionContext, config: RetrainingDatasetConfig, database: DatabaseResource
 ) -> dg.Output[RetrainingDataset]:
     with database.connect() as conn:
-        rows = conn.execute(_LABELED, {"days": config.lookback_days}).fetchall()
+        params = {"days": config.lookback_days, "track_s": config.track_seconds}
+        rows = conn.cursor(row_factory=namedtuple_row).execute(_LABELED, params).fetchall()
         uris = {k: v for k, v in camera_sources(conn).items() if v}
     cameras = {k: c for k, uri in uris.items() if (c := parse_synthetic_uri(k[1], uri)) is not None}
-    usable = [r for r in rows if (r[2], r[3]) in cameras]
-    recent_rows = [r for r in usable if r[0] == "verified" and is_recent_holdout(r[1])]
-    recent_ids = {r[1] for r in recent_rows}
-    train_rows = [r for r in usable if r[1] not in recent_ids]
+    usable = [r for r in rows if (r.facility_id, r.camera_id) in cameras]
+
+    def frame(r: Any) -> tuple[str, str, int]:
+        return r.facility_id, r.camera_id, cameras[(r.facility_id, r.camera_id)].frame_index(r.event_time)
+
+    held_out = [r for r in usable if is_recent_holdout(r.package_id)]
+    recent_rows = [r for r in held_out if r.origin == "verified"]
+    held_frames = {frame(r) for r in held_out}
+    train_rows = [r for r in usable if not is_recent_holdout(r.package_id) and frame(r) not in held_frames]
     dataset = RetrainingDataset(
         manifest="",
         train=group_frames(train_rows, cameras, uris),
@@ -184,13 +208,14 @@ def retraining_dataset(
     dataset = replace(dataset, manifest=str(manifest.resolve()))
     per_facility: dict[str, int] = defaultdict(int)
     for r in train_rows:
-        per_facility[r[2]] += 1
+        per_facility[r.facility_id] += 1
     return dg.Output(
         dataset,
         metadata={
             "labeled_events": len(rows),
             "without_pixels": dg.MetadataValue.int(len(rows) - len(usable)),
             "train_events": len(train_rows),
+            "train_track_events": sum(r.origin == "track" for r in train_rows),
             "train_camera_frames": len(dataset.train),
             "replay_frames": len(dataset.replay_indices),
             "recent_holdout_events": len(recent_rows),
@@ -213,6 +238,8 @@ class CandidateModelConfig(dg.Config):
     the frozen test set where it was; on the drifted frames production is what went wrong."""
     frozen_blocks: int = 10
     """Backbone blocks kept as they are in production and run once per training frame."""
+    damaged_weight: float = 3.0
+    """Extra sampling weight of labeled frames showing damage (cameras see mostly intact packages)."""
     mirror: bool = True
     """Train on mirrored copies of the frames too."""
     device: str = "cpu"
@@ -287,6 +314,7 @@ def candidate_model(
         lr=config.lr,
         warmup_steps=max(1, config.steps // 10),
         distill_weight=config.distill_weight,
+        damaged_weight=config.damaged_weight,
         mirror=config.mirror,
         device=config.device,
         seed=config.seed,

@@ -105,11 +105,16 @@ class WandbResource(dg.ConfigurableResource):
     @contextmanager
     def run(self, name: str, job_type: str, config: dict[str, Any]) -> Iterator[Any]:
         """An open W&B run, finished (and synced, when online) on exit."""
-        self.configure_environment()
+        root = self.configure_environment()
         import wandb
 
-        run = wandb.init(
-            project=self.project, name=name, job_type=job_type, config=config, reinit="finish_previous"
+        run = wandb.init(  # dir: W&B reads WANDB_DIR once per process, a later resource may differ
+            project=self.project,
+            name=name,
+            job_type=job_type,
+            config=config,
+            dir=str(root.resolve()),
+            reinit="finish_previous",
         )
         try:
             yield run

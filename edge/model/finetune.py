@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from edge.model.data import Sample, collate, normalize_on_device
+from edge.model.data import CONDITION_INDEX, Sample, collate, normalize_on_device
 from edge.model.detector import PackageDetector
 from edge.model.loss import detection_loss, distillation_loss
 from edge.model.train import lr_lambda, param_groups
@@ -36,6 +36,7 @@ TEACHER_MAPS = ("objectness", "condition", "embedding")
 """The parent's outputs that distillation reads (cached for the replay frames)."""
 TARGETS = ("boxes", "conditions", "skus", "valid")
 """Per-image targets, padded to the largest package count of a batch."""
+OK = CONDITION_INDEX["ok"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class FinetuneOptions:
     batch_size: int = 32
     labelled_share: float = 0.5
     """Share of each batch drawn from the labelled (drifted) frames; the rest from the replay slice."""
+    damaged_weight: float = 0.0
+    """Extra sampling weight of labelled frames that show a damaged package: camera data is mostly
+    ``ok``, so without it the rare damage classes are seen too seldom to be relearnt."""
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 20
@@ -104,6 +108,11 @@ class FeatureCache:
     @property
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.tensors.values())
+
+    def weights(self, damaged_weight: float) -> Tensor:
+        """Sampling weight per cached view: 1, plus ``damaged_weight`` if it shows damage."""
+        damaged = ((self.tensors["conditions"] != OK) & self.tensors["valid"]).any(dim=1)
+        return 1.0 + damaged_weight * damaged.float()
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
         """Rows `index` of every tensor; empty for an empty index."""
@@ -170,16 +179,19 @@ class _Suffix(nn.Module):
 
 
 def _draw(
-    n_labelled: int, n_replay: int, opts: FinetuneOptions, gen: torch.Generator
+    labelled: Tensor | None, n_replay: int, opts: FinetuneOptions, gen: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    """Indices of one batch into the labelled and the replay cache."""
+    """Indices of one batch into the labelled cache (drawn by ``labelled`` weights) and the replay cache."""
     k = round(opts.batch_size * opts.labelled_share) if n_replay else opts.batch_size
-    k = k if n_labelled else 0
-
-    def pick(n: int, size: int) -> Tensor:
-        return torch.randint(n, (size,), generator=gen) if n and size else torch.empty(0, dtype=torch.long)
-
-    return pick(n_labelled, k), pick(n_replay, opts.batch_size - k)
+    k = k if labelled is not None else 0
+    none = torch.empty(0, dtype=torch.long)
+    lab = (
+        torch.multinomial(labelled, k, replacement=True, generator=gen)
+        if labelled is not None and k
+        else none
+    )
+    rep = torch.randint(n_replay, (opts.batch_size - k,), generator=gen) if n_replay else none
+    return lab, rep
 
 
 def _device(name: str) -> torch.device:
@@ -247,6 +259,7 @@ def train_suffix(
     opt = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(opts.warmup_steps, opts.steps))
     gen = torch.Generator().manual_seed(opts.seed)
+    weights = labelled.weights(opts.damaged_weight) if len(labelled) else None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     step = 0
@@ -254,7 +267,7 @@ def train_suffix(
         if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
             log.warning("fine-tuning stopped by its time limit after %d of %d steps", step, opts.steps)
             break
-        i_lab, i_rep = _draw(len(labelled), len(replay), opts, gen)
+        i_lab, i_rep = _draw(weights, len(replay), opts, gen)
         lab, rep = labelled.batch(i_lab), replay.batch(i_rep)
         batch = _concat([lab, rep])
         out = suffix(batch["tokens"].float())

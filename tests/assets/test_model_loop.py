@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/default with its ONNX and INT8 files (exported here when the checkout lacks them)."""
-    from assets.retraining import export_version
+    from edge.model.export import export_version
 
     if (DEFAULT_MODEL / "model.int8.onnx").exists():
         return DEFAULT_MODEL
@@ -171,7 +171,7 @@ def _damaged_copy(source: Path, target: Path) -> Path:
     """The default model with its 'ok' and 'wet' outputs swapped: a deliberately worse model."""
     import torch
 
-    from assets.retraining import export_version
+    from edge.model.export import export_version
     from edge.model.version import load_detector, save_version
 
     model = load_detector(source)

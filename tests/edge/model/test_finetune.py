@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,13 @@ def test_bad_options_are_refused(samples: list[Sample]) -> None:
         finetune(detector(), samples[:1], [], options(frozen_blocks=3))
     with pytest.raises(ValueError, match="at least one"):
         finetune(detector(), [], [], options())
+
+
+def test_frames_showing_damage_are_drawn_more_often_when_weighted(samples: list[Sample]) -> None:
+    intact = replace(samples[0], conditions=np.zeros_like(samples[0].conditions))  # every package "ok"
+    frames = [intact, *samples[:3]]
+    cache = FeatureCache(detector(), frames, depth=1, batch_size=4)
+    damaged = torch.tensor([bool(s.conditions.any()) for s in frames])
+    assert damaged.tolist() == [False, True, True, True]
+    torch.testing.assert_close(cache.weights(3.0), 1.0 + 3.0 * damaged.float())
+    torch.testing.assert_close(cache.weights(0.0), torch.ones(len(frames)))
