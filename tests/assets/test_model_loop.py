@@ -293,3 +293,54 @@ def test_retraining_fine_tunes_exports_and_registers_a_candidate(
         assert (directory / name).exists(), name
     assert model.metrics["training"]["steps"] == 2
     assert list((tmp_path / "wandb").rglob("*.wandb")), "an offline W&B run was written"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_promotes_it(
+    cameras_streamed: None,
+    loop_resources: dict[str, Any],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from realtime.storage import registry_cli
+    from wv.settings import get_settings
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert _nightly(loop_resources, instance, "FAC-002").success
+    result = dg.materialize(
+        [retraining_dataset, candidate_model, candidate_evaluation],
+        resources=loop_resources,
+        run_config={
+            "ops": {
+                "retraining_dataset": {"config": {"replay_frames": 48}},
+                "candidate_model": {
+                    "config": {"steps": 60, "batch_size": 16, "calibration_frames": 8, "reference_frames": 8}
+                },
+                "candidate_evaluation": {"config": {"test_frames": 24, "parity_frames": 8}},
+            }
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+    (gate,) = result.get_asset_check_evaluations()
+    assert gate.passed, gate.metadata["reasons"]
+    version = str(result.asset_materializations_for_node("candidate_model")[0].metadata["version"].value)
+    registry = ModelRegistry(database_url, tmp_path / "models")
+    comparisons = {c["set"]: c for c in registry.get(version).metrics["evaluation"]["comparisons"]}
+    assert comparisons["recent"]["candidate"] > comparisons["recent"]["production"]
+
+    monkeypatch.setenv("WV_DATABASE_URL", database_url)
+    monkeypatch.setenv("WV_MODEL_STORE", str(registry.models_dir))
+    get_settings.cache_clear()
+    try:
+        approved = CliRunner().invoke(registry_cli.app, ["approve", version, "--by", "ana"])
+    finally:
+        get_settings.cache_clear()
+    assert approved.exit_code == 0, approved.output
+    production = registry.production()
+    assert production is not None and (production.version, production.approved_by) == (version, "ana")
+    assert registry.read_pointer()["previous"] == "default"  # type: ignore[index]
