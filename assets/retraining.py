@@ -165,7 +165,7 @@ def group_frames(
 
 
 @dg.asset(
-    deps=["hard_example_export", "verified_samples"],
+    deps=["drift_evaluation", "hard_example_export", "verified_samples"],
     group_name="retraining",
     owners=OWNERS,
     kinds={"postgres", "python"},
