@@ -149,6 +149,7 @@ def test_lineage_and_a_backfill_launched_from_the_ui(
         chain = [
             ("package_detections", "verified_samples"),
             ("verified_samples", "drift_evaluation"),
+            ("drift_evaluation", "retraining_dataset"),
             ("verified_samples", "retraining_dataset"),
             ("retraining_dataset", "candidate_model"),
             ("candidate_model", "candidate_evaluation"),
