@@ -182,7 +182,7 @@ def retraining_dataset(
 ) -> dg.Output[RetrainingDataset]:
     with database.connect() as conn:
         params = {"days": config.lookback_days, "track_s": config.track_seconds}
-        rows = conn.cursor(row_factory=namedtuple_row).execute(_LABELED, params).fetchall()
+        rows: list[Any] = conn.cursor(row_factory=namedtuple_row).execute(_LABELED, params).fetchall()
         uris = {k: v for k, v in camera_sources(conn).items() if v}
     cameras = {k: c for k, uri in uris.items() if (c := parse_synthetic_uri(k[1], uri)) is not None}
     usable = [r for r in rows if (r.facility_id, r.camera_id) in cameras]
