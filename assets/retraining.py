@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from psycopg.rows import namedtuple_row
@@ -30,6 +30,9 @@ from quality.gate import GatePolicy, decide
 from quality.sampling import sample_rank
 from realtime.storage.model_registry import ModelRegistry, ModelVersion
 from wv.settings import get_settings
+
+if TYPE_CHECKING:
+    from edge.model.finetune import FinetuneOptions
 
 OWNERS = ["team:ml-platform"]
 RECENT_HOLDOUT_SHARE = 0.3
@@ -249,6 +252,24 @@ class CandidateModelConfig(dg.Config):
     """Training frames whose embeddings become the candidate's drift reference."""
     seed: int = 0
 
+    def finetune_options(self) -> "FinetuneOptions":
+        """The fine-tune this config describes (also what ``bench.drift_recovery`` measures)."""
+        from edge.model.finetune import FinetuneOptions
+
+        return FinetuneOptions(
+            frozen_blocks=self.frozen_blocks,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=max(1, self.steps // 10),
+            distill_weight=self.distill_weight,
+            damaged_weight=self.damaged_weight,
+            mirror=self.mirror,
+            device=self.device,
+            seed=self.seed,
+            log_every=max(1, self.steps // 20),
+        )
+
 
 def _require_production(registry: ModelRegistry) -> tuple[str, Path]:
     production = registry.production()
@@ -297,7 +318,7 @@ def candidate_model(
 
     from assets.modeling import REFERENCE_FILE, compute_reference_embeddings
     from edge.model.export import export_version
-    from edge.model.finetune import FinetuneOptions, finetune
+    from edge.model.finetune import finetune
     from edge.model.version import load_detector, read_version, save_version
 
     registry = model_registry.registry()
@@ -307,19 +328,7 @@ def candidate_model(
     out_dir = registry.models_dir / version
     started = time.perf_counter()
     labeled, replay = training_samples(retraining_dataset, parent_version.input_size)
-    opts = FinetuneOptions(
-        frozen_blocks=config.frozen_blocks,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        warmup_steps=max(1, config.steps // 10),
-        distill_weight=config.distill_weight,
-        damaged_weight=config.damaged_weight,
-        mirror=config.mirror,
-        device=config.device,
-        seed=config.seed,
-        log_every=max(1, config.steps // 20),
-    )
+    opts = config.finetune_options()
     run_config = {**asdict(opts), "parent": parent, "manifest": retraining_dataset.manifest}
     with wandb.run(version, "retraining", run_config) as run:
         result = finetune(load_detector(parent_dir), labeled, replay, opts, on_log=run.log)

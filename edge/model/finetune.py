@@ -259,7 +259,7 @@ def train_suffix(
     opt = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(opts.warmup_steps, opts.steps))
     gen = torch.Generator().manual_seed(opts.seed)
-    weights = labelled.weights(opts.damaged_weight) if len(labelled) else None
+    weights = labelled.weights(opts.damaged_weight).cpu() if len(labelled) else None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     step = 0
