@@ -20,7 +20,7 @@ def test_the_demo_edge_config_validates_and_streams_the_days_cameras(settings: S
     assert [(c.id, c.source, c.policy) for c in config.cameras] == [
         (b.camera, b.uri, "every") for b in bursts
     ]
-    assert all("drift=six_weeks_later" in c.source for c in config.cameras)
+    assert all(f"drift={scenario.drift}" in c.source for c in config.cameras)
     assert config.model.models_dir == env.models_dir
     assert config.model.fallback is None and config.budgets.fallback is False
     assert config.outbox.path == Path(env.root / "edge" / "FAC-002" / "outbox")

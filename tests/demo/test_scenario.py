@@ -38,7 +38,7 @@ def test_drift_is_on_only_at_the_drifted_facility_from_the_drift_day() -> None:
         for d in scenario.dates
         for bursts in scenario.day_plan(d).values()
         for b in bursts
-        if b.drift == "six_weeks_later" and "drift=six_weeks_later" in b.uri
+        if b.drift == scenario.drift and f"drift={scenario.drift}" in b.uri
     }
 
     assert scenario.drifted_facility == "FAC-002"

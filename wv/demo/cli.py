@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.sources.synthetic import PRESETS
 from wv.demo.environment import DemoEnvironment
 from wv.demo.orchestrate import RetrainingSize
 from wv.demo.progress import Story
@@ -112,6 +113,9 @@ def demo(
     days: Annotated[int, typer.Option(min=3, max=14, help="Simulated days, ending yesterday.")] = 7,
     seconds: Annotated[float, typer.Option(min=2, max=120, help="Video per camera and day.")] = 10.0,
     fps: Annotated[float, typer.Option(min=2, max=30, help="Frames per second of the video.")] = 10.0,
+    drift: Annotated[
+        str, typer.Option(help=f"Drift preset at the drifted facility: {', '.join(sorted(PRESETS))}.")
+    ] = Scenario.drift,
     drift_day: Annotated[int, typer.Option(min=1, help="First day with drift at the drifted facility.")] = 4,
     swap_day: Annotated[int, typer.Option(min=2, help="Day during which the new model is approved.")] = 5,
     retrain_steps: Annotated[
@@ -128,10 +132,13 @@ def demo(
     began = time.monotonic()
     logging.getLogger().setLevel(logging.WARNING)  # the story is the display; details go to the logs
     env = DemoEnvironment.create(retrain_steps=retrain_steps)
-    scenario = Scenario(
-        tuple(env.base.facilities[:3]), days=days, seconds=seconds, fps=fps, drift_day=drift_day,
-        swap_day=swap_day,
-    )  # fmt: skip
+    try:
+        scenario = Scenario(
+            tuple(env.base.facilities[:3]), days=days, seconds=seconds, fps=fps, drift=drift,
+            drift_day=drift_day, swap_day=swap_day,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     size = RetrainingSize(batch_size=retrain_batch)
     with Story(console, "Warehouse Vision demo: a simulated week, end to end") as story:
         try:

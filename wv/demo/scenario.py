@@ -3,7 +3,7 @@
 A simulated week ends yesterday (UTC), so every day is a closed Dagster partition and the
 retraining lookback reaches all of it. Each facility-day is one short burst of synthetic
 conveyor video whose frame timestamps are that day's (``start_time`` in the camera URI); one
-facility's cameras drift (``six_weeks_later``) from ``drift_day`` on. Pure planning: no I/O.
+facility's cameras drift (``camera_bump`` by default) from ``drift_day`` on. Pure planning: no I/O.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ class Scenario:
     """Default: the second facility (the first when there is one)."""
     drift_day: int = 4
     """First drifted day, 1-based."""
-    drift: str = "six_weeks_later"
+    drift: str = "camera_bump"
+    """The mounts are knocked askew (tilt and roll): the shipped model reads upright parcels as crushed.
+    One day of labels retrains that away; ``six_weeks_later`` (dim, blurred, noisy, new packaging)
+    needs more labeled days than the week has (``python -m bench.drift_recovery``)."""
     swap_day: int = 5
     """Day during whose traffic the retrained model is approved and hot-swapped at the edges."""
     burst_time: time = time(9, 0)
