@@ -43,8 +43,10 @@ import psycopg
 from psycopg import sql
 
 from bench._report import host_info, markdown_table, write_report
+from bench.reliability import diagnostics
 from bench.reliability.faults import (
     Broker,
+    FaultError,
     ManagedProcess,
     PostgresOutage,
     RedisServer,
@@ -70,6 +72,8 @@ FACILITIES = ("FAC-001", "FAC-002", "FAC-003")
 FAULTS = ("broker", "database", "redis", "edge_kill", "ingest_kill", "outbox_quota", "model")
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+RECOVERY_LIMIT_S = 600.0
+"""A fault not healed within this long is diagnosed (``stall-NN.txt``) and reported as a stall."""
 EVENTS_PER_ARRIVAL = 27.0
 """Events/s one synthetic camera yields per unit of arrival rate at 10 fps, all detections sent
 (measured here: arrival 3 → 81 events/s)."""
@@ -111,6 +115,8 @@ class Fault:
     detail: str = ""
     drained: str | None = None
     """A facility whose recovery is its outbox emptied (events it dropped by design never arrive)."""
+    stalled: str = ""
+    """Where the diagnosis of a recovery that timed out was written (empty: it recovered)."""
 
     @property
     def recovery_s(self) -> float:
@@ -315,14 +321,41 @@ class Soak:
         yield record
         record.healed = record.healed or time.time()
         marks = self.tracker.marks()
-        if record.drained is not None:
-            del marks[record.drained]
-            edge = self.edges[record.drained]
-            wait_until(lambda: edge.outbox_events() == 0, 600, f"{edge.facility} outbox drained", 1.0)
-        wait_until(lambda: self.tracker.caught_up(marks), 600, f"recovery from {kind}", 1.0)
+        try:
+            if record.drained is not None:
+                del marks[record.drained]
+                edge = self.edges[record.drained]
+                wait_until(
+                    lambda: edge.outbox_events() == 0,
+                    RECOVERY_LIMIT_S,
+                    f"{edge.facility} outbox drained",
+                    1.0,
+                )
+            wait_until(lambda: self.tracker.caught_up(marks), RECOVERY_LIMIT_S, f"recovery from {kind}", 1.0)
+        except FaultError as exc:
+            # Not an abort: the run goes on, and the final count tells lost from late.
+            record.stalled = str(self.diagnose(len(self.faults), marks))
+            log(f"fault {kind}: {exc}; diagnosis in {record.stalled}")
         record.recovered = record.recovered or time.time()
         self.faults.append(record)
-        log(f"fault {kind} recovered in {record.recovery_s:.1f} s {record.detail}")
+        outcome = f"NOT recovered within {RECOVERY_LIMIT_S:.0f} s" if record.stalled else "recovered in"
+        log(f"fault {kind} {outcome} {record.recovery_s:.1f} s {record.detail}")
+
+    def diagnose(self, number: int, marks: dict[str, int]) -> Path:
+        """Write where the owed events are stuck (consumer group, database sessions, ingest log)."""
+        missing = {f: self.tracker.missing({f: n}) for f, n in marks.items()}
+        text = diagnostics.snapshot(
+            bootstrap=self.broker.bootstrap,
+            group_id=f"{self.endpoints.topic_prefix}ingest",
+            topics=self.endpoints.topics()[:2],
+            database_url=self.database_url,
+            ingest_log=self.ingest.process.log_text(),
+            ingest_metrics=_flat(self.ingest.metrics(), prefix="wv_ingest"),
+            missing=missing,
+        )
+        path = self.home / f"stall-{number + 1:02d}.txt"
+        path.write_text(text)
+        return path
 
     def inject(self, kind: str) -> None:
         quick = self.args.quick
@@ -495,6 +528,14 @@ class Soak:
                 )
 
 
+def _flat(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], prefix: str) -> dict[str, float]:
+    return {
+        name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels)) + "}": value
+        for (name, labels), value in metrics.items()
+        if name.startswith(prefix)
+    }
+
+
 def _pct(values: list[float], q: float) -> str:
     return f"{np.percentile(values, q):.0f}" if values else "-"
 
@@ -533,6 +574,7 @@ def report(soak: Soak, r: Results, command: str) -> tuple[str, dict[str, float]]
             "injected": len(faults),
             "recovery s (mean)": f"{np.mean([f.recovery_s for f in faults]):.1f}",
             "recovery s (max)": f"{max(f.recovery_s for f in faults):.1f}",
+            f"not recovered within {RECOVERY_LIMIT_S:.0f} s": sum(bool(f.stalled) for f in faults),
             "last": faults[-1].detail,
         }
         for kind, faults in by_kind.items()
@@ -565,6 +607,7 @@ def report(soak: Soak, r: Results, command: str) -> tuple[str, dict[str, float]]
         "p99_out_ms": float(np.percentile(outside, 99)) if outside else 0.0,
         "p99_in_ms": float(np.percentile(inside, 99)) if inside else 0.0,
         **{f"recovery_max_s_{k}": max(f.recovery_s for f in v) for k, v in by_kind.items()},
+        "stalls": float(sum(bool(f.stalled) for f in soak.faults)),
     }
     return text, metrics
 
