@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import psycopg
@@ -25,11 +25,14 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(settings: Settings, prefix: str) -> Iterator[str]:
-    """A fresh migrated, partitioned, seeded database; dropped on exit."""
+def scratch_database(
+    settings: Settings, prefix: str, *, cameras: Mapping[str, Iterable[str]] | None = None
+) -> Iterator[str]:
+    """A fresh migrated, partitioned database seeded with the configured facilities and
+    ``cameras`` (``{facility_id: [camera_id, ...]}``: those events may come from); dropped on exit."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = _with_database(settings.database_url, name)
-    bootstrap(url, facilities=settings.facilities, retention_days=settings.retention_days)
+    bootstrap(url, facilities=settings.facilities, retention_days=settings.retention_days, cameras=cameras)
     try:
         yield url
     finally:

@@ -41,7 +41,7 @@ from psycopg import sql
 from bench._report import write_report
 from bench._services import scratch_database, scratch_redis, scratch_topics
 from realtime import kafka
-from realtime.events import EventFactory, detection_batch, to_timestamp
+from realtime.events import DEFAULT_CAMERAS, EventFactory, detection_batch, to_timestamp
 from realtime.ingest.worker import IngestConfig, IngestWorker
 from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.rows import EVENT_COLUMNS, event_row
@@ -53,9 +53,14 @@ HIGH_LOAD = 0.6
 noisy shared machine measures latency at a sustainable rate, not a growing backlog."""
 
 
+FACILITY = "FAC-001"
+CAMERAS = {FACILITY: DEFAULT_CAMERAS}
+"""The cameras the events come from, registered in the scratch database."""
+
+
 def make_events(count: int, seed: int = 5) -> list[pb.DetectionEvent]:
     """``count`` valid, unique events: clones of a few thousand realistic ones with new ids."""
-    templates = list(EventFactory("FAC-001", seed=seed).stream(1000, detections=4))
+    templates = list(EventFactory(FACILITY, seed=seed).stream(1000, detections=4))
     run = uuid.uuid4().hex[:8]
     events = []
     for i in range(count):
@@ -336,7 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     seconds = 10.0 if args.quick else 30.0
     settings: Settings = load_settings()
     events = make_events(total)
-    with scratch_database(settings, "wv_bench_ingest") as url, scratch_redis(settings) as redis_url:
+    with (
+        scratch_database(settings, "wv_bench_ingest", cameras=CAMERAS) as url,
+        scratch_redis(settings) as redis_url,
+    ):
         config = IngestConfig.from_settings(
             settings, database_url=url, redis_url=redis_url, group_id="bench-ingest"
         )

@@ -16,7 +16,7 @@ naming the YAML path (and the ``WV_`` variable when the value came from the envi
         routes: {"SKU-0001": lane-a, "SKU-01*": lane-b}   # expected zone per SKU (glob)
     engine: {name: onnxruntime, precision: int8, threads: 2}
     budgets: {latency_ms: 200, inference_deadline_ms: 45}
-    transport: {kind: kafka}
+    transport: {kind: kafka}    # or grpc: grpc_tls_ca (TLS), + grpc_tls_cert/grpc_tls_key (mTLS)
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from wv.settings import ConfigError, Settings
 
@@ -207,6 +215,28 @@ class OutboxConfig(_Strict):
     sync: bool = Field(default=True, description="fsync each write (survives power loss, not just a crash).")
 
 
+_PEM_MARKERS = {
+    "grpc_tls_ca": b"-----BEGIN CERTIFICATE-----",
+    "grpc_tls_cert": b"-----BEGIN CERTIFICATE-----",
+    "grpc_tls_key": b"PRIVATE KEY-----",
+}
+
+
+def _check_pem(path: Path, marker: bytes) -> None:
+    """The file exists, is readable and holds the PEM block expected; never quotes its content."""
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"no such file {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, expected a PEM file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if marker not in content:
+        what = "private key" if b"PRIVATE" in marker else "certificate"
+        raise ValueError(f"{path} holds no PEM {what}")
+
+
 class TransportConfig(_Strict):
     kind: Literal["kafka", "grpc"] = "kafka"
     kafka_bootstrap: str
@@ -215,12 +245,36 @@ class TransportConfig(_Strict):
     grpc_tls_ca: Path | None = Field(
         default=None, description="CA bundle to verify the centre (enables TLS)."
     )
+    grpc_tls_cert: Path | None = Field(
+        default=None,
+        description="Client certificate chain (PEM) presented to the centre (mTLS); needs grpc_tls_key.",
+    )
+    grpc_tls_key: Path | None = Field(
+        default=None, description="Private key (PEM) of grpc_tls_cert (secret: keep the file 0600)."
+    )
     batch_events: int = Field(default=500, ge=1, le=10_000, description="Events per DetectionBatch message.")
     timeout_s: float = Field(default=5.0, gt=0, description="Wait for the centre's acknowledgement.")
     breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
     breaker_reset_s: float = Field(default=5.0, gt=0, description="Open circuit's wait before a probe.")
     backoff_base_s: float = Field(default=0.2, gt=0)
     backoff_cap_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("grpc_tls_ca", "grpc_tls_cert", "grpc_tls_key")
+    @classmethod
+    def _readable_pem(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is not None:
+            _check_pem(v, _PEM_MARKERS[info.field_name or ""])
+        return v
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> TransportConfig:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            missing = "grpc_tls_key" if self.grpc_tls_key is None else "grpc_tls_cert"
+            raise ValueError(
+                "transport.grpc_tls_cert and transport.grpc_tls_key: set both to present a client "
+                f"certificate (mTLS), or neither; transport.{missing} is missing"
+            )
+        return self
 
 
 class HotswapConfig(_Strict):

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     MISSING_FIELD = "missing_field"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     UNKNOWN_FACILITY = "unknown_facility"
+    UNKNOWN_CAMERA = "unknown_camera"
     FUTURE_EVENT_TIME = "future_event_time"
     INVALID_VALUE = "invalid_value"
     REJECTED_BY_DATABASE = "rejected_by_database"
@@ -111,22 +112,31 @@ def _unit(value: float) -> bool:
     return 0.0 <= value <= 1.0  # false for NaN
 
 
+def _camera_detail(facility_id: str, camera_id: str) -> str:
+    """``<camera> of facility <facility>``: what an operator registers with ``wv db cameras add``."""
+    return f"{camera_id} of facility {facility_id}"
+
+
 class Validator:
     """Turns raw Kafka values and decoded gRPC batches into :class:`Decoded` results.
 
-    ``known_facility`` answers whether a facility exists (a cached lookup of the
-    ``facilities`` table); ``clock`` is injectable so the future-skew check is testable.
+    ``known_facility`` answers whether a facility exists and ``known_camera`` whether a camera
+    is registered for a facility (cached lookups of the ``facilities`` and ``cameras`` tables:
+    :class:`~realtime.facility_cache.FacilityCache` and its ``camera`` method); ``clock`` is
+    injectable so the future-skew check is testable.
     """
 
     def __init__(
         self,
         known_facility: Callable[[str], bool],
         *,
+        known_camera: Callable[[str, str], bool],
         max_future_skew_s: float,
         max_message_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._known_facility = known_facility
+        self._known_camera = known_camera
         self._max_future_skew_s = max_future_skew_s
         self.max_message_bytes = max_message_bytes
         self._clock = clock
@@ -248,6 +258,12 @@ class Validator:
                 return problem[0], f"anomalies.{problem[1]}"
         if not self._known_facility(e.facility_id):
             return Reason.UNKNOWN_FACILITY, e.facility_id
+        if not self._known_camera(e.facility_id, e.camera_id):
+            return Reason.UNKNOWN_CAMERA, _camera_detail(e.facility_id, e.camera_id)
+        for flag in e.anomalies:  # a flag naming another camera of the facility: that one too
+            camera = flag.camera_id
+            if camera and camera != e.camera_id and not self._known_camera(e.facility_id, camera):
+                return Reason.UNKNOWN_CAMERA, f"{_camera_detail(e.facility_id, camera)} (anomalies.camera_id)"
         return None
 
     def _flag_problem(self, f: pb.AnomalyFlag, event_facility: str = "") -> tuple[Reason, str] | None:
@@ -282,6 +298,9 @@ class Validator:
                 return Reason.INVALID_VALUE, "evidence_json"
             if not isinstance(evidence, dict) or "\\u0000" in f.evidence_json or "\x00" in f.evidence_json:
                 return Reason.INVALID_VALUE, "evidence_json"
-        if not event_facility and not self._known_facility(f.facility_id):
-            return Reason.UNKNOWN_FACILITY, f.facility_id
+        if not event_facility:
+            if not self._known_facility(f.facility_id):
+                return Reason.UNKNOWN_FACILITY, f.facility_id
+            if f.camera_id and not self._known_camera(f.facility_id, f.camera_id):
+                return Reason.UNKNOWN_CAMERA, _camera_detail(f.facility_id, f.camera_id)
         return None

@@ -33,6 +33,9 @@ SEVERITY_BY_NAME: Final[dict[str, pb.Severity.ValueType]] = {
 }
 SEVERITY_NAME: Final[dict[int, str]] = {v: k for k, v in SEVERITY_BY_NAME.items()}
 SUPPORTED_SCHEMA_VERSIONS: Final[frozenset[int]] = frozenset({pb.SCHEMA_VERSION_1})
+DEFAULT_CAMERAS: Final[tuple[str, ...]] = ("cam-01", "cam-02")
+"""The camera ids :class:`EventFactory` uses unless told otherwise: register them (``cameras``
+table, ``wv db cameras add``) before streaming its events into the centre."""
 
 _ANOMALY_NAMESPACE: Final = uuid.UUID("6f3b1c2e-7a51-4d0e-9a43-2f8e5c1d9b70")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -116,7 +119,7 @@ class EventFactory:
         seed: int = 0,
         start: datetime | None = None,
         step: timedelta = timedelta(milliseconds=5),
-        cameras: Sequence[str] = ("cam-01", "cam-02"),
+        cameras: Sequence[str] = DEFAULT_CAMERAS,
         zones: Sequence[str] = ("inbound", "sorter", "outbound"),
         model_version: str = "vit-s16-int8-v1",
     ) -> None:

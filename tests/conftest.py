@@ -2,10 +2,12 @@
 
 - ``settings``: the validated settings, as every ``wv`` command would load them.
 - ``database_url``: a fresh database ``wv_test_<hex>`` on the configured server, migrated,
-  partitioned and seeded with the configured facilities; dropped after the session.
+  partitioned and seeded with the configured facilities and, for each, the cameras
+  ``EventFactory`` streams from by default (``DEFAULT_CAMERAS``); dropped after the session.
+  Events of other cameras are dead-lettered (``unknown_camera``) unless a test registers them.
 - ``empty_database_url``: a database name that does not exist yet (for set-up tests); dropped after.
 - ``db``: an autocommit psycopg connection to it; every application table is emptied first
-  (``schema_migrations`` kept) and the configured facilities are seeded again.
+  (``schema_migrations`` kept) and the configured facilities and their cameras are seeded again.
 - ``redis_url`` / ``redis_client``: a Redis database index claimed by this session alone
   (other sessions on the same server use other indexes), flushed before each test.
 - ``kafka_bootstrap``: the broker; fails with a hint to run ``wv services up`` when none answers.
@@ -28,8 +30,9 @@ import pytest
 import redis
 from psycopg import sql
 
+from realtime.events import DEFAULT_CAMERAS
 from realtime.storage.bootstrap import bootstrap
-from realtime.storage.facilities import ensure_facilities
+from realtime.storage.facilities import ensure_cameras, ensure_facilities
 from wv.services.kafka import KafkaService
 from wv.settings import ConfigError, Settings, load_settings
 
@@ -63,6 +66,11 @@ def settings() -> Settings:
         pytest.exit(f"{exc}", returncode=2)
 
 
+def seeded_cameras(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The cameras every test database starts with: ``DEFAULT_CAMERAS`` of each configured facility."""
+    return dict.fromkeys(settings.facilities, DEFAULT_CAMERAS)
+
+
 def _with_database(url: str, dbname: str) -> str:
     parts = urlsplit(url)
     return parts._replace(path=f"/{dbname}").geturl()
@@ -82,6 +90,7 @@ def database_url(settings: Settings) -> Iterator[str]:
         facilities=settings.facilities,
         retention_days=settings.retention_days,
         timezone=settings.facility_timezone,
+        cameras=seeded_cameras(settings),
     )
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -126,6 +135,7 @@ def db(database_url: str, settings: Settings) -> Iterator[psycopg.Connection]:
                 )
             )
         ensure_facilities(conn, settings.facilities, settings.facility_timezone)
+        ensure_cameras(conn, seeded_cameras(settings))
         yield conn
 
 

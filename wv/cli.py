@@ -19,7 +19,7 @@ from wv.settings import ConfigError, get_settings
 # their commands are merged into one group (``wv model`` holds training and registry commands).
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "services": (["wv.services.cli:app"], "Start, stop and check local PostgreSQL, Redis and Kafka."),
-    "db": (["realtime.storage.cli:app"], "Apply migrations and maintain partitions."),
+    "db": (["realtime.storage.cli:app"], "Apply migrations, maintain partitions, register cameras."),
     "data": (["edge.sources.cli:app"], "Generate synthetic conveyor datasets and videos."),
     "model": (
         ["edge.model.cli:app", "realtime.storage.registry_cli:app"],

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.reliability.faults import ManagedProcess, wait_until
 from realtime import kafka
+from realtime.storage.facilities import ensure_cameras
 from wv.services.base import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,12 @@ def metric_value(
 
 
 class EdgeNode:
-    """One facility's edge service in its own process, with a journal of the events it owes."""
+    """One facility's edge service in its own process, with a journal of the events it owes.
+
+    Its cameras are ``cam-1``, ``cam-2``, … in the order of ``cameras``; constructing the node
+    registers them in the centre's ``cameras`` table (what an operator does with ``wv db cameras
+    add`` before an edge starts), so its events are not dead-lettered as ``unknown_camera``.
+    """
 
     def __init__(
         self,
@@ -165,6 +171,8 @@ class EdgeNode:
             config[name] = {**config.get(name, {}), **values}
         self.config = config
         self.write_config()
+        self.database_url = endpoints.database_url
+        self.register_cameras()
         self.process = ManagedProcess(
             f"edge-{facility}",
             [
@@ -182,6 +190,15 @@ class EdgeNode:
             env={**wv_environment(endpoints, home / "state"), **(env or {})},
             cwd=ROOT,
         )
+
+    @property
+    def camera_ids(self) -> list[str]:
+        return [str(camera["id"]) for camera in self.config["cameras"]]
+
+    def register_cameras(self) -> None:
+        """Register this edge's cameras with the centre (its facility must exist); idempotent."""
+        with psycopg.connect(self.database_url, autocommit=True, connect_timeout=10) as conn:
+            ensure_cameras(conn, {self.facility: self.camera_ids})
 
     @property
     def model_status_path(self) -> Path:

@@ -2,7 +2,10 @@
 its `InferenceAck`, which the centre sends only after the durable write.
 
 The bearer token (``WV_GRPC_TOKEN``) goes in the `authorization` metadata; with a CA bundle the
-channel uses TLS. Any stream error or timeout tears the stream down; the next send opens a new one.
+channel uses TLS, and with a client certificate and key it presents them (mTLS; without a CA
+bundle the system's roots verify the centre). The key is read when the channel opens and kept only
+inside gRPC's credentials. Any stream error or timeout tears the stream down; the next send opens a
+new one.
 """
 
 from __future__ import annotations
@@ -23,10 +26,21 @@ _END = object()
 class GrpcTransport(Transport):
     name = "grpc"
 
-    def __init__(self, address: str, token: str | None = None, tls_ca: Path | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
         self.address = address
         self.token = token
         self.tls_ca = tls_ca
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self._channel: Any = None
         self._call: Any = None
         self._requests: queue.Queue[object] = queue.Queue()
@@ -40,9 +54,8 @@ class GrpcTransport(Transport):
         from realtime.proto.warehouse_vision_pb2_grpc import WarehouseVisionServiceStub
 
         if self._channel is None:
-            if self.tls_ca is not None:
-                creds = grpc.ssl_channel_credentials(root_certificates=self.tls_ca.read_bytes())
-                self._channel = grpc.secure_channel(self.address, creds)
+            if self.tls_ca is not None or self.tls_cert is not None:
+                self._channel = grpc.secure_channel(self.address, self._credentials())
             else:
                 self._channel = grpc.insecure_channel(self.address)
         self._requests, self._acks = queue.Queue(), queue.Queue()
@@ -58,6 +71,18 @@ class GrpcTransport(Transport):
         )
         threading.Thread(target=self._read_acks, args=(self._call, self._acks), daemon=True).start()
         self.connects += 1
+
+    def _credentials(self) -> Any:
+        import grpc
+
+        try:
+            return grpc.ssl_channel_credentials(
+                root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
+                private_key=self.tls_key.read_bytes() if self.tls_key else None,
+                certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
+            )
+        except OSError as exc:  # a file went away after start-up: retried like any transport failure
+            raise TransportError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
 
     @staticmethod
     def _read_acks(call: Any, acks: queue.Queue[object]) -> None:

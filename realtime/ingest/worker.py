@@ -91,6 +91,7 @@ class IngestWorker:
         self._facilities = FacilityCache.from_database(config.database_url)
         self.validator = Validator(
             self._facilities,
+            known_camera=self._facilities.camera,
             max_future_skew_s=config.max_future_skew_s,
             max_message_bytes=config.max_message_bytes,
         )

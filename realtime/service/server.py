@@ -140,8 +140,10 @@ def start_server(config: ServiceConfig) -> RunningServer:
         dead_letters=DeadLetterPublisher(producer, config.dead_letter_topic) if producer else None,
         streams=StreamPublisher(redis_client, maxlen=config.stream_maxlen) if redis_client else None,
     )
+    registry = FacilityCache.from_database(config.database_url)
     validator = Validator(
-        FacilityCache.from_database(config.database_url),
+        registry,
+        known_camera=registry.camera,
         max_future_skew_s=config.max_future_skew_s,
         max_message_bytes=config.max_message_bytes,
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
 
-from realtime.storage.facilities import ensure_facilities
+from realtime.storage.facilities import ensure_cameras, ensure_facilities
 from realtime.storage.migrate import upgrade
 from realtime.storage.partitions import MaintenanceReport, maintain
 
@@ -17,6 +17,7 @@ class BootstrapReport:
     migrations: list[str]
     maintenance: MaintenanceReport
     facilities_added: int
+    cameras_added: int = 0
 
 
 def bootstrap(
@@ -26,10 +27,14 @@ def bootstrap(
     retention_days: int,
     days_ahead: int = 7,
     timezone: str = "UTC",
+    cameras: Mapping[str, Iterable[str]] | None = None,
 ) -> BootstrapReport:
-    """Apply pending migrations, run one partition-maintenance pass and upsert the facilities."""
+    """Apply pending migrations, run one partition-maintenance pass and insert the missing
+    facilities and ``cameras`` (``{facility_id: [camera_id, ...]}``; their facilities must be
+    among ``facilities`` or already exist)."""
     applied = upgrade(database_url)
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         report = maintain(conn, retention_days=retention_days, days_ahead=days_ahead)
         added = ensure_facilities(conn, facilities, timezone)
-    return BootstrapReport(applied, report, added)
+        cameras_added = ensure_cameras(conn, cameras or {})
+    return BootstrapReport(applied, report, added, cameras_added)

@@ -1,20 +1,27 @@
-"""``wv db``: apply migrations, show their state, maintain time-series partitions."""
+"""``wv db``: apply migrations, show their state, maintain time-series partitions, register cameras."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import psycopg
 import typer
 
 from realtime.storage import migrate
 from realtime.storage.bootstrap import bootstrap
+from realtime.storage.facilities import RegistrationError, list_cameras, register_camera
 from realtime.storage.partitions import maintain as maintain_partitions
 from wv.services.manager import display_url
 from wv.settings import get_settings
 
-app = typer.Typer(help="Apply migrations and maintain partitions.", no_args_is_help=True)
+app = typer.Typer(help="Apply migrations, maintain partitions, register cameras.", no_args_is_help=True)
+cameras_app = typer.Typer(
+    help="Register and list the cameras of each facility (events of others are dead-lettered).",
+    no_args_is_help=True,
+)
+app.add_typer(cameras_app, name="cameras")
 
 
 @contextmanager
@@ -22,7 +29,7 @@ def _database_errors() -> Iterator[None]:
     url = display_url(get_settings().database_url)
     try:
         yield
-    except migrate.MigrationError as exc:
+    except (migrate.MigrationError, RegistrationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except psycopg.OperationalError as exc:
@@ -81,3 +88,45 @@ def maintain() -> None:
     typer.echo(report.summary())
     for name in report.dropped:
         typer.echo(f"  dropped {name}")
+
+
+@cameras_app.command("add")
+def cameras_add(
+    facility: Annotated[
+        str, typer.Argument(help="Facility id (must exist: WV_FACILITIES + `wv db upgrade`).")
+    ],
+    camera: Annotated[str, typer.Argument(help="Camera id, as in the edge's edge.yaml (`cameras[].id`).")],
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source URI (rtsp://, file://, synthetic://).")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", help="Free text.")] = None,
+) -> None:
+    """Register a camera (again: updates the given --source/--description, keeps the rest)."""
+    settings = get_settings()
+    with (
+        _database_errors(),
+        psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
+    ):
+        added = register_camera(conn, facility, camera, source_uri=source, description=description)
+    if added:
+        state = "registered"
+    else:
+        state = "already registered" + (", updated" if source is not None or description is not None else "")
+    typer.echo(f"camera {camera} of facility {facility}: {state}")
+
+
+@cameras_app.command("list")
+def cameras_list(
+    facility: Annotated[str | None, typer.Option("--facility", help="Only this facility's cameras.")] = None,
+) -> None:
+    """Registered cameras, by facility: id, source URI, description."""
+    settings = get_settings()
+    with (
+        _database_errors(),
+        psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
+    ):
+        cameras = list_cameras(conn, facility)
+    if not cameras:
+        typer.echo("no cameras registered" + (f" for facility {facility}" if facility else ""))
+    for c in cameras:
+        typer.echo("  ".join([c.facility_id, c.camera_id, c.source_uri or "-", c.description]).rstrip())

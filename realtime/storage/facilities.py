@@ -1,10 +1,29 @@
-"""Facility reference rows: every configured facility must exist before events reference it."""
+"""Facility and camera reference rows: every facility and camera must exist before events
+reference them (the centre dead-letters events of unknown ones: ``unknown_facility``,
+``unknown_camera``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import psycopg
+
+REFERENCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What the ``facilities`` and ``cameras`` tables accept as an id (their CHECK constraints)."""
+
+
+class RegistrationError(ValueError):
+    """A camera that cannot be registered: unknown facility or malformed id (one clear line)."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    facility_id: str
+    camera_id: str
+    source_uri: str | None = None
+    description: str = ""
 
 
 def ensure_facilities(conn: psycopg.Connection, facility_ids: Iterable[str], timezone: str = "UTC") -> int:
@@ -22,3 +41,87 @@ def ensure_facilities(conn: psycopg.Connection, facility_ids: Iterable[str], tim
             (timezone, ids),
         )
         return cur.rowcount
+
+
+def ensure_cameras(conn: psycopg.Connection, cameras: Mapping[str, Iterable[str]]) -> int:
+    """Register the missing cameras of ``{facility_id: [camera_id, ...]}`` (existing rows are left
+    as they are; the facilities must exist); returns how many were added."""
+    pairs = list(dict.fromkeys((f, c) for f, ids in cameras.items() for c in ids))
+    if not pairs:
+        return 0
+    with conn.transaction():
+        cur = conn.execute(
+            """
+            INSERT INTO cameras (facility_id, camera_id)
+            SELECT * FROM unnest(%s::text[], %s::text[])
+            ON CONFLICT (facility_id, camera_id) DO NOTHING
+            """,
+            ([f for f, _ in pairs], [c for _, c in pairs]),
+        )
+        return cur.rowcount
+
+
+def _facility_exists(conn: psycopg.Connection, facility_id: str) -> bool:
+    if not REFERENCE_ID.fullmatch(facility_id):
+        return False  # the table could not hold it (and a NUL could not even be sent)
+    row = conn.execute("SELECT 1 FROM facilities WHERE facility_id = %s", (facility_id,)).fetchone()
+    return row is not None
+
+
+def register_camera(
+    conn: psycopg.Connection,
+    facility_id: str,
+    camera_id: str,
+    *,
+    source_uri: str | None = None,
+    description: str | None = None,
+) -> bool:
+    """Add a camera, or update the given fields of a registered one (idempotent; fields left as
+    None keep their value). True if it was added. Raises :class:`RegistrationError` for an unknown
+    facility or an id the table refuses."""
+    if not REFERENCE_ID.fullmatch(camera_id):
+        raise RegistrationError(f"camera id {camera_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
+    try:
+        with conn.transaction():
+            if not _facility_exists(conn, facility_id):
+                raise RegistrationError(_unknown_facility(facility_id))
+            row = conn.execute(
+                """
+                INSERT INTO cameras (facility_id, camera_id, source_uri, description)
+                VALUES (%(facility)s, %(camera)s, %(source)s, coalesce(%(description)s, ''))
+                ON CONFLICT (facility_id, camera_id) DO UPDATE SET
+                    source_uri = coalesce(EXCLUDED.source_uri, cameras.source_uri),
+                    description = coalesce(%(description)s, cameras.description)
+                RETURNING xmax = 0
+                """,
+                {
+                    "facility": facility_id,
+                    "camera": camera_id,
+                    "source": source_uri,
+                    "description": description,
+                },
+            ).fetchone()
+    except psycopg.errors.ForeignKeyViolation:  # the facility was deleted meanwhile
+        raise RegistrationError(_unknown_facility(facility_id)) from None
+    except psycopg.DataError as exc:  # e.g. a NUL in the source or description
+        raise RegistrationError(f"camera {camera_id}: {str(exc).strip().splitlines()[0]}") from None
+    return bool(row and row[0])
+
+
+def list_cameras(conn: psycopg.Connection, facility_id: str | None = None) -> list[Camera]:
+    """Registered cameras, by facility then camera; ``facility_id`` must exist if given."""
+    if facility_id is not None and not _facility_exists(conn, facility_id):
+        raise RegistrationError(_unknown_facility(facility_id))
+    rows = conn.execute(
+        """
+        SELECT facility_id, camera_id, source_uri, description FROM cameras
+        WHERE %(facility)s::text IS NULL OR facility_id = %(facility)s
+        ORDER BY facility_id, camera_id
+        """,
+        {"facility": facility_id},
+    ).fetchall()
+    return [Camera(*row) for row in rows]
+
+
+def _unknown_facility(facility_id: str) -> str:
+    return f"unknown facility {facility_id!r} (add it to WV_FACILITIES and run `wv db upgrade`)"

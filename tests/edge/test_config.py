@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,102 @@ def test_unreadable_or_invalid_yaml_is_reported(tmp_path: Path):
     bad.write_text("facility: [unclosed\n")
     with pytest.raises(EdgeConfigError, match="not valid YAML"):
         load_config(bad, load_settings())
+
+
+CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIGHsecretkeymaterial\n-----END PRIVATE KEY-----\n"
+
+
+def _grpc_config(tmp_path: Path, **transport: str) -> Path:
+    file = tmp_path / "edge.yaml"
+    options = "".join(f", {name}: '{value}'" for name, value in transport.items())
+    file.write_text(
+        "facility: F\ncameras: [{id: c1, source: 'synthetic://'}]\n"
+        f"transport: {{kind: grpc, grpc_address: '127.0.0.1:1'{options}}}\n"
+    )
+    return file
+
+
+def test_a_client_certificate_and_key_reach_the_grpc_transport(tmp_path: Path):
+    from edge.publish.grpc import GrpcTransport
+    from edge.service import make_transport
+
+    (tmp_path / "ca.crt").write_text(CERT_PEM)
+    (tmp_path / "edge.crt").write_text(CERT_PEM)
+    (tmp_path / "edge.key").write_text(KEY_PEM)
+    cfg = load_config(
+        _grpc_config(
+            tmp_path,
+            grpc_tls_ca=str(tmp_path / "ca.crt"),
+            grpc_tls_cert=str(tmp_path / "edge.crt"),
+            grpc_tls_key=str(tmp_path / "edge.key"),
+        ),
+        load_settings(),
+    )
+    transport = make_transport(cfg, "token")
+    assert isinstance(transport, GrpcTransport)
+    assert (transport.tls_ca, transport.tls_cert, transport.tls_key) == (
+        tmp_path / "ca.crt",
+        tmp_path / "edge.crt",
+        tmp_path / "edge.key",
+    )
+    # neither is fine too (TLS from the CA alone, or plaintext)
+    assert load_config(_grpc_config(tmp_path), load_settings()).transport.grpc_tls_cert is None
+
+
+@pytest.mark.parametrize("given", ["grpc_tls_cert", "grpc_tls_key"])
+def test_a_client_certificate_without_its_key_or_a_key_without_its_certificate_is_refused(
+    tmp_path: Path, given: str
+):
+    (tmp_path / "file.pem").write_text(CERT_PEM if given == "grpc_tls_cert" else KEY_PEM)
+    missing = "grpc_tls_key" if given == "grpc_tls_cert" else "grpc_tls_cert"
+    with pytest.raises(EdgeConfigError) as err:
+        load_config(_grpc_config(tmp_path, **{given: str(tmp_path / "file.pem")}), load_settings())
+    text = str(err.value)
+    assert "transport.grpc_tls_cert and transport.grpc_tls_key: set both" in text
+    assert f"transport.{missing} is missing" in text
+    assert "secretkeymaterial" not in text
+
+
+def test_missing_unreadable_or_wrong_tls_files_are_named_without_their_content(tmp_path: Path):
+    (tmp_path / "edge.crt").write_text(CERT_PEM)
+    (tmp_path / "edge.key").write_text(KEY_PEM)
+    (tmp_path / "swapped.key").write_text(CERT_PEM)  # a certificate where the key belongs
+    (tmp_path / "key-as-cert.crt").write_text(KEY_PEM)
+    (tmp_path / "dir.key").mkdir()
+    cases = {
+        ("grpc_tls_key", "nowhere.key"): "no such file",
+        ("grpc_tls_key", "dir.key"): "is a directory",
+        ("grpc_tls_key", "swapped.key"): "holds no PEM private key",
+        ("grpc_tls_ca", "nowhere.crt"): "no such file",
+    }
+    for (setting, name), problem in cases.items():
+        values = {"grpc_tls_cert": str(tmp_path / "edge.crt"), "grpc_tls_key": str(tmp_path / "edge.key")}
+        values[setting] = str(tmp_path / name)
+        with pytest.raises(EdgeConfigError) as err:
+            load_config(_grpc_config(tmp_path, **values), load_settings())
+        text = str(err.value)
+        assert f"transport.{setting}:" in text and problem in text and text.count("transport.") == 1, text
+    with pytest.raises(EdgeConfigError) as err:
+        load_config(
+            _grpc_config(
+                tmp_path,
+                grpc_tls_cert=str(tmp_path / "key-as-cert.crt"),
+                grpc_tls_key=str(tmp_path / "key-as-cert.crt"),
+            ),
+            load_settings(),
+        )
+    text = str(err.value)
+    assert "transport.grpc_tls_cert:" in text and "holds no PEM certificate" in text
+    assert "secretkeymaterial" not in text and "BEGIN" not in text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_key_is_named(tmp_path: Path):
+    (tmp_path / "edge.crt").write_text(CERT_PEM)
+    key = tmp_path / "edge.key"
+    key.write_text(KEY_PEM)
+    key.chmod(0)
+    file = _grpc_config(tmp_path, grpc_tls_cert=str(tmp_path / "edge.crt"), grpc_tls_key=str(key))
+    with pytest.raises(EdgeConfigError, match=r"transport\.grpc_tls_key: .*cannot read .*Permission denied"):
+        load_config(file, load_settings())

@@ -24,10 +24,15 @@ from realtime.storage.writer import EventWriter
 
 NOW = 1_790_000_000.0  # a fixed clock: the future-skew check is part of what is fuzzed
 KNOWN = {"FAC-001", "FAC-002", "FAC-003"}
+CAMERAS = {(facility, camera) for facility in KNOWN for camera in ("cam-01", "cam-02", "cam-1")}
 FUZZ = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 validator = Validator(
-    KNOWN.__contains__, max_future_skew_s=300.0, max_message_bytes=64 * 1024, clock=lambda: NOW
+    KNOWN.__contains__,
+    known_camera=lambda facility, camera: (facility, camera) in CAMERAS,
+    max_future_skew_s=300.0,
+    max_message_bytes=64 * 1024,
+    clock=lambda: NOW,
 )
 factory = EventFactory("FAC-001", seed=3, start=datetime.fromtimestamp(NOW - 600, UTC))
 SEEDS = [detection_batch(factory.package(3)).SerializeToString() for _ in range(8)]
@@ -173,13 +178,14 @@ def _check_fits_rows(e: pb.DetectionEvent) -> None:
     assessment_row(e)
     for f in e.anomalies:
         flag = flag_row(f, e)
+        assert (e.facility_id, f.camera_id or e.camera_id) in CAMERAS
         assert flag[1].year >= 1970 and flag[7] and flag[8] in ("info", "warning", "critical")
     texts_ = [v for v in row if isinstance(v, str)]
     assert all("\x00" not in t and len(t) <= MAX_TEXT_LENGTH for t in texts_)
     x1, y1, x2, y2, confidence = row[8:13]
     assert 0.0 <= confidence <= 1.0
     assert all(math.isfinite(v) for v in (x1, y1, x2, y2)) and x2 >= x1 and y2 >= y1
-    assert e.facility_id in KNOWN
+    assert e.facility_id in KNOWN and (e.facility_id, e.camera_id) in CAMERAS
     assert row[1].timestamp() <= NOW + 300.0
     if row[21] is not None:
         assert row[21] <= row[1]
@@ -248,6 +254,7 @@ def test_standalone_anomaly_flags_are_accepted_only_when_complete(flag: pb.Anoma
     for f in decoded.flags:
         row = flag_row(f)
         assert f.facility_id in KNOWN and f.anomaly_id and row[1].timestamp() <= NOW + 300.0
+        assert not f.camera_id or (f.facility_id, f.camera_id) in CAMERAS
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ FACILITIES = ("FAC-001", "FAC-002")
 ZONES = ("inbound", "sorter", "hold", "outbound", "")
 validator = Validator(
     set(FACILITIES).__contains__,
+    known_camera=lambda facility, camera: facility in FACILITIES and camera in ("cam-1", "cam-2"),
     max_future_skew_s=300.0,
     max_message_bytes=1 << 20,
     clock=lambda: (T0 + timedelta(days=30)).timestamp(),

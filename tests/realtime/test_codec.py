@@ -14,10 +14,14 @@ from realtime.proto import warehouse_vision_pb2 as pb
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
+CAMERAS = {("FAC-001", "cam-01"), ("FAC-001", "cam-02"), ("FAC-002", "cam-01")}
+
+
 @pytest.fixture
 def validator() -> Validator:
     return Validator(
         {"FAC-001", "FAC-002"}.__contains__,
+        known_camera=lambda facility, camera: (facility, camera) in CAMERAS,
         max_future_skew_s=300,
         max_message_bytes=64 * 1024,
         clock=NOW.timestamp,
@@ -53,6 +57,20 @@ def _breakers() -> dict[str, tuple[object, str]]:
         "bbox": (lambda e: setattr(e.bbox, "x2", e.bbox.x1 - 1), "invalid_value: bbox"),
         "inf": (lambda e: setattr(e.bbox, "x2", math.inf), "invalid_value: bbox"),
         "facility": (lambda e: setattr(e, "facility_id", "FAC-404"), "unknown_facility: FAC-404"),
+        "unregistered camera": (
+            lambda e: setattr(e, "camera_id", "cam-99"),
+            "unknown_camera: cam-99 of facility FAC-001",
+        ),
+        "camera of another facility": (
+            lambda e: e.MergeFrom(pb.DetectionEvent(facility_id="FAC-002", camera_id="cam-02")),
+            "unknown_camera: cam-02 of facility FAC-002",
+        ),
+        "flag camera": (
+            lambda e: e.anomalies.append(
+                anomaly_flag(kind="damaged", facility_id="", camera_id="cam-99", flagged_at=NOW)
+            ),
+            "unknown_camera: cam-99 of facility FAC-001 (anomalies.camera_id)",
+        ),
         "condition": (lambda e: setattr(e, "condition", 0), "missing_field: condition"),
         "probabilities": (
             lambda e: setattr(e.condition_probabilities, "torn", 1.5),
@@ -106,3 +124,18 @@ def test_standalone_flags_must_be_complete(validator):
         assert validator.anomaly(broken.SerializeToString()).rejections[0].text == expected
     stranger = anomaly_flag(kind="lost", facility_id="FAC-404", flagged_at=NOW)
     assert validator.anomaly(stranger.SerializeToString()).rejections[0].text == "unknown_facility: FAC-404"
+    unregistered = anomaly_flag(kind="misplaced", facility_id="FAC-002", camera_id="cam-02", flagged_at=NOW)
+    assert validator.anomaly(unregistered.SerializeToString()).rejections[0].text == (
+        "unknown_camera: cam-02 of facility FAC-002"
+    )
+    registered = anomaly_flag(kind="misplaced", facility_id="FAC-002", camera_id="cam-01", flagged_at=NOW)
+    assert validator.anomaly(registered.SerializeToString()).flags == [registered]
+
+
+def test_a_flag_embedded_in_an_event_may_name_its_own_or_another_registered_camera(validator):
+    factory = _factory()
+    own, other = factory.decision(camera_id="cam-01"), factory.decision(camera_id="cam-01")
+    own.anomalies.append(anomaly_flag(kind="damaged", facility_id="", camera_id="cam-01", flagged_at=NOW))
+    other.anomalies.append(anomaly_flag(kind="damaged", facility_id="", camera_id="cam-02", flagged_at=NOW))
+    decoded = validator.detection_batch(detection_batch([own, other]).SerializeToString())
+    assert decoded.events == [own, other] and not decoded.rejections

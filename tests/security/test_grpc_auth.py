@@ -1,7 +1,8 @@
 """gRPC authentication of ``wv realtime serve`` as deployed (configured by ``WV_*`` variables):
 a token is mandatory, mTLS admits only clients with a certificate of the configured CA, every
-near-miss of the token is UNAUTHENTICATED and writes nothing, and an edge with a wrong token
-keeps its events until it is given the right one — then they all arrive, once.
+near-miss of the token is UNAUTHENTICATED and writes nothing, and an edge with a wrong token —
+or without its client certificate under mTLS — keeps its events until it is given the right
+one; then they all arrive, once.
 
 (tests/realtime/service covers the server API in-process: missing/wrong token, health, mTLS.)
 """
@@ -161,3 +162,52 @@ def test_edge_with_a_wrong_token_keeps_its_events_until_it_has_the_right_one(
     ledger = Ledger.collect([edge.journal], database_url, ["FAC-001"])
     assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
     assert "not-the-token" not in edge.process.log_text() and TOKEN not in edge.process.log_text()
+
+
+def test_edge_without_its_client_certificate_keeps_its_events_until_it_presents_one_under_mtls(
+    serve, pki, db, database_url, tmp_path, kafka_bootstrap, topic_prefix
+):
+    served = serve(
+        probe_credentials=_credentials(pki, "trusted"),
+        WV_GRPC_TOKEN=TOKEN,
+        WV_GRPC_TLS_CERT=str(pki.server_cert),
+        WV_GRPC_TLS_KEY=str(pki.server_key),
+        WV_GRPC_TLS_CLIENT_CA=str(pki.ca),
+    )
+    edge = EdgeNode(
+        tmp_path / "edge",
+        "FAC-001",
+        Endpoints(database_url, kafka_bootstrap, None, topic_prefix),
+        model_dir=prepare_model(tmp_path / "model"),
+        cameras=["synthetic://seed=31&fps=10"],
+        transport={
+            "kind": "grpc",
+            "grpc_address": served.address,
+            "grpc_tls_ca": str(pki.ca),  # verifies the centre, but presents no certificate
+            "timeout_s": 2.0,
+        },
+        env={"WV_GRPC_TOKEN": TOKEN},
+    )
+    try:
+        edge.start(wait_events=40)
+        wait_until(lambda: edge.metric("wv_edge_publish_failures_total") >= 2, 30, "refused publishes")
+        assert edge.outbox_events() >= 40  # all kept
+        assert _counts(database_url) == (0, 0)
+        assert edge.process.stop() == 0
+        assert "UNAVAILABLE" in edge.process.log_text()  # the TLS handshake is refused
+        refused = edge.written()
+
+        edge.write_config(
+            transport={"grpc_tls_cert": str(pki.client_cert), "grpc_tls_key": str(pki.client_key)}
+        )
+        edge.start(wait_events=refused + 40)  # the replay and new events, over mTLS
+        edge.wait_drained()
+        assert edge.process.stop() == 0
+    finally:
+        edge.process.kill()
+    ledger = Ledger.collect([edge.journal], database_url, ["FAC-001"])
+    assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
+    assert len(ledger.owed) >= refused + 40 and ledger.dead_letters == 0
+    key_lines = pki.client_key.read_text().splitlines()[1:-1]
+    log_text = edge.process.log_text()
+    assert TOKEN not in log_text and not any(line in log_text for line in key_lines)

@@ -1,7 +1,9 @@
 """SQL injection: hostile strings through every text field that reaches the database — event and
-flag fields over gRPC and over Kafka ingest, the gRPC query fields, the model registry's command
-line — are stored verbatim or refused with a reason; the schema and the reference data survive.
-A static check backs this up: no SQL text is ever built from a function's arguments.
+flag fields over gRPC and over Kafka ingest, the gRPC query fields, the model registry's and the
+camera registry's command lines — are stored verbatim or refused with a reason; the schema and
+the reference data survive. Camera ids must be registered (``[A-Za-z0-9_.-]``, so no hostile one
+can be): events naming a hostile camera are dead letters (``unknown_camera``, the id verbatim in
+the reason). A static check backs this up: no SQL text is ever built from a function's arguments.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ STORED = [
 """Legal values: each must come back byte for byte."""
 REFUSED = ["\x00", "a\x00'; DROP TABLE packages; --", "x" * 10_000]
 """Illegal values (NUL, 10 kB): each must be refused with a reason, never half-written."""
+CAMERA_FIELDS = ("camera_id", "flag.camera_id")
+"""Fields whose legal values must also be registered cameras: hostile ones never are."""
 EVENT_FIELDS = (
     "event_id",
     "camera_id",
@@ -86,15 +90,34 @@ def _refused(value: str) -> bool:
     return "\x00" in value or len(value) > 256
 
 
+def _rejection(field: str, value: str) -> str | None:
+    """The reason an event carrying ``value`` in ``field`` is dead-lettered with (None: stored)."""
+    if _refused(value):
+        return "invalid_value"
+    return "unknown_camera" if field in CAMERA_FIELDS else None
+
+
+def _reasons(reasons: list[str]) -> list[str]:
+    return sorted(reason.split(":")[0] for reason in reasons)
+
+
 def _check_stored(conn: psycopg.Connection, planted: list[tuple[pb.DetectionEvent, str, str]]) -> None:
-    """Legal values stored byte for byte; refused events left no row at all."""
+    """Legal values stored byte for byte; refused events left no row at all; unregistered
+    cameras are named verbatim in their dead letter's reason."""
     for event, field, value in planted:
-        if _refused(value):
+        rejection = _rejection(field, value)
+        if rejection:
             if not _refused(event.event_id):
-                row = conn.execute(
+                rows = conn.execute(
                     "SELECT count(*) FROM package_detections WHERE event_id = %s", (event.event_id,)
                 )
-                assert row.fetchone() == (0,), (field, value[:20])
+                assert rows.fetchone() == (0,), (field, value[:20])
+            if rejection == "unknown_camera":
+                where = " (anomalies.camera_id)" if field.startswith("flag.") else ""
+                reasons = conn.execute(
+                    "SELECT reason FROM dead_letters WHERE event_id = %s", (event.event_id,)
+                )
+                assert reasons.fetchall() == [(f"unknown_camera: {value} of facility FAC-002{where}",)]
             continue
         if field.startswith("flag."):
             statement = "SELECT {}, evidence->>'note' FROM anomaly_flags WHERE event_id = %s"
@@ -127,13 +150,14 @@ def test_hostile_strings_over_grpc_and_kafka_are_stored_verbatim_or_refused_and_
     ingest.start_wait()
 
     over_grpc = _hostile_events(seed=1)
-    expected_refusals = sum(_refused(value) for _, _, value in over_grpc)
+    expected = _reasons([r for _, field, value in over_grpc if (r := _rejection(field, value))])
+    expected_refusals = len(expected)
     stub = pb_grpc.WarehouseVisionServiceStub(grpc.insecure_channel(served.address))
     metadata = [("authorization", f"Bearer {TOKEN}")]
     batch = detection_batch([event for event, _, _ in over_grpc])
     acks = list(stub.StreamDetectionEvents(iter([batch]), metadata=metadata, timeout=60))
     rejected = [r for ack in acks for r in ack.rejected]
-    assert len(rejected) == expected_refusals and all(r.reason.startswith("invalid_value") for r in rejected)
+    assert _reasons([r.reason for r in rejected]) == expected
     assert sum(ack.written for ack in acks) == len(over_grpc) - expected_refusals
 
     over_kafka = _hostile_events(seed=2)
@@ -146,7 +170,7 @@ def test_hostile_strings_over_grpc_and_kafka_are_stored_verbatim_or_refused_and_
     stored = 2 * (len(over_grpc) - expected_refusals)
     wait_until(
         lambda: (
-            _count(db, "package_detections") >= stored and _count(db, "dead_letters") >= expected_refusals
+            _count(db, "package_detections") >= stored and _count(db, "dead_letters") >= 2 * expected_refusals
         ),
         90,
         "the Kafka messages stored or dead-lettered",
@@ -155,7 +179,7 @@ def test_hostile_strings_over_grpc_and_kafka_are_stored_verbatim_or_refused_and_
     assert _count(db, "package_detections") == stored
     assert _count(db, "dead_letters") == 2 * expected_refusals  # gRPC refusals are dead-lettered too
     letters = db.execute("SELECT reason, raw FROM dead_letters WHERE source <> 'grpc'").fetchall()
-    assert len(letters) == expected_refusals and all(r.startswith("invalid_value") for r, _ in letters)
+    assert _reasons([r for r, _ in letters]) == expected
     sent = {detection_batch([e]).SerializeToString() for e, _, _ in over_kafka} | {
         e.SerializeToString() for e, _, _ in over_kafka
     }
@@ -220,6 +244,33 @@ def test_registry_command_line_stores_hostile_text_verbatim_and_refuses_hostile_
         assert "Traceback" not in answered.stderr, answered.stderr[-800:]
     listed = json.loads(run_wv("model", "list", "--json", env=env).stdout)
     assert [m["version"] for m in listed] == ["v-inj"] and listed[0]["notes"] == notes
+    assert _schema(db) == schema
+
+
+def test_camera_command_line_stores_hostile_text_verbatim_and_refuses_hostile_ids(run_wv, db, database_url):
+    env = {"WV_DATABASE_URL": database_url}
+    schema = _schema(db)
+    facilities = db.execute("SELECT * FROM facilities ORDER BY 1").fetchall()
+    cameras = db.execute("SELECT * FROM cameras ORDER BY 1, 2").fetchall()
+    for n, (source, description) in enumerate([(STORED[1], STORED[0]), (STORED[4], STORED[6])]):
+        args = ["add", "FAC-002", f"cam-inj-{n}", "--source", source, "--description", description]
+        added = run_wv("db", "cameras", *args, env=env)
+        assert added.returncode == 0, added.stderr
+        row = db.execute(
+            "SELECT source_uri, description FROM cameras WHERE facility_id = 'FAC-002' AND camera_id = %s",
+            (f"cam-inj-{n}",),
+        ).fetchone()
+        assert row == (source, description)
+    for facility, camera in ((STORED[3], "cam-1"), ("FAC-002", STORED[0]), ("FAC-002", "x" * 10_000)):
+        refused = run_wv("db", "cameras", "add", facility, camera, env=env)
+        output = refused.stdout + refused.stderr
+        assert refused.returncode == 1 and output.startswith("error:") and "Traceback" not in output, output[
+            -800:
+        ]
+    listed = run_wv("db", "cameras", "list", "--facility", STORED[3], env=env)
+    assert listed.returncode == 1 and "Traceback" not in listed.stderr, listed.stderr[-800:]
+    assert len(db.execute("SELECT * FROM cameras").fetchall()) == len(cameras) + 2
+    assert db.execute("SELECT * FROM facilities ORDER BY 1").fetchall() == facilities
     assert _schema(db) == schema
 
 

@@ -12,6 +12,7 @@ from edge.publish.base import TransportError
 from edge.publish.grpc import GrpcTransport
 from edge.service import EdgeService
 from realtime.proto import warehouse_vision_pb2 as pb
+from realtime.storage.facilities import ensure_cameras
 
 
 @pytest.mark.timeout(120)
@@ -19,6 +20,7 @@ def test_events_streamed_over_grpc_are_stored_and_acknowledged(
     edge_config, grpc_server, grpc_token, db, settings
 ):
     facility = settings.facilities[0]
+    ensure_cameras(db, {facility: ["cam-1"]})  # registered before its edge starts
     cfg = edge_config(
         [{"id": "cam-1", "source": "synthetic://seed=61&realtime=0&frames=120", "policy": "every"}],
         facility=facility,

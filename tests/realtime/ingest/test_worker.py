@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from psycopg import sql
 
 from realtime.events import EventFactory, anomaly_flag, detection_batch
+from realtime.storage.facilities import register_camera
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,6 +92,7 @@ def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_go
     missing_id = factory.detection(event_id="")
     old_schema = factory.detection(schema_version=7)
     unknown = EventFactory("FAC-999", seed=14).detection()
+    unregistered = factory.decision(camera_id="cam-99")
     future = factory.detection(event_time=datetime.now(UTC) + timedelta(hours=2))
     bad_value = factory.detection(detection_confidence=1.5)
     oversized = detection_batch(list(factory.stream(80))).SerializeToString()
@@ -101,6 +103,7 @@ def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_go
         (ingest_config.detections_topic, oversized),
         (ingest_config.detections_topic, detection_batch([good, missing_id, old_schema]).SerializeToString()),
         (ingest_config.detections_topic, detection_batch([unknown, future, bad_value]).SerializeToString()),
+        (ingest_config.detections_topic, detection_batch([unregistered]).SerializeToString()),
         (ingest_config.anomalies_topic, b"\x12\x09kind"),  # truncated: not an AnomalyFlag
         (ingest_config.anomalies_topic, flag.SerializeToString()),
     ]
@@ -113,6 +116,7 @@ def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_go
         "missing_field: event_id",
         "unsupported_schema_version: 7",
         "unknown_facility: FAC-999",
+        "unknown_camera: cam-99 of facility FAC-001",
         "future_event_time",
         "invalid_value: detection_confidence",
         "undecodable: not an AnomalyFlag",
@@ -131,12 +135,57 @@ def test_each_kind_of_bad_message_is_dead_lettered_with_its_reason_and_ingest_go
     assert by_event[bad_value.event_id][1] == 2
     assert reasons[next(r for r in reasons if r.startswith("oversized"))][0] == oversized
     assert scalar("SELECT event_id FROM package_detections") == good.event_id
+    assert scalar("SELECT event_id FROM quality_assessments") == good.event_id  # not the unregistered one
 
     letters = topic_reader(ingest_config.dead_letter_topic, len(expected))
     assert len(letters) == len(expected)
     published = {_headers(r)["wv-reason"]: r for r in letters}
     assert set(published) == set(reasons)
     assert {r.value for r in letters} == {raw for raw, *_ in reasons.values()}
+
+
+def test_a_camera_is_dead_lettered_until_registered_and_accepted_within_the_miss_window_after(
+    db, ingest_config, produce_events, producer, ingest_worker, wait_for, scalar
+):
+    """While a worker runs: events and flags of an unregistered camera are dead letters (no row);
+    once the camera is registered, its events are stored within the registry's miss-refresh
+    window (5 s) without a restart, and every event sent meanwhile is either stored or a dead letter."""
+    known = EventFactory("FAC-001", seed=15).package(2)
+    newcomer = EventFactory("FAC-001", seed=16, cameras=("dock-7",))
+    early = newcomer.package(2)
+    flag = anomaly_flag(
+        kind="misplaced", facility_id="FAC-001", camera_id="dock-7", flagged_at=datetime.now(UTC)
+    )
+    reason = "unknown_camera: dock-7 of facility FAC-001"
+    with ingest_worker("cameras"):
+        produce_events([*known, *early], 10)
+        producer.send(ingest_config.anomalies_topic, key=b"FAC-001", value=flag.SerializeToString())
+        producer.flush(10)
+        wait_for(lambda: scalar("SELECT count(*) FROM dead_letters") == len(early) + 1)
+        wait_for(lambda: scalar("SELECT count(*) FROM package_detections") == len(known))
+        assert [r for (r,) in db.execute("SELECT DISTINCT reason FROM dead_letters")] == [reason]
+        ids = [e.event_id for e in early]
+        assert scalar("SELECT count(*) FROM package_detections WHERE event_id = ANY(%s)", ids) == 0
+        assert scalar("SELECT count(*) FROM quality_assessments WHERE event_id = ANY(%s)", ids) == 0
+        assert scalar("SELECT count(*) FROM anomaly_flags") == 0
+
+        assert register_camera(db, "FAC-001", "dock-7", description="new dock camera")
+        registered_at = time.monotonic()
+        sent = []
+
+        def stored_one() -> bool:
+            sent.append(newcomer.detection())
+            produce_events(sent[-1:], 1)
+            return scalar("SELECT count(*) FROM package_detections WHERE camera_id = 'dock-7'") > 0
+
+        wait_for(stored_one, timeout=20, interval=0.5)
+        accepted_after = time.monotonic() - registered_at
+        settled = "SELECT (SELECT count(*) FROM package_detections WHERE camera_id = 'dock-7') + "
+        settled += "(SELECT count(*) FROM dead_letters) - %s"
+        wait_for(lambda: scalar(settled, len(early) + 1) == len(sent))
+    assert accepted_after < 5.0 + 3.0, accepted_after  # the miss window, plus delivery on a busy machine
+    assert scalar("SELECT count(DISTINCT event_id) FROM package_detections WHERE camera_id = 'dock-7'") >= 1
+    assert [r for (r,) in db.execute("SELECT DISTINCT reason FROM dead_letters")] == [reason]
 
 
 def _committed(config, partition: int) -> int | None:

@@ -62,6 +62,26 @@ def test_stream_acknowledges_each_batch_after_it_is_stored(grpc_server, db, scal
     )
 
 
+def test_events_of_an_unregistered_camera_are_rejected_with_the_reason_and_write_no_row(
+    grpc_server, db, scalar
+):
+    known = EventFactory("FAC-002", seed=27).package(1)
+    stranger = EventFactory("FAC-002", seed=28, cameras=("cam-77",)).package(1)  # a detection + decision
+    [ack] = _stub(grpc_server).StreamDetectionEvents(
+        iter([detection_batch([*known, *stranger], "b")]), timeout=20
+    )
+    assert (ack.written, list(ack.acknowledged_event_ids)) == (2, [e.event_id for e in known])
+    reason = "unknown_camera: cam-77 of facility FAC-002"
+    assert [(r.event_id, r.reason) for r in ack.rejected] == [(e.event_id, reason) for e in stranger]
+    ids = [e.event_id for e in stranger]
+    assert scalar("SELECT count(*) FROM package_detections WHERE event_id = ANY(%s)", ids) == 0
+    assert scalar("SELECT count(*) FROM quality_assessments WHERE event_id = ANY(%s)", ids) == 0
+    letters = db.execute(
+        "SELECT event_id, reason, source, raw FROM dead_letters ORDER BY source_item"
+    ).fetchall()
+    assert letters == [(e.event_id, reason, "grpc", e.SerializeToString()) for e in stranger]
+
+
 def test_package_history_is_the_timeline_in_time_order(grpc_server, db):
     factory = EventFactory("FAC-001", seed=22)
     events = factory.package(3, condition="crushed")
