@@ -3,14 +3,19 @@
 Each worker is its own process (the Python work of decoding is CPU-bound), joins the same
 consumer group and so shares the partitions. SIGTERM/SIGINT are forwarded; each worker drains
 its in-flight batch and commits before exiting. A worker that dies unexpectedly is restarted
-after a short pause (its uncommitted messages are re-read by whoever owns them next).
+after a short pause (its uncommitted messages are re-read by whoever owns them next). A
+supervisor that dies without forwarding anything (SIGKILL, OOM) takes its workers with it: the
+kernel sends each a SIGTERM, so no orphan keeps its partitions beside a restarted supervisor's.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -40,8 +45,21 @@ def run_worker(config: IngestConfig, *, metrics_host: str = "127.0.0.1", metrics
     IngestWorker(config, stop).run()
 
 
-def _child(config: IngestConfig, metrics_host: str, metrics_port: int) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with(parent: int) -> bool:
+    """Have the kernel SIGTERM this process when ``parent`` dies (Linux); False if it already has."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent
+
+
+def _child(config: IngestConfig, metrics_host: str, metrics_port: int, parent: int) -> None:
     configure_logging(get_settings())
+    if not _terminate_with(parent):
+        log.warning("supervisor %d gone before worker %s started; exiting", parent, config.client_id)
+        return
     run_worker(config, metrics_host=metrics_host, metrics_port=metrics_port)
 
 
@@ -64,7 +82,9 @@ def run_workers(
     def start(index: int) -> mp.process.BaseProcess:
         child_config = replace(config, client_id=f"{config.client_id}-{index}")
         port = metrics_port + index if metrics_port else 0
-        proc = ctx.Process(target=_child, args=(child_config, metrics_host, port), name=f"wv-ingest-{index}")
+        proc = ctx.Process(
+            target=_child, args=(child_config, metrics_host, port, os.getpid()), name=f"wv-ingest-{index}"
+        )
         proc.start()
         return proc
 

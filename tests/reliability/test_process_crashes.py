@@ -1,6 +1,9 @@
-"""SIGKILL of the edge and of the ingest worker mid-stream: restarted, they lose and duplicate nothing."""
+"""SIGKILL of the edge and of the ingest worker mid-stream: restarted, they lose and duplicate nothing;
+SIGKILL of a supervisor of several workers leaves no orphan behind."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -91,3 +94,41 @@ def test_ingest_sigkilled_mid_batch_leaves_no_partial_batch_and_resumes_from_com
         return all(done.get(p, 0) == offset for p, offset in end.items())
 
     wait_until(caught_up, 30, "committed offsets at the end of every partition")
+
+
+def _workers(supervisor: int) -> set[int]:
+    """Live worker processes (multiprocessing spawns) whose parent is ``supervisor``, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == supervisor and fields[0] != "Z" and b"spawn_main" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_a_sigkilled_supervisor_takes_its_worker_processes_with_it(pipeline, broker, endpoints_for):
+    endpoints = endpoints_for(broker)
+    supervisor = pipeline.service(
+        "ingest", endpoints, "realtime", "run", "--workers", "2", "--partitions", "3"
+    )
+    supervisor.process.start()
+    pid = supervisor.process.pid
+    assert pid is not None
+    wait_until(lambda: len(_workers(pid)) == 2, 60, "two worker processes")
+    workers = _workers(pid)
+
+    supervisor.process.kill()
+
+    wait_until(lambda: not any(_alive(w) for w in workers), 45, "the orphaned workers to exit")
