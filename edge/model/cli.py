@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -218,12 +220,17 @@ def export(
     version_dir: Annotated[Path, typer.Argument(help="Model version dir.")] = DEFAULT_VERSION,
     calibration_frames: Annotated[int, typer.Option(help="Held-out calibration frames.")] = 64,
     parity_frames: Annotated[int, typer.Option(help="Held-out frames for the parity report.")] = 200,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the parity report in metrics.json.")
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write model.onnx (FP32, dynamic batch) and model.int8.onnx (static QDQ), print the parity report."""
     from edge.model.export import export_version
 
-    report = export_version(version_dir, calibration_frames, parity_frames)
+    # ONNX Runtime's calibrator prints its histogram settings: keep stdout for the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = export_version(version_dir, calibration_frames, parity_frames, record)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return

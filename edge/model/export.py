@@ -77,13 +77,14 @@ def max_abs_diff(model: PackageDetector, onnx_path: Path | str, batch: np.ndarra
 
 
 def export_version(
-    version_dir: Path | str, calibration_frames: int = 64, parity_frames: int = 0
+    version_dir: Path | str, calibration_frames: int = 64, parity_frames: int = 0, record: bool = True
 ) -> dict[str, Any]:
     """Build a version's `model.onnx` and `model.int8.onnx` (what the edge runs) from its weights.
 
     INT8 is calibrated on `calibration_frames` frames of `sources.CALIBRATION_SEED`. The report
     holds the file sizes and the torch-vs-ONNX difference; with `parity_frames` it adds the INT8
-    vs FP32 parity on that many held-out frames and stores it as `parity` in metrics.json.
+    vs FP32 parity on that many held-out frames and, with `record`, stores it as `parity` in
+    metrics.json (a build of a committed version checks parity without rewriting its card).
     """
     from edge.model.evaluate import parity
     from edge.model.preprocess import preprocess
@@ -112,5 +113,6 @@ def export_version(
         report.update(
             parity(fp32, int8, frames, version.input_size, version.score_threshold, sizes).as_dict()
         )
-        write_metrics(version.path, "parity", report)
+        if record:
+            write_metrics(version.path, "parity", report)
     return report
