@@ -22,9 +22,9 @@ CONSUMER_DEFAULTS: dict[str, object] = {
     "session_timeout_ms": 6000,
     "heartbeat_interval_ms": 1000,
     "max_poll_interval_ms": 300_000,
-    # Some brokers (Tansu) hold a fetch for the whole wait even when data is there: a long wait
-    # is pure latency. A short one costs only idle fetch requests.
-    "fetch_max_wait_ms": 10,
+    # Tansu holds a fetch for the whole wait even when data is there, and answers empty when its
+    # read takes longer: WV_KAFKA_FETCH_MAX_WAIT_MS trades latency there against starvation.
+    "fetch_max_wait_ms": 100,
     "max_partition_fetch_bytes": 8 * 1024 * 1024,
     "fetch_max_bytes": 64 * 1024 * 1024,
 }

@@ -65,6 +65,17 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field(
         "wv.", description="Prefix of the topics detections, anomalies, dead-letter."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=5000,
+        description=(
+            "Longest a consumer fetch waits for data. Kafka answers as soon as data is there; the "
+            "development broker (Tansu) waits it out (about half of it is added to p99 latency) and "
+            "answers empty when it cannot read the log in time, so too short a wait starves a "
+            "backlog on a loaded machine (10 ms did, in the soak)."
+        ),
+    )
 
     # --- facilities ---------------------------------------------------------------------
     facilities: Annotated[list[str], NoDecode] = Field(

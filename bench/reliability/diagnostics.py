@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import psycopg
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 
 def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> list[dict[str, object]]:
-    """Committed offset, log end and lag of every partition of ``topics`` for ``group_id``."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="wv-soak-diagnostics")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="wv-soak-diagnostics")
+    """Committed offset, log end and lag of every partition of ``topics`` for ``group_id``
+    (read through a consumer of the group that never joins it, so nothing is rebalanced)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=group_id,
+        enable_auto_commit=False,
+        client_id="wv-soak-diagnostics",
+    )
     try:
-        committed = admin.list_consumer_group_offsets(group_id)
         partitions = [
             TopicPartition(topic, p)
             for topic in topics
@@ -27,20 +31,13 @@ def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> list[dict
         ends = consumer.end_offsets(partitions)
         rows = []
         for tp in partitions:
-            offset = committed.get(tp)
-            at = offset.offset if offset is not None else None
-            rows.append(
-                {
-                    "partition": f"{tp.topic}[{tp.partition}]",
-                    "committed": at,
-                    "end": ends.get(tp),
-                    "lag": None if at is None else ends.get(tp, 0) - at,
-                }
-            )
+            at = consumer.committed(tp)
+            end = ends.get(tp)
+            lag = None if at is None or end is None else end - at
+            rows.append({"partition": f"{tp.topic}[{tp.partition}]", "committed": at, "end": end, "lag": lag})
         return rows
     finally:
-        consumer.close()
-        admin.close()
+        consumer.close(autocommit=False)
 
 
 def database_sessions(database_url: str) -> list[dict[str, object]]:

@@ -59,6 +59,7 @@ class IngestConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     max_future_skew_s: float = 300.0
     stream_maxlen: int = 100_000
+    fetch_max_wait_ms: int = 100
     drain_timeout_s: float = 30.0
     client_id: str = "wv-ingest"
 
@@ -78,6 +79,7 @@ class IngestConfig:
             max_message_bytes=settings.ingest_max_message_bytes,
             max_future_skew_s=settings.max_future_skew_s,
             stream_maxlen=settings.stream_maxlen,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
         return replace(config, **overrides)  # type: ignore[arg-type]
 
@@ -121,7 +123,9 @@ class IngestWorker:
         """Consume until :attr:`stop` is set (or a write fails for good), then drain and close."""
         cfg = self.config
         call_with_retry(self._facilities.prime, breaker=self.sink.breaker, give_up=self.stop.is_set)
-        consumer = kafka.consumer(cfg.bootstrap, cfg.group_id, client_id=cfg.client_id)
+        consumer = kafka.consumer(
+            cfg.bootstrap, cfg.group_id, client_id=cfg.client_id, fetch_max_wait_ms=cfg.fetch_max_wait_ms
+        )
         self._consumer = consumer
         consumer.subscribe([cfg.detections_topic, cfg.anomalies_topic], listener=_Rebalance(self))
         log.info("ingest %s consuming %s, %s", cfg.client_id, cfg.detections_topic, cfg.anomalies_topic)
