@@ -2,8 +2,8 @@
 
     python -m bench.soak [--minutes 30] [--quick] [--fault-every 120] [--rate 280] [--keep]
 
-Three facilities, each a real edge process (``wv edge run`` with an event journal; synthetic
-cameras dense enough for ~rate/3 events/s), a private Tansu broker, one ingest worker
+Three facilities, each a real edge process (``wv edge run`` with an event journal, INT8 ONNX
+Runtime; synthetic cameras dense enough for ~rate/3 events/s), a private Tansu broker, one ingest worker
 (``wv realtime run``), the window aggregator (``wv realtime windows``), a private Redis and a
 fresh database. Faults rotate through: the broker hung for 15 s (SIGSTOP; with
 ``--durable-broker`` — Tansu on moto's S3, which here sustains far less than 280 events/s — it is
@@ -72,6 +72,8 @@ FACILITIES = ("FAC-001", "FAC-002", "FAC-003")
 FAULTS = ("broker", "database", "redis", "edge_kill", "ingest_kill", "outbox_quota", "model")
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
+ENGINE_PRECISION, ENGINE_FILE = "int8", "model.int8.onnx"
+"""What the edges run, as in production (`make setup` builds the INT8 graph of the shipped model)."""
 RECOVERY_LIMIT_S = 600.0
 """A fault not healed within this long is diagnosed (``stall-NN.txt``) and reported as a stall."""
 EVENTS_PER_ARRIVAL = 27.0
@@ -208,8 +210,11 @@ class Memory:
                 status = Path(f"/proc/{process.pid}/status").read_text()
             except OSError:
                 continue
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-            self.samples[(role, process.starts)].append((time.time(), rss / 1024))
+            rss = next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None
+            )
+            if rss is not None:  # None: it is exiting (a zombie has no resident set)
+                self.samples[(role, process.starts)].append((time.time(), rss / 1024))
 
     def growth(self, warmup_s: float) -> list[dict[str, object]]:
         rows = []
@@ -275,7 +280,7 @@ class Soak:
                 self.endpoints,
                 model_dir=model,
                 cameras=[f"synthetic://seed={101 + i}&fps=10&arrival_rate={arrival:.2f}"],
-                engine={"name": "wv-fault-injecting"},
+                engine={"name": "wv-fault-injecting", "precision": ENGINE_PRECISION},
                 model={"models_dir": str(models), "default": str(models / "v1"), "fallback": None},
                 sample_rate=1.0,
                 hotswap={"poll_s": 1.0, "shadow_frames": 16, "max_failures": 3, "max_latency_ratio": 100.0},
@@ -444,7 +449,7 @@ class Soak:
         rolled_back = time.time()
         failed = edge.metric("wv_edge_frames_dropped_total", reason="inference_failed") - failed_before
         make_version(models, bad, self.model_source)
-        corrupt_file(models / bad / "model.onnx")
+        corrupt_file(models / bad / ENGINE_FILE)
         point_to(models, bad, current)
         wait_until(
             lambda: has_verdict(edge.model_status_path, bad, "load_failed"), 60, "corrupt refused", 0.5

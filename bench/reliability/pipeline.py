@@ -31,8 +31,8 @@ from wv.services.base import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"
-RUNTIME_FILES = ("config.json", "metrics.json", "model.onnx")
-"""What the ONNX Runtime engine loads at FP32 (the INT8 graph needs a calibration run to build)."""
+RUNTIME_FILES = ("config.json", "metrics.json", "model.onnx", "model.int8.onnx")
+"""What the ONNX Runtime engine loads (the INT8 graph only where `wv model export` built it)."""
 
 
 def prepare_model(target: Path, source: Path = DEFAULT_MODEL) -> Path:

@@ -121,6 +121,38 @@ def test_mtls_admits_only_certified_clients_with_the_exact_token_and_nothing_els
     assert TOKEN not in served.process.log_text()
 
 
+def _refused_edge(edge: EdgeNode, database_url: str, refusal: str) -> int:
+    """Start the edge, see its publishes refused with ``refusal`` and every event kept, stop it;
+    returns how many events it holds."""
+    edge.start(wait_events=40)
+    wait_until(lambda: edge.metric("wv_edge_publish_failures_total") >= 2, 30, "refused publishes")
+    assert edge.outbox_events() >= 40  # all kept
+    assert _counts(database_url) == (0, 0)
+    assert edge.process.stop() == 0
+    assert refusal in edge.process.log_text()
+    return edge.written()
+
+
+def _grpc_edge(
+    tmp_path, served, pki: Pki, database_url, kafka_bootstrap, topic_prefix, seed, token
+) -> EdgeNode:
+    """A real ``wv edge run`` publishing over TLS gRPC to ``served``, trusting the test CA."""
+    return EdgeNode(
+        tmp_path / "edge",
+        "FAC-001",
+        Endpoints(database_url, kafka_bootstrap, None, topic_prefix),
+        model_dir=prepare_model(tmp_path / "model"),
+        cameras=[f"synthetic://seed={seed}&fps=10"],
+        transport={
+            "kind": "grpc",
+            "grpc_address": served.address,
+            "grpc_tls_ca": str(pki.ca),
+            "timeout_s": 2.0,
+        },
+        env={"WV_GRPC_TOKEN": token},
+    )
+
+
 def test_edge_with_a_wrong_token_keeps_its_events_until_it_has_the_right_one(
     serve, pki, db, database_url, tmp_path, kafka_bootstrap, topic_prefix
 ):
@@ -130,27 +162,9 @@ def test_edge_with_a_wrong_token_keeps_its_events_until_it_has_the_right_one(
         WV_GRPC_TLS_CERT=str(pki.server_cert),
         WV_GRPC_TLS_KEY=str(pki.server_key),
     )
-    edge = EdgeNode(
-        tmp_path / "edge",
-        "FAC-001",
-        Endpoints(database_url, kafka_bootstrap, None, topic_prefix),
-        model_dir=prepare_model(tmp_path / "model"),
-        cameras=["synthetic://seed=29&fps=10"],
-        transport={
-            "kind": "grpc",
-            "grpc_address": served.address,
-            "grpc_tls_ca": str(pki.ca),
-            "timeout_s": 2.0,
-        },
-        env={"WV_GRPC_TOKEN": "not-the-token"},
-    )
+    edge = _grpc_edge(tmp_path, served, pki, database_url, kafka_bootstrap, topic_prefix, 29, "not-the-token")
     try:
-        edge.start(wait_events=40)
-        wait_until(lambda: edge.metric("wv_edge_publish_failures_total") >= 2, 30, "refused publishes")
-        assert edge.outbox_events() >= 40  # all kept
-        assert _counts(database_url) == (0, 0)
-        assert edge.process.stop() == 0
-        assert "UNAUTHENTICATED" in edge.process.log_text()
+        _refused_edge(edge, database_url, "UNAUTHENTICATED")
 
         assert edge.process.env is not None
         edge.process.env["WV_GRPC_TOKEN"] = TOKEN
@@ -174,28 +188,10 @@ def test_edge_without_its_client_certificate_keeps_its_events_until_it_presents_
         WV_GRPC_TLS_KEY=str(pki.server_key),
         WV_GRPC_TLS_CLIENT_CA=str(pki.ca),
     )
-    edge = EdgeNode(
-        tmp_path / "edge",
-        "FAC-001",
-        Endpoints(database_url, kafka_bootstrap, None, topic_prefix),
-        model_dir=prepare_model(tmp_path / "model"),
-        cameras=["synthetic://seed=31&fps=10"],
-        transport={
-            "kind": "grpc",
-            "grpc_address": served.address,
-            "grpc_tls_ca": str(pki.ca),  # verifies the centre, but presents no certificate
-            "timeout_s": 2.0,
-        },
-        env={"WV_GRPC_TOKEN": TOKEN},
-    )
+    # It verifies the centre but presents no certificate: the TLS handshake is refused.
+    edge = _grpc_edge(tmp_path, served, pki, database_url, kafka_bootstrap, topic_prefix, 31, TOKEN)
     try:
-        edge.start(wait_events=40)
-        wait_until(lambda: edge.metric("wv_edge_publish_failures_total") >= 2, 30, "refused publishes")
-        assert edge.outbox_events() >= 40  # all kept
-        assert _counts(database_url) == (0, 0)
-        assert edge.process.stop() == 0
-        assert "UNAVAILABLE" in edge.process.log_text()  # the TLS handshake is refused
-        refused = edge.written()
+        refused = _refused_edge(edge, database_url, "UNAVAILABLE")
 
         edge.write_config(
             transport={"grpc_tls_cert": str(pki.client_cert), "grpc_tls_key": str(pki.client_key)}
