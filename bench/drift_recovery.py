@@ -58,9 +58,7 @@ def main() -> None:
     from assets.retraining import CandidateModelConfig, RetrainingDatasetConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--quick", action="store_true", help="camera_bump only, a fifth of the frames, 40 steps"
-    )
+    ap.add_argument("--quick", action="store_true", help="camera_bump only, a fifth of the frames, 40 steps")
     ap.add_argument("--presets", default=",".join(DEFAULT_PRESETS))
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (the demo fine-tunes on the CPU)")
     ap.add_argument("--steps", type=int, default=CandidateModelConfig().steps)
