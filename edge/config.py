@@ -213,6 +213,11 @@ class OutboxConfig(_Strict):
     ttl_hours: float = Field(gt=0)
     quota_mb: float = Field(gt=0)
     sync: bool = Field(default=True, description="fsync each write (survives power loss, not just a crash).")
+    memtable_mb: float = Field(
+        default=16,
+        gt=0,
+        description="RocksDB write buffer: the outbox's memory grows up to this, then flushes.",
+    )
 
 
 _PEM_MARKERS = {

@@ -92,7 +92,11 @@ class EdgeService:
         cfg = self.config
         base = cfg.state_dir / "edge" / cfg.facility
         self.outbox = Outbox(
-            cfg.outbox.path, cfg.outbox.ttl_hours * 3600, int(cfg.outbox.quota_mb * 2**20), cfg.outbox.sync
+            cfg.outbox.path,
+            cfg.outbox.ttl_hours * 3600,
+            int(cfg.outbox.quota_mb * 2**20),
+            cfg.outbox.sync,
+            memtable_bytes=int(cfg.outbox.memtable_mb * 2**20),
         )
         if len(self.outbox):
             log.info("outbox holds %d unacknowledged events from a previous run; replaying", len(self.outbox))

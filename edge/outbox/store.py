@@ -8,6 +8,9 @@ An entry leaves the outbox only when the centre acknowledged it (`ack`), when it
 TTL (`expire`), or when the disk quota forces it out (`put`: oldest non-anomaly events first,
 anomalies only when nothing else is left). Every removal other than an ack is counted by reason.
 The quota applies to the stored keys and values; RocksDB's own files add some overhead on top.
+Memory is bounded by the write buffer (`memtable_bytes`): the resident set grows by about that much
+as events arrive, then drops when RocksDB flushes it to disk (RocksDB's 64 MB default made a soaking
+edge look like it leaked ~2 MB a minute).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 ANOMALY, NORMAL = b"a", b"n"
 _HEADER = struct.Struct(">Q")
@@ -56,6 +59,7 @@ class Outbox:
         quota_bytes: int = 512 * 2**20,
         sync: bool = True,
         clock: Callable[[], float] = time.time,
+        memtable_bytes: int = 16 * 2**20,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,7 @@ class Outbox:
         self._lock = threading.Lock()
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        opts.set_write_buffer_size(memtable_bytes)
         try:
             self._db = Rdict(str(self.path), opts)
         except Exception as exc:  # rocksdict raises a bare Exception with RocksDB's message
@@ -76,14 +81,15 @@ class Outbox:
         self._write_opts.sync = sync
         self.counters: Counter[str] = Counter()
         """written, acked, expired, dropped_quota, dropped_quota_anomaly."""
+        self._floor: dict[bytes, bytes] = {}
         self._bytes = 0
         self._count = 0
-        last = 0
+        self._next_seq = 0
         for entry in self._scan():
             self._bytes += entry.size
             self._count += 1
-            last = max(last, _SEQ.unpack(entry.key[1:])[0])
-        self._next_seq = last + 1
+            self._next_seq = max(self._next_seq, _SEQ.unpack(entry.key[1:])[0])
+        self._next_seq += 1
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -179,18 +185,29 @@ class Outbox:
         return removed
 
     def _scan(self, prefix: bytes | None = None) -> Iterable[OutboxEntry]:
-        it = self._db.iter()
-        if prefix is None:
-            it.seek_to_first()
-        else:
-            it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if prefix is not None and key[:1] != prefix:
-                break
-            value = it.value()
-            yield OutboxEntry(key, value[_HEADER.size :], _HEADER.unpack_from(value)[0])
-            it.next()
+        """Entries of one class (or anomalies then the rest), oldest first.
+
+        Each class starts at its floor, the first key the previous scan found: keys only grow, so
+        nothing live lies below it, and seeking there skips the delete tombstones that pile up at
+        the front of a queue kept in an LSM tree (a scan from the very first key slowed replay
+        by ~25 % at 50,000 events, more the longer the outage)."""
+        for cls in (prefix,) if prefix is not None else (ANOMALY, NORMAL):
+            bounds = ReadOptions()
+            bounds.set_iterate_upper_bound(bytes([cls[0] + 1]))  # else a seek past the class's end
+            it = self._db.iter(bounds)  # would wade through the next class's tombstones
+            it.seek(self._floor.get(cls, cls))
+            # An empty class gets the next sequence number as its floor: later keys lie above it.
+            self._floor[cls] = cls + _SEQ.pack(self._next_seq)
+            first = True
+            while it.valid():
+                key = it.key()
+                if key[:1] != cls:
+                    break
+                if first:
+                    self._floor[cls], first = key, False
+                value = it.value()
+                yield OutboxEntry(key, value[_HEADER.size :], _HEADER.unpack_from(value)[0])
+                it.next()
 
     # -- state -----------------------------------------------------------------------------
 

@@ -94,3 +94,16 @@ def test_a_second_process_on_the_same_outbox_gets_a_clear_error(tmp_path: Path):
     with pytest.raises(OutboxError, match="another edge process"):
         open_outbox(tmp_path, Clock())
     first.close()
+
+
+def test_entries_written_after_a_drain_or_behind_an_unacked_one_are_still_found(tmp_path: Path):
+    ob = open_outbox(tmp_path, Clock())
+    first = ob.put([(b"a1", True), (b"n1", False), (b"n2", False)])
+    assert len(ob.pending(10)) == 3
+    ob.ack([first[0], first[2]])  # anomalies drained; n1 (older) left behind n2's acknowledgement
+    assert [e.payload for e in ob.pending(10)] == [b"n1"]
+    ob.put([(b"a2", True), (b"n3", False)])
+    assert [e.payload for e in ob.pending(10)] == [b"a2", b"n1", b"n3"]
+    ob.ack([e.key for e in ob.pending(10)])
+    ob.put([(b"n4", False)])
+    assert [e.payload for e in ob.pending(10)] == [b"n4"] and ob.oldest_age_s() == 0.0
