@@ -9,6 +9,8 @@ one; then they all arrive, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import psycopg
 import pytest
@@ -19,7 +21,7 @@ from realtime.events import EventFactory, detection_batch
 from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
 
-from .conftest import TOKEN, Pki
+from .conftest import TOKEN, Pki, Served
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -55,6 +57,17 @@ def _credentials(pki: Pki, client: str | None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(pki.ca.read_bytes(), key.read_bytes(), cert.read_bytes())
 
 
+def _serve_mtls(serve: Callable[..., Served], pki: Pki) -> Served:
+    """The centre with the token and mTLS: clients must present a certificate signed by the CA."""
+    return serve(
+        probe_credentials=_credentials(pki, "trusted"),
+        WV_GRPC_TOKEN=TOKEN,
+        WV_GRPC_TLS_CERT=str(pki.server_cert),
+        WV_GRPC_TLS_KEY=str(pki.server_key),
+        WV_GRPC_TLS_CLIENT_CA=str(pki.ca),
+    )
+
+
 def _calls(stub: pb_grpc.WarehouseVisionServiceStub, metadata: list[tuple[str, str]]) -> list:
     batch = detection_batch(EventFactory("FAC-001", seed=41).package(2))
     return [
@@ -85,13 +98,7 @@ def test_serve_refuses_to_start_without_a_token_or_with_half_a_tls_configuration
 def test_mtls_admits_only_certified_clients_with_the_exact_token_and_nothing_else_writes(
     serve, pki, db, database_url
 ):
-    served = serve(
-        probe_credentials=_credentials(pki, "trusted"),
-        WV_GRPC_TOKEN=TOKEN,
-        WV_GRPC_TLS_CERT=str(pki.server_cert),
-        WV_GRPC_TLS_KEY=str(pki.server_key),
-        WV_GRPC_TLS_CLIENT_CA=str(pki.ca),
-    )
+    served = _serve_mtls(serve, pki)
     good = [("authorization", f"Bearer {TOKEN}")]
     trusted = pb_grpc.WarehouseVisionServiceStub(
         grpc.secure_channel(served.address, _credentials(pki, "trusted"))
@@ -181,13 +188,7 @@ def test_edge_with_a_wrong_token_keeps_its_events_until_it_has_the_right_one(
 def test_edge_without_its_client_certificate_keeps_its_events_until_it_presents_one_under_mtls(
     serve, pki, db, database_url, tmp_path, kafka_bootstrap, topic_prefix
 ):
-    served = serve(
-        probe_credentials=_credentials(pki, "trusted"),
-        WV_GRPC_TOKEN=TOKEN,
-        WV_GRPC_TLS_CERT=str(pki.server_cert),
-        WV_GRPC_TLS_KEY=str(pki.server_key),
-        WV_GRPC_TLS_CLIENT_CA=str(pki.ca),
-    )
+    served = _serve_mtls(serve, pki)
     # It verifies the centre but presents no certificate: the TLS handshake is refused.
     edge = _grpc_edge(tmp_path, served, pki, database_url, kafka_bootstrap, topic_prefix, 31, TOKEN)
     try:
