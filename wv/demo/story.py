@@ -101,6 +101,20 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def _gate_figures(evaluation: dict[str, Any]) -> str:
+    """Condition accuracy, candidate vs production, on the recent (drifted) and frozen sets."""
+    reports = evaluation.get("reports", {})
+    sets = []
+    for name in ("recent", "frozen"):
+        pair = [
+            reports.get(side, {}).get(name, {}).get("condition_accuracy")
+            for side in ("candidate", "production")
+        ]
+        if None not in pair:
+            sets.append(f"{name} {_pct(pair[0])} vs {_pct(pair[1])}")
+    return f"condition accuracy {', '.join(sets)}" if sets else "no figures recorded"
+
+
 class DemoRun:
     def __init__(self, env: DemoEnvironment, scenario: Scenario, story: Story, size: RetrainingSize) -> None:
         self.env = env
@@ -286,7 +300,7 @@ class DemoRun:
                 self.outcome.gate_reasons = "; ".join(evaluation.get("reasons", [])[:3])
                 step.update(
                     f"{newest.version}: check {'passed' if passed else 'failed'} "
-                    f"({self.outcome.gate_reasons or 'no reasons recorded'})"
+                    f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
 
     # --- the week in figures ------------------------------------------------------------------
