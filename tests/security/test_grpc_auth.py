@@ -140,6 +140,16 @@ def _refused_edge(edge: EdgeNode, database_url: str, refusal: str) -> int:
     return edge.written()
 
 
+def _deliver(edge: EdgeNode, database_url: str, wait_events: int) -> Ledger:
+    """Start the edge again, let it drain its outbox and stop it: every event stored exactly once."""
+    edge.start(wait_events=wait_events)
+    edge.wait_drained()
+    assert edge.process.stop() == 0
+    ledger = Ledger.collect([edge.journal], database_url, ["FAC-001"])
+    assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
+    return ledger
+
+
 def _grpc_edge(
     tmp_path, served, pki: Pki, database_url, kafka_bootstrap, topic_prefix, seed, token
 ) -> EdgeNode:
@@ -175,13 +185,9 @@ def test_edge_with_a_wrong_token_keeps_its_events_until_it_has_the_right_one(
 
         assert edge.process.env is not None
         edge.process.env["WV_GRPC_TOKEN"] = TOKEN
-        edge.start(wait_events=edge.written() + 20)
-        edge.wait_drained()
-        assert edge.process.stop() == 0
+        _deliver(edge, database_url, edge.written() + 20)
     finally:
         edge.process.kill()
-    ledger = Ledger.collect([edge.journal], database_url, ["FAC-001"])
-    assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
     assert "not-the-token" not in edge.process.log_text() and TOKEN not in edge.process.log_text()
 
 
@@ -197,13 +203,9 @@ def test_edge_without_its_client_certificate_keeps_its_events_until_it_presents_
         edge.write_config(
             transport={"grpc_tls_cert": str(pki.client_cert), "grpc_tls_key": str(pki.client_key)}
         )
-        edge.start(wait_events=refused + 40)  # the replay and new events, over mTLS
-        edge.wait_drained()
-        assert edge.process.stop() == 0
+        ledger = _deliver(edge, database_url, refused + 40)  # the replay and new events, over mTLS
     finally:
         edge.process.kill()
-    ledger = Ledger.collect([edge.journal], database_url, ["FAC-001"])
-    assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
     assert len(ledger.owed) >= refused + 40 and ledger.dead_letters == 0
     key_lines = pki.client_key.read_text().splitlines()[1:-1]
     log_text = edge.process.log_text()
