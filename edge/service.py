@@ -272,6 +272,12 @@ class EdgeService:
         )
         readers = {c.camera_id: c.reader.counters for c in self.cameras.values()}
         yield counter(
+            "wv_edge_frames_captured",
+            "Frames decoded by the camera readers (each is later processed or dropped with a reason).",
+            ["camera"],
+            {(k,): v["frames"] for k, v in readers.items()},
+        )
+        yield counter(
             "wv_edge_source_reconnects",
             "Source reconnect attempts.",
             ["camera"],
