@@ -271,24 +271,12 @@ class EdgeService:
             "wv_edge_batch_wait_seconds", "Current adaptive batch fill wait.", self.controller.wait_ms / 1000
         )
         readers = {c.camera_id: c.reader.counters for c in self.cameras.values()}
-        yield counter(
-            "wv_edge_frames_captured",
-            "Frames decoded by the camera readers (each is later processed or dropped with a reason).",
-            ["camera"],
-            {(k,): v["frames"] for k, v in readers.items()},
-        )
-        yield counter(
-            "wv_edge_source_reconnects",
-            "Source reconnect attempts.",
-            ["camera"],
-            {(k,): v["reconnects"] for k, v in readers.items()},
-        )
-        yield counter(
-            "wv_edge_source_errors",
-            "Source open/read failures.",
-            ["camera"],
-            {(k,): v["read_errors"] for k, v in readers.items()},
-        )
+        for name, doc, key in (
+            ("wv_edge_frames_captured", "Frames decoded (each later processed or dropped).", "frames"),
+            ("wv_edge_source_reconnects", "Source reconnect attempts.", "reconnects"),
+            ("wv_edge_source_errors", "Source open/read failures.", "read_errors"),
+        ):
+            yield counter(name, doc, ["camera"], {(k,): v[key] for k, v in readers.items()})
         kinds = {("decision",): p.counters["events_decision"], ("detection",): p.counters["events_detection"]}
         yield counter("wv_edge_events", "Events written to the outbox.", ["kind"], kinds)
         yield counter("wv_edge_anomalies", "Anomaly flags raised.", [], {(): p.counters["anomalies"]})
