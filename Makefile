@@ -35,7 +35,7 @@ help:
 	@echo "make demo      setup + services + the end-to-end demo"
 	@echo "make bench     every benchmark in quick mode (bench/*.py)"
 	@echo "make proto     regenerate the protobuf/gRPC code"
-	@echo "make lint      ruff + mypy"
+	@echo "make lint      ruff + mypy + the layer contracts (import-linter)"
 	@echo "make clean     stop local services, remove .local and .venv"
 
 setup: system-packages $(STAMP) $(PGLITE_STAMP) $(SHIPPED_ONNX)
@@ -83,8 +83,10 @@ $(PGLITE_STAMP):
 services: setup
 	$(BIN)/wv services up
 
-# pytest exits 5 when it collected nothing: say so, do not fail the build.
+# The layer contracts first (a wrong import fails in seconds), then the suite; pytest exits 5 when
+# it collected nothing: say so, do not fail the build.
 test: setup services
+	$(BIN)/lint-imports
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "warning: pytest collected no tests" >&2; exit 0; fi; exit $$rc
 
@@ -99,12 +101,13 @@ bench: setup services
 
 proto: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
-	  --mypy_out=. --mypy_grpc_out=. realtime/proto/warehouse_vision.proto
+	  --mypy_out=. --mypy_grpc_out=. contract/proto/warehouse_vision.proto
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy wv realtime edge quality assets orchestration bench
+	$(BIN)/mypy foundation contract simulator quality edge model_lifecycle realtime assets orchestration wv bench
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix .

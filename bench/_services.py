@@ -15,7 +15,7 @@ from psycopg import sql
 
 from realtime import kafka
 from realtime.storage.bootstrap import bootstrap
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 _REDIS_CLAIM = "wv:test-session:redis-db:{}"  # the same claims as the test fixtures: no collisions
 
@@ -26,7 +26,7 @@ def _with_database(url: str, name: str) -> str:
 
 @contextlib.contextmanager
 def scratch_database(
-    settings: Settings, prefix: str, *, cameras: Mapping[str, Iterable[str]] | None = None
+    settings: PlatformSettings, prefix: str, *, cameras: Mapping[str, Iterable[str]] | None = None
 ) -> Iterator[str]:
     """A fresh migrated, partitioned database seeded with the configured facilities and
     ``cameras`` (``{facility_id: [camera_id, ...]}``: those events may come from); dropped on exit."""
@@ -41,7 +41,7 @@ def scratch_database(
 
 
 @contextlib.contextmanager
-def scratch_redis(settings: Settings) -> Iterator[str]:
+def scratch_redis(settings: PlatformSettings) -> Iterator[str]:
     """A Redis database index nobody else uses during the run; flushed on exit."""
     home = redis.Redis.from_url(settings.redis_url)
     token = uuid.uuid4().hex
@@ -63,7 +63,7 @@ def scratch_redis(settings: Settings) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def scratch_topics(settings: Settings, names: list[str], partitions: int) -> Iterator[dict[str, str]]:
+def scratch_topics(settings: PlatformSettings, names: list[str], partitions: int) -> Iterator[dict[str, str]]:
     """Topics ``bench.<hex>.<name>``; deleted on exit (the local broker keeps data in memory)."""
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     topics = {name: prefix + name for name in names}

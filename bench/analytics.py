@@ -33,10 +33,10 @@ from typing import Any
 
 import psycopg
 
-from assets.analytics_sql import local_window, refresh_facility_day
+from assets.facility_analytics.sql import local_window, refresh_facility_day
 from bench._report import write_report
 from bench._services import scratch_database
-from wv.settings import load_settings
+from wv.settings import PlatformSettings
 
 TIMEZONES = (
     "UTC", "America/Los_Angeles", "America/Chicago", "America/New_York", "Europe/London",
@@ -142,8 +142,9 @@ def materialize_seconds(url: str, facility: str, day: date) -> float:
     """The Dagster asset in process: refresh + checks (GX) + chart + metadata; after one warm-up run."""
     import dagster as dg
 
-    from assets.analytics import facility_daily_analytics
-    from orchestration.resources import DatabaseResource
+    from assets.common.resources import DatabaseResource
+    from assets.common.settings import PipelineSettings
+    from assets.facility_analytics.assets import facility_daily_analytics
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     key = dg.MultiPartitionKey({"date": day.isoformat(), "facility": facility})
@@ -152,7 +153,10 @@ def materialize_seconds(url: str, facility: str, day: date) -> float:
         result = dg.materialize(
             [facility_daily_analytics],
             partition_key=key,
-            resources={"database": DatabaseResource(url=url)},
+            resources={
+                "database": DatabaseResource(url=url),
+                "settings": PipelineSettings.load(database_url=url),
+            },
             run_config=quiet,
         )
         if not result.success:
@@ -185,7 +189,7 @@ def main() -> None:
     n_facilities, first_n, total = (5, 5_000, 25_000) if args.quick else (47, 50_000, 2_300_000)
     per = (total - first_n) // (n_facilities - 1)
     facilities = [f"FAC-{i:03d}" for i in range(1, n_facilities + 1)]
-    settings = load_settings(facilities=facilities)
+    settings = PlatformSettings.load(facilities=facilities)
     day = (datetime.now(UTC) - timedelta(days=2)).date()
     with scratch_database(settings, "wv_bench_analytics") as url:
         filled = fill(url, facilities[0], first_n, per, day)

@@ -25,15 +25,15 @@ from dataclasses import replace
 import torch
 
 from bench._report import write_report
-from edge.model.data import frame_to_sample
-from edge.model.evaluate import evaluate
-from edge.model.finetune import finetune
-from edge.model.runners import torch_runner
-from edge.model.sources import heldout_frames, training_frames
+from contract.frames import Frame
 from edge.model.version import load_detector, read_version
 from edge.sources.factory import open_source
-from edge.sources.synthetic import PRESETS
-from edge.types import Frame
+from model_lifecycle.data import frame_to_sample
+from model_lifecycle.evaluate import evaluate
+from model_lifecycle.finetune import finetune
+from model_lifecycle.runners import torch_runner
+from model_lifecycle.sources import heldout_frames, training_frames
+from simulator import PRESETS
 from wv.demo.scenario import Scenario
 from wv.demo.story import DEFAULT_MODEL
 
@@ -55,7 +55,7 @@ def drifted_days(scenario: Scenario, days: list[int], step: int, frames: int) ->
 
 
 def main() -> None:
-    from assets.retraining import CandidateModelConfig, RetrainingDatasetConfig
+    from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="camera_bump only, a fifth of the frames, 40 steps")

@@ -23,14 +23,14 @@ import numpy as np
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from bench._report import write_report
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.decisions.events import FrameContext, ModelInfo, anomaly, new_event
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.publish.kafka import KafkaTransport
 from edge.retry import Backoff
-from realtime.proto import warehouse_vision_pb2 as pb
-from wv.resilience import CircuitBreaker
-from wv.settings import load_settings
+from foundation.resilience import CircuitBreaker
+from wv.settings import PlatformSettings
 
 
 def make_events(n: int) -> list[pb.DetectionEvent]:
@@ -163,7 +163,7 @@ def main() -> None:
     size = float(np.mean([len(p) for p, _ in payloads]))
     synced = payloads[: min(n, 2_000)]
     backlog = payloads * 6  # an outage's worth: where a queue kept in an LSM tree shows its tombstones
-    bootstrap = load_settings().kafka_bootstrap
+    bootstrap = PlatformSettings.load().kafka_bootstrap
     m = {
         "write_1_per_call_fsync_events_s": write_rate(synced, 1, True),
         "write_1_per_call_events_s": write_rate(payloads, 1, False),

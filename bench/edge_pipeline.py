@@ -29,7 +29,7 @@ from edge.config import build_config
 from edge.model.preprocess import preprocess
 from edge.service import EdgeService
 from edge.sources.factory import open_source
-from wv.settings import load_settings
+from wv.settings import PlatformSettings
 
 FPS = 30
 
@@ -57,7 +57,7 @@ def engine_baseline(model: Path, spec: EngineSpec, reps: int) -> float:
 def run_pipeline(
     model: Path, spec: EngineSpec, cameras: int, seconds: float, warmup: float, fallback: Path | None
 ) -> dict[str, float]:
-    settings = load_settings()
+    settings = PlatformSettings.load()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config(
             {

@@ -40,12 +40,13 @@ from psycopg import sql
 
 from bench._report import write_report
 from bench._services import scratch_database, scratch_redis, scratch_topics
+from bench.factories import DEFAULT_CAMERAS, EventFactory, detection_batch
+from contract.events import to_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
-from realtime.events import DEFAULT_CAMERAS, EventFactory, detection_batch, to_timestamp
 from realtime.ingest.worker import IngestConfig, IngestWorker
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.rows import EVENT_COLUMNS, event_row
-from wv.settings import Settings, load_settings
+from wv.settings import PlatformSettings
 
 PARTITIONS = 4
 HIGH_LOAD = 0.6
@@ -261,7 +262,7 @@ def _wait_rows(url: str, expected: int, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def fresh_topics(settings: Settings, config: IngestConfig) -> Iterator[IngestConfig]:
+def fresh_topics(settings: PlatformSettings, config: IngestConfig) -> Iterator[IngestConfig]:
     """The config on topics of its own: each phase starts on an empty log."""
     with scratch_topics(settings, ["detections", "anomalies", "dead-letter"], PARTITIONS) as topics:
         yield replace(
@@ -273,7 +274,7 @@ def fresh_topics(settings: Settings, config: IngestConfig) -> Iterator[IngestCon
 
 
 def sustained(
-    settings: Settings,
+    settings: PlatformSettings,
     base: IngestConfig,
     url: str,
     events: list[pb.DetectionEvent],
@@ -296,7 +297,7 @@ def sustained(
 
 
 def latency(
-    settings: Settings, base: IngestConfig, url: str, rate: float, seconds: float, per_message: int
+    settings: PlatformSettings, base: IngestConfig, url: str, rate: float, seconds: float, per_message: int
 ) -> tuple[float, float, float]:
     """(p50 ms, p99 ms, achieved events/s) of event time → commit at a steady ``rate``."""
     count = int(rate * seconds)
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     total = args.events or (100_000 if args.quick else 500_000)
     seconds = 10.0 if args.quick else 30.0
-    settings: Settings = load_settings()
+    settings: PlatformSettings = PlatformSettings.load()
     events = make_events(total)
     with (
         scratch_database(settings, "wv_bench_ingest", cameras=CAMERAS) as url,

@@ -29,7 +29,7 @@ from bench._services import scratch_database, scratch_redis
 from bench.ingest import CAMERAS, fresh_topics, make_events, messages
 from realtime import kafka
 from realtime.ingest.worker import IngestConfig, IngestWorker
-from wv.settings import Settings, load_settings
+from wv.settings import PlatformSettings
 
 PARTITIONS = 4
 
@@ -61,7 +61,7 @@ def _stored(url: str) -> int:
 
 
 def bursts(
-    settings: Settings, config: IngestConfig, url: str, args: argparse.Namespace
+    settings: PlatformSettings, config: IngestConfig, url: str, args: argparse.Namespace
 ) -> tuple[float, list[dict[str, object]]]:
     """The idle RSS, then per burst: seconds to store it, peak RSS while draining, settled RSS."""
     ctx = mp.get_context("spawn")
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events per burst")
     parser.add_argument("--per-message", type=int, default=500, help="events per DetectionBatch message")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = PlatformSettings.load()
     with (
         scratch_database(settings, "wv_bench_ingest_memory", cameras=CAMERAS) as url,
         scratch_redis(settings) as redis_url,

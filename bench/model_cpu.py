@@ -25,12 +25,12 @@ import torch
 from bench._report import write_report
 from edge.model.config import get_config
 from edge.model.detector import PackageDetector
-from edge.model.export import export_onnx
-from edge.model.flops import detector_flops
 from edge.model.preprocess import preprocess
-from edge.model.quantize import FrameCalibrationReader, quantize_int8
-from edge.model.runners import onnx_runner, torch_runner
-from edge.model.sources import calibration_images
+from model_lifecycle.export import export_onnx
+from model_lifecycle.flops import detector_flops
+from model_lifecycle.quantize import FrameCalibrationReader, quantize_int8
+from model_lifecycle.runners import onnx_runner, torch_runner
+from model_lifecycle.sources import calibration_images
 
 FRAME_BUDGET_MS = 1000 / 60
 

@@ -5,7 +5,7 @@
 For each config and dtype: batch-1 latency (p50/p99 over timed iterations, CUDA events around
 each call) and throughput at a large batch; the fraction of the bf16 dense matrix roofline
 (ROOFLINE_TFLOPS, measured ~790 on an H100/H200 here) uses the analytic FLOP count of
-`edge.model.flops`. Weights are random (speed does not depend on them).
+`model_lifecycle.flops`. Weights are random (speed does not depend on them).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from bench._report import write_report
 from edge.model.config import get_config
 from edge.model.detector import PackageDetector
-from edge.model.flops import detector_flops
+from model_lifecycle.flops import detector_flops
 
 ROOFLINE_TFLOPS = 790.0
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

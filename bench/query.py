@@ -22,11 +22,11 @@ import psycopg
 
 from bench._report import write_report
 from bench._services import scratch_database
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.service import client
 from realtime.service.server import ServiceConfig, start_server
 from realtime.storage.queries import package_history
-from wv.settings import Settings, load_settings
+from wv.settings import PlatformSettings
 
 EVENTS_PER_PACKAGE = 5
 _DETECTIONS = """
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = args.rows or (1_000_000 if args.quick else 10_000_000)
     queries = args.queries or (300 if args.quick else 1000)
-    settings: Settings = load_settings()
+    settings: PlatformSettings = PlatformSettings.load()
     token = "bench-token"
     rng = random.Random(3)
     with scratch_database(settings, "wv_bench_query") as url:

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from bench._report import write_report
-from edge.sources.dataset import write_dataset
-from edge.sources.synthetic import ConveyorSimulator, SimConfig
+from simulator import ConveyorSimulator, SimConfig
+from simulator.dataset import write_dataset
 
 TARGET_FRAMES = 20_000
 TARGET_SECONDS = 180.0

@@ -66,7 +66,7 @@ from bench.reliability.pipeline import (
 )
 from realtime.storage.bootstrap import bootstrap
 from wv.services.base import free_port
-from wv.settings import load_settings
+from wv.settings import PlatformSettings
 
 FACILITIES = ("FAC-001", "FAC-002", "FAC-003")
 FAULTS = ("broker", "database", "redis", "edge_kill", "ingest_kill", "outbox_quota", "model")
@@ -243,7 +243,7 @@ class Soak:
             Path(os.environ.get("WV_STATE_DIR", ROOT / ".local")) / "soak" / time.strftime("%Y%m%d-%H%M%S")
         )
         self.home.mkdir(parents=True)
-        settings = load_settings()
+        settings = PlatformSettings.load()
         self.dbname = f"wv_soak_{uuid.uuid4().hex[:8]}"
         self.database_url = settings.database_url.rsplit("/", 1)[0] + f"/{self.dbname}"
         self.admin_url = settings.database_url.rsplit("/", 1)[0] + "/postgres"

@@ -35,9 +35,9 @@ def run(
     from edge.hotswap.manager import NoModelError
     from edge.outbox.store import OutboxError
     from edge.service import EdgeService
-    from wv.settings import get_settings
+    from edge.settings import EdgeSettings
 
-    settings = get_settings()  # `wv` has configured logging (wv/logging.py) from it already
+    settings = EdgeSettings.startup()
     shorthand = [facility, camera, source]
     if config is not None:
         if any(shorthand):

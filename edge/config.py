@@ -1,9 +1,11 @@
 """`edge.yaml`: the edge service's configuration (one facility, its cameras, engine, budgets, transport).
 
-Values absent from the file take their defaults from the process settings (``WV_*`` variables,
-e.g. ``WV_LATENCY_BUDGET_MS``, ``WV_ENGINE``, ``WV_OUTBOX_QUOTA_MB``), so one fleet-wide environment
-plus a small per-box file is enough. A bad file stops start-up with one message per problem, each
-naming the YAML path (and the ``WV_`` variable when the value came from the environment).
+Options absent from the file take fleet-wide defaults from the environment: the connection
+settings of :class:`edge.settings.EdgeSettings` (``WV_KAFKA_BOOTSTRAP``, ``WV_MODEL_STORE``, …) and
+the options declared with ``env_default`` (``WV_LATENCY_BUDGET_MS``, ``WV_ENGINE``,
+``WV_OUTBOX_QUOTA_MB``, …), so one fleet-wide environment plus a small per-box file is enough. A bad
+file stops start-up with one message per problem, each naming the YAML path (and the ``WV_``
+variable when the value came from the environment).
 
     facility: FAC-001
     cameras:
@@ -35,7 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from wv.settings import ConfigError, Settings
+from edge.settings import EdgeSettings
+from foundation.settings import ConfigError, env_default, env_defaults, env_fields, environment, variable
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
 """The model versions shipped with the code (`models/default`, `models/fallback`)."""
@@ -110,9 +113,13 @@ class CameraConfig(_Strict):
 
 class EngineConfig(_Strict):
     name: str = Field(
-        default="onnxruntime", description="A module of edge/backends/: onnxruntime, torch, tensorrt."
+        default="onnxruntime",
+        description="A module of edge/backends/: onnxruntime, torch, tensorrt.",
+        json_schema_extra=env_default("ENGINE"),
     )
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = "int8"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = Field(
+        default="int8", description="Edge inference precision.", json_schema_extra=env_default("PRECISION")
+    )
     device: str = Field(default="cpu", description="cpu, cuda or cuda:N (torch, tensorrt).")
     threads: int | None = Field(
         default=None, ge=1, le=256, description="Intra-op CPU threads (default: all cores)."
@@ -141,9 +148,17 @@ class ModelSpec(_Strict):
 
 
 class BudgetConfig(_Strict):
-    latency_ms: float = Field(gt=0, description="End-to-end budget per frame (capture → outbox).")
+    latency_ms: float = Field(
+        default=200.0,
+        gt=0,
+        description="End-to-end budget per frame (capture → outbox).",
+        json_schema_extra=env_default("LATENCY_BUDGET_MS"),
+    )
     inference_deadline_ms: float = Field(
-        gt=0, description="Primary-model deadline before the fallback answers."
+        default=45.0,
+        gt=0,
+        description="Primary-model deadline before the fallback answers.",
+        json_schema_extra=env_default("INFERENCE_DEADLINE_MS"),
     )
     max_batch: int = Field(default=16, ge=1, le=1024, description="Upper bound for the adaptive batch size.")
     fallback: bool = Field(
@@ -210,8 +225,15 @@ class DecisionConfig(_Strict):
 
 class OutboxConfig(_Strict):
     path: Path
-    ttl_hours: float = Field(gt=0)
-    quota_mb: float = Field(gt=0)
+    ttl_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="Time-to-live of unacknowledged events.",
+        json_schema_extra=env_default("OUTBOX_TTL_HOURS"),
+    )
+    quota_mb: float = Field(
+        default=512.0, gt=0, description="Disk quota.", json_schema_extra=env_default("OUTBOX_QUOTA_MB")
+    )
     sync: bool = Field(default=True, description="fsync each write (survives power loss, not just a crash).")
     memtable_mb: float = Field(
         default=16,
@@ -304,9 +326,9 @@ class MetricsConfig(_Strict):
 class EdgeConfig(_Strict):
     facility: str = Field(min_length=1)
     cameras: list[CameraConfig] = Field(min_length=1)
-    engine: EngineConfig
+    engine: EngineConfig = EngineConfig()
     model: ModelSpec
-    budgets: BudgetConfig
+    budgets: BudgetConfig = BudgetConfig()
     tracking: TrackingConfig = TrackingConfig()
     decisions: DecisionConfig
     outbox: OutboxConfig
@@ -325,39 +347,24 @@ class EdgeConfig(_Strict):
         return v
 
 
-# YAML path -> the WV_ variable its default comes from (named in error messages).
-_ENV_SOURCES = {
-    ("engine", "name"): "WV_ENGINE",
-    ("engine", "precision"): "WV_PRECISION",
-    ("budgets", "latency_ms"): "WV_LATENCY_BUDGET_MS",
-    ("budgets", "inference_deadline_ms"): "WV_INFERENCE_DEADLINE_MS",
-    ("outbox", "ttl_hours"): "WV_OUTBOX_TTL_HOURS",
-    ("outbox", "quota_mb"): "WV_OUTBOX_QUOTA_MB",
-    ("metrics", "host"): "WV_METRICS_HOST",
-    ("metrics", "port"): "WV_METRICS_PORT",
-    ("transport", "kafka_bootstrap"): "WV_KAFKA_BOOTSTRAP",
-    ("transport", "topic_prefix"): "WV_KAFKA_TOPIC_PREFIX",
-    ("transport", "grpc_address"): "WV_GRPC_ADDRESS",
-    ("redis_url",): "WV_REDIS_URL",
-    ("model", "models_dir"): "WV_MODEL_STORE",
+_SETTING_SOURCES = {
+    ("model", "models_dir"): "model_store",
+    ("transport", "kafka_bootstrap"): "kafka_bootstrap",
+    ("transport", "topic_prefix"): "kafka_topic_prefix",
+    ("transport", "grpc_address"): "grpc_address",
+    ("metrics", "host"): "metrics_host",
+    ("metrics", "port"): "metrics_port",
+    ("redis_url",): "redis_url",
 }
+"""Options whose default is a process setting (named in error messages by its variable)."""
 
 
-def defaults(settings: Settings, facility: str) -> dict[str, Any]:
-    """The configuration values that come from the process settings."""
+def defaults(settings: EdgeSettings, facility: str) -> dict[str, Any]:
+    """The option values that come from the process settings."""
     return {
-        "engine": {"name": settings.engine, "precision": settings.precision},
         "model": {"models_dir": str(settings.models_dir)},
-        "budgets": {
-            "latency_ms": settings.latency_budget_ms,
-            "inference_deadline_ms": settings.inference_deadline_ms,
-        },
         "decisions": {"hard_example_band": [settings.hard_example_low, settings.hard_example_high]},
-        "outbox": {
-            "path": str(settings.state_dir / "edge" / facility / "outbox"),
-            "ttl_hours": settings.outbox_ttl_hours,
-            "quota_mb": settings.outbox_quota_mb,
-        },
+        "outbox": {"path": str(settings.state_dir / "edge" / facility / "outbox")},
         "transport": {
             "kafka_bootstrap": settings.kafka_bootstrap,
             "topic_prefix": settings.kafka_topic_prefix,
@@ -367,6 +374,12 @@ def defaults(settings: Settings, facility: str) -> dict[str, Any]:
         "redis_url": settings.redis_url,
         "state_dir": str(settings.state_dir),
     }
+
+
+def _env_sources() -> dict[tuple[str, ...], str]:
+    sources = {path: variable(field) for path, field in _SETTING_SOURCES.items()}
+    sources.update(env_fields(EdgeConfig))
+    return sources
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -384,7 +397,7 @@ def _explain(error: ValidationError, origin: str, given: dict[str, Any]) -> str:
     for item in error.errors():
         loc = tuple(str(p) for p in item["loc"])
         where = ".".join(loc) or "(top level)"
-        env = _ENV_SOURCES.get(loc)
+        env = _env_sources().get(loc)
         from_env = env is not None and _lookup(given, loc) is None
         suffix = f" (default from {env})" if from_env else ""
         lines.append(f"{where}: {item['msg']}{suffix}")
@@ -400,18 +413,19 @@ def _lookup(data: dict[str, Any], loc: tuple[str, ...]) -> Any:
     return node
 
 
-def build_config(data: dict[str, Any], settings: Settings, origin: str = "edge.yaml") -> EdgeConfig:
-    """Validate `data` (parsed YAML or CLI options) over the settings-derived defaults."""
+def build_config(data: dict[str, Any], settings: EdgeSettings, origin: str = "edge.yaml") -> EdgeConfig:
+    """Validate `data` (parsed YAML or CLI options) over the fleet-wide defaults."""
     if not isinstance(data, dict):
         raise EdgeConfigError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
     facility = str(data.get("facility") or "unknown")
+    fleet = _merge(defaults(settings, facility), env_defaults(EdgeConfig, environment()))
     try:
-        return EdgeConfig.model_validate(_merge(defaults(settings, facility), data))
+        return EdgeConfig.model_validate(_merge(fleet, data))
     except ValidationError as exc:
         raise EdgeConfigError(_explain(exc, origin, data)) from None
 
 
-def load_config(path: Path, settings: Settings) -> EdgeConfig:
+def load_config(path: Path, settings: EdgeSettings) -> EdgeConfig:
     """Read and validate an edge.yaml file."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -423,7 +437,7 @@ def load_config(path: Path, settings: Settings) -> EdgeConfig:
 
 
 def single_camera(
-    facility: str, camera: str, source: str, settings: Settings, policy: str = "latest"
+    facility: str, camera: str, source: str, settings: EdgeSettings, policy: str = "latest"
 ) -> EdgeConfig:
     """The `wv edge run --facility F --camera C --source URI` shorthand."""
     data = {"facility": facility, "cameras": [{"id": camera, "source": source, "policy": policy}]}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.frames import Detection
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import ModelFiles
 from edge.batching.controller import BatchController
 from edge.batching.straggler import StragglerRunner
@@ -30,8 +32,6 @@ from edge.model.preprocess import preprocess
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.tracking.iou import IouTracker
-from edge.types import Detection
-from realtime.proto import warehouse_vision_pb2 as pb
 
 log = logging.getLogger(__name__)
 

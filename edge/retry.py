@@ -2,7 +2,7 @@
 
 Jitter spreads reconnect attempts of many cameras (and many edge boxes after a broker outage) so
 they do not hammer the recovering service in lock-step. The circuit breaker that goes with it is
-:class:`wv.resilience.CircuitBreaker`, shared with the centre.
+:class:`foundation.resilience.CircuitBreaker`, shared with the centre.
 """
 
 from __future__ import annotations

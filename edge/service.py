@@ -38,7 +38,7 @@ from edge.sources.base import FrameSource
 from edge.sources.factory import open_source
 from edge.sources.simulated import SyntheticSource
 from edge.tracking.iou import IouTracker
-from wv.resilience import CircuitBreaker
+from foundation.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def camera_zones(camera: CameraConfig, source: FrameSource) -> list[ZoneSpec]:
     """Configured zones, else for a synthetic source the simulator's lanes (full-width bands)."""
     if camera.zones or not isinstance(source, SyntheticSource):
         return camera.zones
-    from edge.sources.synthetic.scene import Layout
+    from simulator.scene import Layout
 
     layout = Layout.from_config(source.config)
     return [

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from assets.common.partitions import daily_facility_partitions, weekly_partitions
+from assets.common.resources import DatabaseResource
 from orchestration.jobs import LIGHT_K8S
-from orchestration.partitions import daily_facility_partitions, weekly_partitions
-from orchestration.resources import DatabaseResource
-from wv.settings import get_settings
+from orchestration.settings import OrchestrationSettings
 
 NIGHTLY_LOCAL_TIME = time(4, 0)
 """Local time at which yesterday's facility-day is computed (after the local night's stragglers)."""
@@ -80,9 +80,10 @@ def facility_timezones(database: DatabaseResource, facilities: Iterable[str], de
     description="Every facility's local yesterday at 04:00 facility time: analytics rollup and ERP sync.",
 )
 def facility_nightly_schedule(
-    context: dg.ScheduleEvaluationContext, database: DatabaseResource
+    context: dg.ScheduleEvaluationContext,
+    database: DatabaseResource,
+    settings: dg.ResourceParam[OrchestrationSettings],
 ) -> dg.SkipReason | list[dg.RunRequest]:
-    settings = get_settings()
     now = context.scheduled_execution_time.astimezone(UTC)
     due = due_facility_days(
         now, facility_timezones(database, settings.facilities, settings.facility_timezone)

@@ -26,13 +26,12 @@ from orchestration.backfills import (
     post,
     retry_variables,
 )
-from wv.settings import get_settings
+from orchestration.settings import OrchestrationSettings
 
 app = typer.Typer(help="Backfill facility analytics and ERP sync.", no_args_is_help=True)
 
 
-def _url(url: str | None) -> str:
-    settings = get_settings()
+def _url(settings: OrchestrationSettings, url: str | None) -> str:
     return url or f"http://{settings.dagster_host}:{settings.dagster_port}"
 
 
@@ -61,7 +60,7 @@ def backfill(
     ] = None,
 ) -> None:
     """Launch an asset backfill of facility-days (facilities × local days)."""
-    settings = get_settings()
+    settings = OrchestrationSettings.startup()
     try:
         start = date.fromisoformat(first)
         end = date.fromisoformat(last) if last else start
@@ -77,7 +76,7 @@ def backfill(
         keys = partition_keys(facilities, start, end)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    base = _url(url)
+    base = _url(settings, url)
     title = f"{', '.join(facilities) if facility else 'all facilities'} {start}..{end}"
     try:
         data = post(base, LAUNCH_BACKFILL, launch_variables(keys, asset or DEFAULT_ASSETS, title))
@@ -96,7 +95,7 @@ def retry(
     ] = None,
 ) -> None:
     """Re-run only the failed (and never-started) partitions of a finished backfill."""
-    base = _url(url)
+    base = _url(OrchestrationSettings.startup(), url)
     try:
         new_id = backfill_id(
             post(base, RETRY_FAILED, retry_variables(backfill)), "reexecutePartitionBackfill"

@@ -27,7 +27,7 @@ import httpx
 import typer
 
 from orchestration.instance import REPO_ROOT, WORKSPACE, dagster_home, prepare_instance
-from wv.settings import Settings, get_settings
+from orchestration.settings import OrchestrationSettings
 
 app = typer.Typer(help="Start the Dagster webserver and daemon.", invoke_without_command=True)
 
@@ -47,7 +47,7 @@ class Service:
         return home / "logs" / f"{self.name}.log"
 
 
-def services(settings: Settings) -> list[Service]:
+def services(settings: OrchestrationSettings) -> list[Service]:
     bin_dir = Path(sys.executable).parent
     return [
         Service(
@@ -66,7 +66,7 @@ def services(settings: Settings) -> list[Service]:
     ]
 
 
-def url(settings: Settings) -> str:
+def url(settings: OrchestrationSettings) -> str:
     return f"http://{settings.dagster_host}:{settings.dagster_port}"
 
 
@@ -87,20 +87,20 @@ def running_pid(service: Service, home: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
-def answers(settings: Settings, timeout: float = 2.0) -> bool:
+def answers(settings: OrchestrationSettings, timeout: float = 2.0) -> bool:
     try:
         return httpx.get(f"{url(settings)}/server_info", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def _port_taken(settings: Settings) -> bool:
+def _port_taken(settings: OrchestrationSettings) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex((settings.dagster_host, settings.dagster_port)) == 0
 
 
-def start(settings: Settings, wait_s: float = 240.0) -> str:
+def start(settings: OrchestrationSettings, wait_s: float = 240.0) -> str:
     """Start whatever is not running, wait for the webserver, return its URL."""
     home = dagster_home(settings)
     env = {
@@ -140,7 +140,7 @@ def start(settings: Settings, wait_s: float = 240.0) -> str:
     return url(settings)
 
 
-def stop(settings: Settings) -> list[str]:
+def stop(settings: OrchestrationSettings) -> list[str]:
     """Stop the process group of each running service (TERM, then KILL after a grace period)."""
     home = dagster_home(settings)
     stopped = []
@@ -169,7 +169,7 @@ def ui(
     """Start the Dagster webserver and daemon (PostgreSQL-backed instance) and print the URL."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = get_settings()
+    settings = OrchestrationSettings.startup()
     if stop_:
         stop_command()
         return
@@ -192,14 +192,14 @@ def ui(
 @app.command("stop")
 def stop_command() -> None:
     """Stop the webserver and daemon started by `wv ui`."""
-    stopped = stop(get_settings())
+    stopped = stop(OrchestrationSettings.startup())
     typer.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @app.command("status")
 def status_command() -> None:
     """Whether the webserver and daemon run, and the URL."""
-    settings = get_settings()
+    settings = OrchestrationSettings.startup()
     home = dagster_home(settings)
     for service in services(settings):
         pid = running_pid(service, home)

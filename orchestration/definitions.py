@@ -1,47 +1,38 @@
-"""The Warehouse Vision code location: every asset module, job, schedule and sensor, one ``Definitions``.
+"""The Warehouse Vision code location: every asset domain, job, schedule and sensor, one ``Definitions``.
 
-``workspace.yaml`` loads ``orchestration.definitions:defs``. Asset modules are listed explicitly
-(one per domain in ``assets/``) so a missing module is an import error, not a silently empty graph.
+``workspace.yaml`` loads ``orchestration.definitions:defs``. Each domain is a package under
+``assets/`` holding its assets, checks and helpers (model quality, retraining, facility analytics,
+ERP); the settings are read once here, when the code location loads, and reach assets, sensors
+and schedules as resources.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import dagster as dg
 
-from assets import (
-    analytics,
-    detections,
-    drift,
-    erp,
-    hard_examples,
-    models,
-    reports,
-    retraining,
-    verified_samples,
-)
+from assets import erp, facility_analytics, model_quality, retraining
+from assets.common.resources import default_resources
 from orchestration import analytics_automation, jobs, schedules, sensors
-from orchestration.resources import default_resources
+from orchestration.settings import OrchestrationSettings
 
-ASSET_MODULES = [
-    detections,
-    verified_samples,
-    drift,
-    hard_examples,
-    retraining,
-    models,
-    analytics,
-    erp,
-    reports,
-]
-"""Every ``assets`` module of the code location, upstream first."""
+DOMAINS: list[ModuleType] = [model_quality, retraining, facility_analytics, erp]
+"""Every asset domain of the code location, upstream first."""
 
-_assets = dg.with_source_code_references(dg.load_assets_from_modules(ASSET_MODULES))
 
-defs = dg.Definitions(
-    assets=_assets,
-    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[*jobs.JOBS, *analytics_automation.JOBS],
-    schedules=[*schedules.SCHEDULES, *analytics_automation.SCHEDULES],
-    sensors=sensors.SENSORS,
-    resources=default_resources(),
-)
+def build_definitions(settings: OrchestrationSettings) -> dg.Definitions:
+    """The code location for `settings`: assets and checks of every domain, jobs, schedules, sensors."""
+    return dg.Definitions(
+        assets=dg.with_source_code_references(
+            [a for domain in DOMAINS for a in dg.load_assets_from_package_module(domain)]
+        ),
+        asset_checks=[c for domain in DOMAINS for c in dg.load_asset_checks_from_package_module(domain)],
+        jobs=[*jobs.JOBS, *analytics_automation.JOBS],
+        schedules=[*schedules.SCHEDULES, *analytics_automation.SCHEDULES],
+        sensors=sensors.SENSORS,
+        resources=default_resources(settings),
+    )
+
+
+defs = build_definitions(OrchestrationSettings.load())

@@ -12,15 +12,16 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from foundation.settings import ConfigError
+from orchestration.settings import OrchestrationSettings
 from realtime.storage.migrate import ensure_database
-from wv.settings import ConfigError, Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "dagster.yaml.template"
 WORKSPACE = REPO_ROOT / "workspace.yaml"
 
 
-def dagster_home(settings: Settings) -> Path:
+def dagster_home(settings: OrchestrationSettings) -> Path:
     return (settings.state_dir / "dagster").resolve()
 
 
@@ -42,7 +43,7 @@ def storage_env(url: str) -> dict[str, str]:
     }
 
 
-def prepare_instance(settings: Settings, home: Path | None = None) -> dict[str, str]:
+def prepare_instance(settings: OrchestrationSettings, home: Path | None = None) -> dict[str, str]:
     """Create the storage database and ``$DAGSTER_HOME/dagster.yaml``; returns the process environment."""
     home = (home or dagster_home(settings)).resolve()
     home.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.partitions import daily_facility_partitions, weekly_partitions
+from assets.common.partitions import daily_facility_partitions, weekly_partitions
 
 RETRAINING_K8S = {
     "container_config": {

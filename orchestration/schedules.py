@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 
 from orchestration.jobs import detections_quality_job, nightly_model_quality_job, weekly_hard_examples_job
-from wv.settings import get_settings
+from orchestration.settings import OrchestrationSettings
 
 
 @dg.schedule(
@@ -15,7 +15,9 @@ from wv.settings import get_settings
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="02:00 UTC: yesterday's verified samples and drift evaluation, one run per facility.",
 )
-def nightly_model_quality_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+def nightly_model_quality_schedule(
+    context: dg.ScheduleEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
+) -> list[dg.RunRequest]:
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
     return [
         dg.RunRequest(
@@ -23,7 +25,7 @@ def nightly_model_quality_schedule(context: dg.ScheduleEvaluationContext) -> lis
             partition_key=dg.MultiPartitionKey({"date": day, "facility": facility}),
             tags={"wv/facility": facility},
         )
-        for facility in get_settings().facilities
+        for facility in settings.facilities
     ]
 
 

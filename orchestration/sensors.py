@@ -7,11 +7,11 @@ from typing import Any
 
 import dagster as dg
 
-from assets.models import PROMOTION_ID, promotion_metadata
+from assets.common.partitions import daily_facility_partitions
+from assets.common.resources import DatabaseResource, ModelRegistryResource
+from assets.retraining.production import PROMOTION_ID, promotion_metadata
 from orchestration.jobs import retraining_job
-from orchestration.partitions import daily_facility_partitions
-from orchestration.resources import DatabaseResource, ModelRegistryResource
-from wv.settings import get_settings
+from orchestration.settings import OrchestrationSettings
 
 DRIFT_ASSET = dg.AssetKey("drift_evaluation")
 
@@ -76,9 +76,11 @@ def _evaluation(record: dg.EventLogRecord) -> Evaluation | None:
     description="Launches retraining when a facility's drift_evaluation accuracy falls below "
     "WV_DRIFT_ACCURACY_THRESHOLD (0.94); once per drop, again only after that facility recovers.",
 )
-def drift_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def drift_retraining_sensor(
+    context: dg.SensorEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
+) -> dg.SensorResult:
     cursor = DriftCursor.parse(context.cursor)
-    threshold = get_settings().drift_accuracy_threshold
+    threshold = settings.drift_accuracy_threshold
     after = cursor.after_storage_id
     evaluations: list[Evaluation] = []
     while True:
@@ -102,7 +104,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
-                run_config={"ops": {"candidate_model": {"config": {"steps": get_settings().retrain_steps}}}},
+                run_config={"ops": {"candidate_model": {"config": {"steps": settings.retrain_steps}}}},
                 tags={
                     "wv/trigger": "drift",
                     "wv/facilities": facilities,
@@ -114,7 +116,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
     )
 
 
-def failure_record(context: dg.RunFailureSensorContext) -> dict[str, Any]:
+def failure_record(context: dg.RunFailureSensorContext, settings: OrchestrationSettings) -> dict[str, Any]:
     run = context.dagster_run
     steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
     return {
@@ -124,7 +126,7 @@ def failure_record(context: dg.RunFailureSensorContext) -> dict[str, Any]:
         "failed_at": datetime.now(UTC).isoformat(),
         "error": (context.failure_event.message or "")[:4000],
         "failed_steps": steps,
-        "run_url": f"http://{get_settings().dagster_host}:{get_settings().dagster_port}/runs/{run.run_id}",
+        "run_url": f"http://{settings.dagster_host}:{settings.dagster_port}/runs/{run.run_id}",
     }
 
 
@@ -133,8 +135,12 @@ def failure_record(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     description="Records every failed run for on-call: `orchestration_failures` table and "
     "<state>/oncall/failures.jsonl.",
 )
-def oncall_failure_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> None:
-    record = failure_record(context)
+def oncall_failure_sensor(
+    context: dg.RunFailureSensorContext,
+    database: DatabaseResource,
+    settings: dg.ResourceParam[OrchestrationSettings],
+) -> None:
+    record = failure_record(context, settings)
     with database.connect() as conn:
         conn.execute(
             "INSERT INTO orchestration_failures "
@@ -143,7 +149,7 @@ def oncall_failure_sensor(context: dg.RunFailureSensorContext, database: Databas
             "ON CONFLICT (run_id) DO NOTHING",
             record,
         )
-    log = get_settings().state_dir / "oncall" / "failures.jsonl"
+    log = settings.state_dir / "oncall" / "failures.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")

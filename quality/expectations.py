@@ -12,7 +12,7 @@ from datetime import date
 import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 
-from quality.metrics import CONDITIONS
+from contract.vocabulary import CONDITIONS
 
 
 def detections_suite(facilities: Sequence[str]) -> list[Expectation]:

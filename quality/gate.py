@@ -1,6 +1,6 @@
 """The promotion gate: may a candidate model replace production?
 
-Pure comparison of two evaluations (as produced by ``edge.model.metrics.EvalReport.as_dict``:
+Pure comparison of two evaluations (as produced by ``model_lifecycle.metrics.EvalReport.as_dict``:
 ``condition_accuracy``, ``map50``, ``per_condition[class] = {truth, recall, ...}``) on two sets:
 the frozen test set (the distribution the model was built for) and the recent verified set (what
 the facilities see now). A candidate passes only if it

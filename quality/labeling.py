@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from quality.metrics import CONDITIONS
+from contract.vocabulary import CONDITIONS
 
 LABEL_FROM = "condition"
 LABEL_TO = "image"

@@ -12,12 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.proto import warehouse_vision_pb2 as pb
-
-CONDITIONS: tuple[str, ...] = tuple(
-    name.removeprefix("CONDITION_").lower() for name, number in pb.Condition.items() if number
-)
-"""Condition classes in contract order (the proto enum without UNSPECIFIED)."""
+from contract.vocabulary import CONDITIONS
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import redis
 import typer
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+from foundation.redaction import display_url
 from realtime import kafka, metrics
 from realtime.ingest.supervisor import run_workers
 from realtime.ingest.worker import IngestConfig
@@ -24,27 +25,19 @@ from realtime.rules.config import load_rules
 from realtime.rules.runner import RuleRunner
 from realtime.service.server import ServiceConfig
 from realtime.service.server import serve as serve_grpc
+from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
 from realtime.windows.aggregator import WindowAggregator
 from realtime.windows.recompute import rebuild
-from wv.logging import configure_logging
-from wv.services.manager import display_url
-from wv.settings import Settings, get_settings
 
 app = typer.Typer(
     help="Run the central ingest workers, gRPC service, windows and rules.", no_args_is_help=True
 )
 
 
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings)
-    return settings
-
-
 @contextmanager
-def _unreachable_services(settings: Settings) -> Iterator[None]:
+def _unreachable_services(settings: CentreSettings) -> Iterator[None]:
     """Turn "cannot reach the broker/database" at start-up into one line naming the setting."""
     try:
         yield
@@ -71,14 +64,18 @@ def run(
     partitions: int = typer.Option(6, min=1, help="Partitions of topics this command creates."),
 ) -> None:
     """Consume wv.detections and wv.anomalies into the database (offsets committed after it)."""
-    settings = _settings()
+    settings = CentreSettings.startup()
     config = IngestConfig.from_settings(settings)
     if create_topics:
         topics = [config.detections_topic, config.anomalies_topic, config.dead_letter_topic]
         with _unreachable_services(settings):
             kafka.ensure_topics(config.bootstrap, topics, partitions=partitions)
     code = run_workers(
-        config, workers, metrics_host=settings.metrics_host, metrics_port=settings.metrics_port
+        config,
+        workers,
+        logs=settings,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
     )
     raise typer.Exit(code)
 
@@ -86,7 +83,7 @@ def run(
 @app.command()
 def serve() -> None:
     """Serve WarehouseVisionService on WV_GRPC_ADDRESS (token required; TLS/mTLS optional)."""
-    settings = _settings()
+    settings = CentreSettings.startup()
     serve_grpc(
         ServiceConfig.from_settings(settings),
         metrics_host=settings.metrics_host,
@@ -101,7 +98,7 @@ def windows(
     ),
 ) -> None:
     """Maintain per-facility per-minute windows from the facility streams (consumer group)."""
-    settings = _settings()
+    settings = CentreSettings.startup()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     if rebuild_minutes:
         end = datetime.now(UTC)
@@ -122,7 +119,7 @@ def rules(
     lookback_minutes: int = typer.Option(60, min=1, help="How far the first evaluation looks back."),
 ) -> None:
     """Evaluate the anomaly rules (WV_RULES_FILE) every WV_RULES_INTERVAL_S."""
-    settings = _settings()
+    settings = CentreSettings.startup()
     ruleset = load_rules(settings.rules_file)
     connector = Connector(settings.database_url, application_name="wv-rules")
     with _unreachable_services(settings):

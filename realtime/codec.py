@@ -18,8 +18,8 @@ from enum import StrEnum
 
 from google.protobuf.message import DecodeError
 
-from realtime.events import KIND_NAME, SEVERITY_NAME, SUPPORTED_SCHEMA_VERSIONS
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.events import KIND_NAME, SEVERITY_NAME, SUPPORTED_SCHEMA_VERSIONS
+from contract.proto import warehouse_vision_pb2 as pb
 
 
 class Reason(StrEnum):

@@ -5,7 +5,7 @@ back or the worker stops; gRPC: until the call's deadline) instead of failing or
 committing offsets for data that was never stored. The breaker makes a dead database cheap:
 after ``failure_threshold`` consecutive failures, calls fail fast without connecting until
 ``reset_timeout_s`` has passed; then one trial call decides whether it closes again. The breaker
-itself is the shared :class:`wv.resilience.CircuitBreaker`.
+itself is the shared :class:`foundation.resilience.CircuitBreaker`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TypeVar
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from wv.resilience import BreakerState, CircuitBreaker
+from foundation.resilience import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

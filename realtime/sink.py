@@ -14,14 +14,14 @@ from contextlib import AbstractContextManager
 
 import psycopg
 
+from contract.proto import warehouse_vision_pb2 as pb
+from foundation.resilience import CircuitBreaker
 from realtime import metrics
 from realtime.dead_letters import DeadLetterPublisher
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.resilience import call_with_retry, database_breaker
 from realtime.storage.rows import BatchRows
 from realtime.storage.writer import DeadLetter, EventWriter, WriteResult
 from realtime.windows.streams import StreamPublisher
-from wv.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,13 @@ import pytest
 import redis
 from psycopg import sql
 
-from realtime.events import DEFAULT_CAMERAS
+from bench.factories import DEFAULT_CAMERAS
+from foundation.settings import ConfigError
+from orchestration.settings import OrchestrationSettings
 from realtime.storage.bootstrap import bootstrap
 from realtime.storage.facilities import ensure_cameras, ensure_facilities
 from wv.services.kafka import KafkaService
-from wv.settings import ConfigError, Settings, load_settings
+from wv.settings import PlatformSettings
 
 if TYPE_CHECKING:
     from realtime.service.server import RunningServer
@@ -59,14 +61,20 @@ _SERVICES_HINT = "start the local services with `wv services up` (or `make servi
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
+def settings() -> PlatformSettings:
     try:
-        return load_settings()
+        return PlatformSettings.load()
     except ConfigError as exc:
         pytest.exit(f"{exc}", returncode=2)
 
 
-def seeded_cameras(settings: Settings) -> dict[str, tuple[str, ...]]:
+@pytest.fixture
+def orchestration_settings(database_url: str, tmp_path: Path) -> OrchestrationSettings:
+    """The Dagster tier's settings on the test database, its state in a temp folder (the ``settings`` resource)."""
+    return OrchestrationSettings.load(database_url=database_url, state_dir=tmp_path / "state")
+
+
+def seeded_cameras(settings: PlatformSettings) -> dict[str, tuple[str, ...]]:
     """The cameras every test database starts with: ``DEFAULT_CAMERAS`` of each configured facility."""
     return dict.fromkeys(settings.facilities, DEFAULT_CAMERAS)
 
@@ -77,7 +85,7 @@ def _with_database(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(settings: Settings) -> Iterator[str]:
+def database_url(settings: PlatformSettings) -> Iterator[str]:
     name = f"wv_test_{uuid.uuid4().hex[:12]}"
     url = _with_database(settings.database_url, name)
     admin_url = _with_database(settings.database_url, "postgres")
@@ -98,7 +106,7 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def empty_database_url(settings: Settings) -> Iterator[str]:
+def empty_database_url(settings: PlatformSettings) -> Iterator[str]:
     """A database name on the configured server that does not exist yet; dropped after the test."""
     name = f"wv_test_{uuid.uuid4().hex[:12]}"
     yield _with_database(settings.database_url, name)
@@ -119,7 +127,7 @@ def _application_tables(conn: psycopg.Connection) -> list[str]:
 
 
 @pytest.fixture
-def db(database_url: str, settings: Settings) -> Iterator[psycopg.Connection]:
+def db(database_url: str, settings: PlatformSettings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Truncating a partitioned table touches every partition (slow); empty only what holds rows.
         tables = _application_tables(conn)
@@ -143,7 +151,7 @@ _REDIS_CLAIM = "wv:test-session:redis-db:{}"
 
 
 @pytest.fixture(scope="session")
-def _redis_db_index(settings: Settings) -> Iterator[int]:
+def _redis_db_index(settings: PlatformSettings) -> Iterator[int]:
     """Claim a Redis database index no other test session uses (claims live in the configured db)."""
     home = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     try:
@@ -164,7 +172,7 @@ def _redis_db_index(settings: Settings) -> Iterator[int]:
 
 
 @pytest.fixture
-def redis_url(settings: Settings, _redis_db_index: int) -> str:
+def redis_url(settings: PlatformSettings, _redis_db_index: int) -> str:
     parts = urlsplit(settings.redis_url)
     url = parts._replace(path=f"/{_redis_db_index}").geturl()
     with redis.Redis.from_url(url) as client:
@@ -180,7 +188,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(settings: Settings) -> str:
+def kafka_bootstrap(settings: PlatformSettings) -> str:
     problem = KafkaService().probe(settings.kafka_bootstrap)
     if problem:
         pytest.fail(

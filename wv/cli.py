@@ -12,17 +12,16 @@ import sys
 import click
 import typer
 
-from wv.logging import configure_logging
-from wv.settings import ConfigError, get_settings
+from foundation.settings import ConfigError, LoggingSettings
 
 # name -> ("module:attribute" of a Typer app, help line). Several apps may share one name:
 # their commands are merged into one group (``wv model`` holds training and registry commands).
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "services": (["wv.services.cli:app"], "Start, stop and check local PostgreSQL, Redis and Kafka."),
     "db": (["realtime.storage.cli:app"], "Apply migrations, maintain partitions, register cameras."),
-    "data": (["edge.sources.cli:app"], "Generate synthetic conveyor datasets and videos."),
+    "data": (["simulator.cli:app"], "Generate synthetic conveyor datasets and videos."),
     "model": (
-        ["edge.model.cli:app", "realtime.storage.registry_cli:app"],
+        ["model_lifecycle.cli:app", "realtime.storage.registry_cli:app"],
         "Train, evaluate, export, register, approve and roll back models.",
     ),
     "edge": (["edge.cli:app"], "Run the edge service next to the cameras."),
@@ -30,7 +29,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
     "ui": (["orchestration.cli:app"], "Start the Dagster webserver and daemon."),
     "analytics": (["orchestration.analytics_cli:app"], "Backfill facility analytics and ERP sync (on-call)."),
     "erp": (
-        ["orchestration.erp.cli:app"],
+        ["orchestration.erp_cli:app"],
         "ERP outbox: reconciliation, dispatch, requeue of parked messages.",
     ),
     "demo": (["wv.demo:app"], "Run the end-to-end demo on local defaults."),
@@ -72,7 +71,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Warehouse Vision: package inspection from camera to ERP."""
-    configure_logging(get_settings())  # validates the whole configuration before any command runs
+    LoggingSettings.load().configure_logging()  # each command then loads (and checks) its tier's settings
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
-"""The README's configuration table, generated from :class:`wv.settings.Settings`.
+"""The README's configuration table, generated from every tier's settings model and edge.yaml.
 
+One row per ``WV_`` variable: its default, the tiers that read it (``wv.settings.TIER_SETTINGS``,
+plus the ``edge.yaml`` options whose fleet-wide default it sets) and its description.
 ``python -m wv.settings_doc`` prints it; ``--write README.md`` replaces the table between the
 markers; ``--check README.md`` exits 1 when the README is stale (a test runs the same check).
 """
@@ -13,10 +15,12 @@ import typing
 from datetime import date
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from wv.settings import ENV_PREFIX, Settings
+from edge.config import EdgeConfig
+from foundation.settings import ENV_PREFIX, env_fields
+from wv.settings import TIER_SETTINGS, PlatformSettings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -47,16 +51,43 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _field(model: type[BaseModel], path: tuple[str, ...]) -> FieldInfo:
+    for part in path[:-1]:
+        model = model.model_fields[part].annotation  # type: ignore[assignment]
+    return model.model_fields[path[-1]]
+
+
+def _row(variable: str, info: FieldInfo, readers: str) -> str:
+    description = info.description or ""
+    choices = _choices(info.annotation)
+    if choices:
+        description += f" One of: {', '.join(f'`{c}`' for c in choices)}."
+    return f"| `{variable}` | {_cell(_default(info))} | {readers} | {_cell(description)} |"
+
+
+def _in_section_order() -> list[tuple[str, FieldInfo]]:
+    """Fields grouped by the class that declares them: shared sections first, then each tier's own."""
+    fields = PlatformSettings.model_fields
+    order = [
+        name
+        for cls in reversed(PlatformSettings.__mro__)
+        for name in vars(cls).get("__annotations__", {})
+        if name in fields
+    ]
+    return [(name, fields[name]) for name in dict.fromkeys(order)]
+
+
 def table() -> str:
-    """A Markdown table: one row per setting, in declaration order."""
-    rows = ["| Variable | Default | Description |", "| --- | --- | --- |"]
-    for name, info in Settings.model_fields.items():
-        description = info.description or ""
-        choices = _choices(info.annotation)
-        if choices:
-            description += f" One of: {', '.join(f'`{c}`' for c in choices)}."
-        variable = f"`{ENV_PREFIX}{name.upper()}`"
-        rows.append(f"| {variable} | {_cell(_default(info))} | {_cell(description)} |")
+    """A Markdown table: one row per variable, settings in declaration order, then edge.yaml defaults."""
+    rows = ["| Variable | Default | Read by | Description |", "| --- | --- | --- | --- |"]
+    readers = {
+        name: [tier for tier, model in TIER_SETTINGS.items() if name in model.model_fields]
+        for name in PlatformSettings.model_fields
+    }
+    for name, info in sorted(_in_section_order(), key=lambda item: -len(readers[item[0]])):
+        rows.append(_row(f"{ENV_PREFIX}{name.upper()}", info, ", ".join(readers[name])))
+    for path, variable in env_fields(EdgeConfig):
+        rows.append(_row(variable, _field(EdgeConfig, path), f"edge (`edge.yaml` {'.'.join(path)})"))
     return "\n".join(rows) + "\n"
 
 

@@ -24,10 +24,10 @@ from typing import IO
 import numpy as np
 
 import edge.service
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import EngineError, register
 from edge.backends.onnxruntime import OnnxRuntimeEngine
 from edge.outbox.store import Outbox
-from realtime.proto import warehouse_vision_pb2 as pb
 from wv.cli import main as cli_main
 
 FAULT_MARKER = "FAULT"

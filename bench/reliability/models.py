@@ -7,9 +7,10 @@ records every promotion, rejection and rollback in its ``model_status.json``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
+
+from contract.model_pointer import pointer_file, write_pointer
 
 
 def make_version(models: Path, name: str, source: Path) -> Path:
@@ -18,10 +19,8 @@ def make_version(models: Path, name: str, source: Path) -> Path:
 
 
 def point_to(models: Path, version: str, previous: str | None) -> None:
-    """Write production.json atomically, as the model registry does."""
-    tmp = models / ".production.json.tmp"
-    tmp.write_text(json.dumps({"version": version, "path": str(models / version), "previous": previous}))
-    os.replace(tmp, models / "production.json")
+    """Point the edges at a version, through the registry's own writer."""
+    write_pointer(pointer_file(models), version, models / version, previous)
 
 
 def model_status(status: Path) -> dict:

@@ -47,8 +47,8 @@ def prepare_model(target: Path, source: Path = DEFAULT_MODEL) -> Path:
         if (source / name).is_file():
             shutil.copy2(source / name, target / name)
     if not (target / "model.onnx").is_file():
-        from edge.model.export import export_onnx
         from edge.model.version import load_detector
+        from model_lifecycle.export import export_onnx
 
         export_onnx(load_detector(source), target / "model.onnx")
     return target
@@ -245,8 +245,8 @@ class EdgeNode:
 
     def outbox_ids(self) -> set[str]:
         """Event ids in the outbox (only while the edge is stopped: RocksDB allows one owner)."""
+        from contract.proto import warehouse_vision_pb2 as pb
         from edge.outbox.store import Outbox
-        from realtime.proto import warehouse_vision_pb2 as pb
 
         outbox = Outbox(self.outbox_path, sync=False)
         try:
@@ -430,7 +430,7 @@ def read_batches(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Topi
     """Every ``DetectionBatch`` on ``topic`` up to its current end, with its events' ids."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from realtime.proto import warehouse_vision_pb2 as pb
+    from contract.proto import warehouse_vision_pb2 as pb
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:

@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edge.types import Frame
+from contract.frames import Frame
 
 
 @dataclass

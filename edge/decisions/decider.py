@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contract.frames import Box, Detection, PackageTruth
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.config import DecisionConfig
 from edge.decisions.events import (
     STAGES,
@@ -36,8 +38,6 @@ from edge.decisions.references import SkuReferences
 from edge.decisions.smoothing import DirichletSmoother
 from edge.decisions.zones import ZoneMap
 from edge.tracking.iou import Track
-from edge.types import Box, Detection, PackageTruth
-from realtime.proto import warehouse_vision_pb2 as pb
 
 TRUTH_MATCH_IOU = 0.3
 

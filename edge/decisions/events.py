@@ -9,19 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edge.types import CONDITIONS, Box
-from realtime.proto import warehouse_vision_pb2 as pb
-
-STAGES: tuple[str, ...] = (
-    "decode_ms",
-    "preprocess_ms",
-    "queue_ms",
-    "infer_ms",
-    "track_ms",
-    "decide_ms",
-    "publish_ms",
-    "end_to_end_ms",
-)
+from contract.frames import Box
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import CONDITIONS, STAGES
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wv.resilience import CircuitBreaker
+from foundation.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

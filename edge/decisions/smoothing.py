@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.types import CONDITIONS
+from contract.vocabulary import CONDITIONS
 
 
 class DirichletSmoother:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.types import Box
+from contract.frames import Box
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.types import Detection
+from contract.frames import Detection
 
 MATCH_IOU = 0.5
 

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from contract.frames import Detection
+from contract.model_pointer import PointerError, read_pointer
 from edge.backends.base import Engine, EngineSpec, ModelFiles, load_engine
 from edge.config import HotswapConfig, ModelSpec
 from edge.decisions.events import ModelInfo
 from edge.hotswap.agreement import agreement
-from edge.hotswap.pointer import PointerError, read_pointer
 from edge.model.preprocess import preprocess
-from edge.types import Detection
 
 log = logging.getLogger(__name__)
 

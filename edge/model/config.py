@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from edge.types import CONDITIONS
+from contract.vocabulary import CONDITIONS
 
 PosEncoding = Literal["learned", "rope"]
 

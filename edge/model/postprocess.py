@@ -5,7 +5,7 @@ Engine contract (ONNX Runtime, torch, TensorRT): input `images` float32 (B, 3, h
 
 - `objectness` (C=1): logit that the cell holds a package centre;
 - `boxes` (C=4): the cell's box as normalised (x1, y1, x2, y2) in [0, 1] of the frame;
-- `condition` (C=5): logits over `edge.types.CONDITIONS`;
+- `condition` (C=5): logits over `contract.frames.CONDITIONS`;
 - `embedding` (C=E): appearance features, averaged over the cells inside each box and L2-normalised.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from edge.types import Box, Detection
+from contract.frames import Box, Detection
 
 INPUT_NAME = "images"
 OUTPUT_NAMES: tuple[str, ...] = ("objectness", "boxes", "condition", "embedding")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contract.vocabulary import CONDITIONS
 from edge.model.config import ModelConfig
 from edge.model.postprocess import (
     DEFAULT_IOU_THRESHOLD,
@@ -23,7 +24,6 @@ from edge.model.postprocess import (
     INPUT_NAME,
     OUTPUT_NAMES,
 )
-from edge.types import CONDITIONS
 
 if TYPE_CHECKING:  # torch stays out of the import: ONNX Runtime edge boxes read versions without it
     import torch

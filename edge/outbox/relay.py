@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.outbox.store import Outbox
 from edge.publish.base import Transport, TransportError
 from edge.retry import Backoff
-from realtime.proto import warehouse_vision_pb2 as pb
-from wv.resilience import BreakerState, CircuitBreaker
+from foundation.resilience import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2 as pb
 
 
 class TransportError(RuntimeError):

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.publish.base import Delivery, Transport, TransportError
-from realtime.proto import warehouse_vision_pb2 as pb
 
 _END = object()
 
@@ -51,7 +51,7 @@ class GrpcTransport(Transport):
             return
         import grpc
 
-        from realtime.proto.warehouse_vision_pb2_grpc import WarehouseVisionServiceStub
+        from contract.proto.warehouse_vision_pb2_grpc import WarehouseVisionServiceStub
 
         if self._channel is None:
             if self.tls_ca is not None or self.tls_cert is not None:

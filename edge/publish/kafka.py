@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.publish.base import Delivery, Transport, TransportError
-from realtime.proto import warehouse_vision_pb2 as pb
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from types import TracebackType
 
-from edge.types import Frame
+from contract.frames import Frame
 
 
 class SourceError(RuntimeError):

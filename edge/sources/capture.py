@@ -9,10 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
-from edge.types import Frame, PackageTruth
-
-from .base import EndOfStream, FrameSource, Pacer, SourceError
-from .records import sidecar_path, truth_from_dict
+from contract.frames import Frame, PackageTruth
+from edge.sources.base import EndOfStream, FrameSource, Pacer, SourceError
+from simulator.records import sidecar_path, truth_from_dict
 
 
 class FileSource(FrameSource):

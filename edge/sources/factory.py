@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import ValidationError
 
-from .base import FrameSource
-from .capture import FileSource, RtspSource, redact
-from .simulated import SyntheticSource
-from .synthetic import PRESETS, SimConfig
+from edge.sources.base import FrameSource
+from edge.sources.capture import FileSource, RtspSource, redact
+from edge.sources.simulated import SyntheticSource
+from simulator import PRESETS, SimConfig
 
 
 def _bool(v: str) -> bool:

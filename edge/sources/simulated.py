@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-from edge.types import Frame
-
-from .base import EndOfStream, FrameSource, Pacer
-from .synthetic import ConveyorSimulator, DriftConfig, SimConfig
+from contract.frames import Frame
+from edge.sources.base import EndOfStream, FrameSource, Pacer
+from simulator import ConveyorSimulator, DriftConfig, SimConfig
 
 
 class SyntheticSource(FrameSource):

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from edge.types import Box, Detection
+from contract.frames import Box, Detection
 
 
 class TrackState(StrEnum):

@@ -20,10 +20,9 @@ import threading
 import time
 from dataclasses import replace
 
+from foundation.settings import LoggingSettings
 from realtime import metrics
 from realtime.ingest.worker import IngestConfig, IngestWorker
-from wv.logging import configure_logging
-from wv.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,10 @@ def _terminate_with(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def _child(config: IngestConfig, metrics_host: str, metrics_port: int, parent: int) -> None:
-    configure_logging(get_settings())
+def _child(
+    config: IngestConfig, logs: LoggingSettings, metrics_host: str, metrics_port: int, parent: int
+) -> None:
+    logs.configure_logging()
     if not _terminate_with(parent):
         log.warning("supervisor %d gone before worker %s started; exiting", parent, config.client_id)
         return
@@ -67,6 +68,7 @@ def run_workers(
     config: IngestConfig,
     workers: int,
     *,
+    logs: LoggingSettings,
     metrics_host: str = "127.0.0.1",
     metrics_port: int = 0,
     restart_delay_s: float = 2.0,
@@ -83,7 +85,9 @@ def run_workers(
         child_config = replace(config, client_id=f"{config.client_id}-{index}")
         port = metrics_port + index if metrics_port else 0
         proc = ctx.Process(
-            target=_child, args=(child_config, metrics_host, port, os.getpid()), name=f"wv-ingest-{index}"
+            target=_child,
+            args=(child_config, logs, metrics_host, port, os.getpid()),
+            name=f"wv-ingest-{index}",
         )
         proc.start()
         return proc

@@ -34,10 +34,10 @@ from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
 from realtime.ingest.batch import MicroBatch
 from realtime.resilience import call_with_retry
+from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import ConnectorPool
 from realtime.windows.streams import StreamPublisher
-from wv.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class IngestConfig:
     client_id: str = "wv-ingest"
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> IngestConfig:
+    def from_settings(cls, settings: CentreSettings, **overrides: object) -> IngestConfig:
         config = cls(
             bootstrap=settings.kafka_bootstrap,
             database_url=settings.database_url,

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wv.settings import ConfigError
+from foundation.settings import ConfigError
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("default_rules.yaml")
 

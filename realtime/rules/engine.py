@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from realtime.events import anomaly_flag, anomaly_id_for
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.events import anomaly_flag, anomaly_id_for
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.rules.config import DwellRule, LostRule, Predicate, RateRule, Rule, RuleSet, ThresholdRule
 from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from kafka import KafkaProducer
 
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.resilience import TRANSIENT_ERRORS
 from realtime.rules.config import RuleSet
 from realtime.rules.engine import evaluate

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 
 
 class _BearerToken(

@@ -19,20 +19,21 @@ import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
+from foundation.resilience import BreakerState
+from foundation.settings import ConfigError
 from realtime import kafka, metrics
 from realtime.codec import Validator
 from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
-from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
 from realtime.resilience import database_breaker
 from realtime.service.interceptors import MetricsInterceptor, TokenAuthInterceptor
 from realtime.service.servicer import WarehouseVisionServicer
+from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import ConnectorPool
 from realtime.windows.streams import StreamPublisher
-from wv.resilience import BreakerState
-from wv.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ServiceConfig:
     stream_maxlen: int = 100_000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceConfig:
+    def from_settings(cls, settings: CentreSettings) -> ServiceConfig:
         if settings.grpc_token is None or not settings.grpc_token.get_secret_value():
             raise ConfigError(
                 "WV_GRPC_TOKEN: required by `wv realtime serve` (callers send it as a bearer token)"

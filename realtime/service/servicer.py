@@ -16,10 +16,10 @@ from contextlib import AbstractContextManager, contextmanager
 import grpc
 import psycopg
 
+from contract.events import from_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 from realtime.codec import MAX_TEXT_LENGTH, Validator
-from realtime.events import from_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
 from realtime.resilience import TRANSIENT_ERRORS
 from realtime.sink import EventSink
 from realtime.storage import queries

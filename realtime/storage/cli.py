@@ -9,12 +9,12 @@ from typing import Annotated
 import psycopg
 import typer
 
+from foundation.redaction import display_url
+from realtime.settings import CentreSettings
 from realtime.storage import migrate
 from realtime.storage.bootstrap import bootstrap
 from realtime.storage.facilities import RegistrationError, list_cameras, register_camera
 from realtime.storage.partitions import maintain as maintain_partitions
-from wv.services.manager import display_url
-from wv.settings import get_settings
 
 app = typer.Typer(help="Apply migrations, maintain partitions, register cameras.", no_args_is_help=True)
 cameras_app = typer.Typer(
@@ -25,8 +25,8 @@ app.add_typer(cameras_app, name="cameras")
 
 
 @contextmanager
-def _database_errors() -> Iterator[None]:
-    url = display_url(get_settings().database_url)
+def _database_errors(settings: CentreSettings) -> Iterator[None]:
+    url = display_url(settings.database_url)
     try:
         yield
     except (migrate.MigrationError, RegistrationError) as exc:
@@ -41,8 +41,8 @@ def _database_errors() -> Iterator[None]:
 @app.command()
 def upgrade() -> None:
     """Create the database if missing, apply pending migrations, create partitions, seed facilities."""
-    settings = get_settings()
-    with _database_errors():
+    settings = CentreSettings.startup()
+    with _database_errors(settings):
         report = bootstrap(
             settings.database_url,
             facilities=settings.facilities,
@@ -61,8 +61,8 @@ def upgrade() -> None:
 @app.command()
 def status() -> None:
     """Applied and pending migrations, and the flavour (postgres or timescale) of the schema."""
-    settings = get_settings()
-    with _database_errors():
+    settings = CentreSettings.startup()
+    with _database_errors(settings):
         state = migrate.status(settings.database_url)
     typer.echo(f"database: {display_url(settings.database_url)} ({state.flavour})")
     for done in state.applied:
@@ -77,9 +77,9 @@ def status() -> None:
 @app.command()
 def maintain() -> None:
     """Create daily partitions ahead, drop those past WV_RETENTION_DAYS (run daily; idempotent)."""
-    settings = get_settings()
+    settings = CentreSettings.startup()
     with (
-        _database_errors(),
+        _database_errors(settings),
         psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
     ):
         report = maintain_partitions(
@@ -102,9 +102,9 @@ def cameras_add(
     description: Annotated[str | None, typer.Option("--description", help="Free text.")] = None,
 ) -> None:
     """Register a camera (again: updates the given --source/--description, keeps the rest)."""
-    settings = get_settings()
+    settings = CentreSettings.startup()
     with (
-        _database_errors(),
+        _database_errors(settings),
         psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
     ):
         added = register_camera(conn, facility, camera, source_uri=source, description=description)
@@ -120,9 +120,9 @@ def cameras_list(
     facility: Annotated[str | None, typer.Option("--facility", help="Only this facility's cameras.")] = None,
 ) -> None:
     """Registered cameras, by facility: id, source URI, description."""
-    settings = get_settings()
+    settings = CentreSettings.startup()
     with (
-        _database_errors(),
+        _database_errors(settings),
         psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
     ):
         cameras = list_cameras(conn, facility)

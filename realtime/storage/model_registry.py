@@ -10,12 +10,9 @@ model to production (``approve`` requires a name), and every move is a row in
 from __future__ import annotations
 
 import builtins
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,8 +20,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from contract.model_pointer import Pointer, pointer_file, read_pointer, write_pointer
+
 Status = Literal["candidate", "approved", "production", "retired", "rolled_back", "rejected"]
-POINTER_NAME = "production.json"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What ``model_versions.version`` accepts (its CHECK constraint)."""
 
@@ -69,7 +67,7 @@ class ModelRegistry:
 
     @property
     def pointer_path(self) -> Path:
-        return self.models_dir / POINTER_NAME
+        return pointer_file(self.models_dir)
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.database_url, row_factory=dict_row, connect_timeout=10)
@@ -261,34 +259,10 @@ class ModelRegistry:
         return restored
 
     def _write_pointer(self, model: ModelVersion, previous: str | None, by: str) -> None:
-        pointer = {
-            "version": model.version,
-            "path": str(self.resolve(model).resolve()),
-            "previous": previous,
-            "approved_by": model.approved_by if model.approved_by else by,
-            "updated_at": datetime.now(UTC).isoformat(),
-        }
-        write_json_atomic(self.pointer_path, pointer)
+        write_pointer(
+            self.pointer_path, model.version, self.resolve(model), previous, model.approved_by or by
+        )
 
-    def read_pointer(self) -> dict[str, Any] | None:
+    def read_pointer(self) -> Pointer | None:
         """The production pointer as the edge sees it, None before the first approval."""
-        try:
-            return json.loads(self.pointer_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so readers see the old or the new file, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return read_pointer(self.pointer_path)

@@ -14,8 +14,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from realtime.events import CONDITION_BY_NAME, SEVERITY_BY_NAME, to_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.events import CONDITION_BY_NAME, SEVERITY_BY_NAME, to_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import STAGES
 
 MAX_TIMELINE_ENTRIES = 10_000
 """Per table; a package has a few dozen rows, so this only guards against pathological ids."""
@@ -23,16 +24,6 @@ DEFAULT_MAX_FLAGS = 100
 MAX_FLAGS = 10_000
 
 _KIND = {"detection": pb.EVENT_KIND_DETECTION, "decision": pb.EVENT_KIND_DECISION}
-_TIMINGS = (
-    "decode_ms",
-    "preprocess_ms",
-    "queue_ms",
-    "infer_ms",
-    "track_ms",
-    "decide_ms",
-    "publish_ms",
-    "end_to_end_ms",
-)
 _FLAG_COLUMNS = (
     "anomaly_id, flagged_at, facility_id, camera_id, package_id, zone, event_id, "
     "kind, severity, score, source, evidence"
@@ -61,8 +52,8 @@ def _detection(row: dict[str, Any]) -> pb.DetectionEvent:
         frames_observed=row["frames_observed"],
         embedding=row["embedding"] or (),
     )
-    if any(row[t] is not None for t in _TIMINGS):
-        event.timings.CopyFrom(pb.StageTimings(**{t: row[t] or 0.0 for t in _TIMINGS}))
+    if any(row[t] is not None for t in STAGES):
+        event.timings.CopyFrom(pb.StageTimings(**{t: row[t] or 0.0 for t in STAGES}))
     event.event_time.CopyFrom(to_timestamp(row["event_time"]))
     if row["first_seen"] is not None:
         event.first_seen.CopyFrom(to_timestamp(row["first_seen"]))

@@ -8,6 +8,7 @@ production pointer the edges follow.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, NoReturn, get_args
 
@@ -16,15 +17,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contract.model_pointer import Pointer
+from realtime.settings import CentreSettings
 from realtime.storage.model_registry import ModelRegistry, ModelVersion, RegistryError, Status
-from wv.settings import get_settings
 
 app = typer.Typer(help="Register, list, approve and roll back model versions.", no_args_is_help=True)
 console = Console()
 
 
 def _registry() -> ModelRegistry:
-    settings = get_settings()
+    settings = CentreSettings.startup()
     return ModelRegistry(settings.database_url, settings.models_dir)
 
 
@@ -38,13 +40,13 @@ _FAILURES = (RegistryError, psycopg.OperationalError)
 """What a registry command reports as one clear line instead of a traceback."""
 
 
-def _show(model: ModelVersion, pointer: dict | None = None) -> None:
+def _show(model: ModelVersion, pointer: Pointer | None = None) -> None:
     console.print(
         f"[bold]{model.version}[/bold] status={model.status} approved_by={model.approved_by or '-'} "
         f"path={model.path}"
     )
     if pointer:
-        console.print(f"production pointer: {json.dumps(pointer)}")
+        console.print(f"production pointer: {json.dumps(asdict(pointer), default=str)}")
 
 
 @app.command()

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from realtime.events import CONDITION_NAME, KIND_NAME, SEVERITY_NAME, anomaly_id_for
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.events import CONDITION_NAME, KIND_NAME, SEVERITY_NAME, anomaly_id_for
+from contract.proto import warehouse_vision_pb2 as pb
 
 EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("event_id", "text"),

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import Reason, Rejection
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.rows import (
     DECISION_COLUMNS,
     EVENT_COLUMNS,

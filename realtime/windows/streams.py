@@ -18,9 +18,9 @@ from datetime import datetime
 
 import redis
 
+from contract.events import CONDITION_NAME
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime import metrics
-from realtime.events import CONDITION_NAME
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.rows import flag_row
 
 log = logging.getLogger(__name__)

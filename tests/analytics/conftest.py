@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from realtime.events import EventFactory, anomaly_flag
-from realtime.proto import warehouse_vision_pb2 as pb
+from bench.factories import EventFactory
+from contract.events import anomaly_flag
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
 
 DAMAGES = ("crushed", "torn", "wet", "open")

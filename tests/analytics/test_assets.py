@@ -7,20 +7,19 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 
-from assets.analytics import facility_daily_analytics
-from assets.analytics_sql import refresh_facility_day
-from assets.erp import erp_sync
-from assets.reports import network_weekly_report
-from orchestration.erp.resource import ErpResource
-from orchestration.resources import DatabaseResource
-from wv.settings import get_settings
+from assets.common.resources import DatabaseResource
+from assets.erp.resource import ErpResource
+from assets.erp.sync import erp_sync
+from assets.facility_analytics.assets import facility_daily_analytics
+from assets.facility_analytics.reports import network_weekly_report
+from assets.facility_analytics.sql import refresh_facility_day
 
 pytestmark = pytest.mark.timeout(120)
 DAY = (datetime.now(UTC) - timedelta(days=3)).date()
 
 
 def test_nightly_assets_materialize_a_facility_day_and_write_erp_files(
-    db, database_url, seeder, set_facility, tmp_path
+    db, database_url, seeder, set_facility, tmp_path, orchestration_settings
 ):
     set_facility(
         "FAC-002", "America/Chicago", expected=40, zones={"inbound": 14, "sorter": 14, "outbound": 14}
@@ -32,6 +31,7 @@ def test_nightly_assets_materialize_a_facility_day_and_write_erp_files(
         [facility_daily_analytics, erp_sync],
         partition_key=key,
         resources={
+            "settings": orchestration_settings,
             "database": DatabaseResource(url=database_url),
             "erp": ErpResource(adapter="files", files_dir=str(tmp_path)),
         },
@@ -66,10 +66,8 @@ def test_nightly_assets_materialize_a_facility_day_and_write_erp_files(
 
 
 def test_weekly_report_has_table_chart_and_files_and_flags_missing_days(
-    db, database_url, seeder, set_facility, tmp_path, monkeypatch
+    db, database_url, seeder, set_facility, tmp_path, orchestration_settings
 ):
-    monkeypatch.setenv("WV_STATE_DIR", str(tmp_path))
-    get_settings.cache_clear()
     monday = DAY - timedelta(days=DAY.weekday() + 7)
     for facility in ("FAC-001", "FAC-003"):
         set_facility(facility, "UTC")
@@ -77,14 +75,11 @@ def test_weekly_report_has_table_chart_and_files_and_flags_missing_days(
             day: date = monday + timedelta(days=offset)
             seeder.facility_day(facility, day, "UTC", packages=10)
             refresh_facility_day(db, facility, day)
-    try:
-        result = dg.materialize(
-            [network_weekly_report],
-            partition_key=monday.isoformat(),
-            resources={"database": DatabaseResource(url=database_url)},
-        )
-    finally:
-        get_settings.cache_clear()
+    result = dg.materialize(
+        [network_weekly_report],
+        partition_key=monday.isoformat(),
+        resources={"database": DatabaseResource(url=database_url), "settings": orchestration_settings},
+    )
 
     assert result.success
     metadata = result.asset_materializations_for_node("network_weekly_report")[0].metadata
@@ -92,7 +87,7 @@ def test_weekly_report_has_table_chart_and_files_and_flags_missing_days(
     table = metadata["table"].value
     assert "| FAC-001 | 2 |" in table and "| FAC-002 | 0 |" in table and "| NETWORK | 4 |" in table
     assert metadata["chart"].value.startswith("![")
-    folder = tmp_path / "reports" / "network_weekly"
+    folder = orchestration_settings.state_dir / "reports" / "network_weekly"
     assert {p.name for p in folder.iterdir()} == {f"{monday}.md", f"{monday}.html", f"{monday}.png"}
     assert "<table>" in (folder / f"{monday}.html").read_text()
     (check,) = [

@@ -32,6 +32,8 @@ from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
 from psycopg import sql
 
+from contract.events import from_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
 from orchestration.backfills import (
     LAUNCH_BACKFILL,
     RETRY_FAILED,
@@ -41,10 +43,7 @@ from orchestration.backfills import (
     retry_variables,
 )
 from orchestration.instance import storage_env
-from realtime.events import from_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.migrate import ensure_database
-from wv.settings import get_settings
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +97,7 @@ def app_environment(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("WV_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("WV_ERP_ADAPTER", "files")
     monkeypatch.setenv("WV_ERP_BATCH_SIZE", "1")  # one message per delivery: the failure point is exact
-    get_settings.cache_clear()
     yield tmp_path / "state"
-    get_settings.cache_clear()
 
 
 def run_backfill(context: WorkspaceProcessContext, backfill: str) -> BulkActionStatus:

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from assets.analytics_sql import FacilityNotFound, refresh_facility_day
-from realtime.events import CONDITION_NAME, SEVERITY_NAME, from_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
+from assets.facility_analytics.sql import FacilityNotFound, refresh_facility_day
+from contract.events import CONDITION_NAME, SEVERITY_NAME, from_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
 DAY = (datetime.now(UTC) - timedelta(days=3)).date()

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from assets.common.partitions import daily_facility_partitions
+from assets.common.resources import DatabaseResource
 from orchestration.analytics_automation import TICK, due_facility_days, facility_nightly_schedule
-from orchestration.partitions import daily_facility_partitions
-from orchestration.resources import DatabaseResource
 
 pytestmark = pytest.mark.timeout(60)
 ZONES = {
@@ -51,14 +51,15 @@ def test_every_facility_day_is_released_once_at_four_local_or_after_its_utc_day(
     assert max(released.values()) == 1
 
 
-def test_schedule_asks_for_yesterday_of_the_facilities_whose_morning_it_is(db, database_url, set_facility):
+def test_schedule_asks_for_yesterday_of_the_facilities_whose_morning_it_is(
+    db, database_url, set_facility, orchestration_settings
+):
+    resources = {"database": DatabaseResource(url=database_url), "settings": orchestration_settings}
     set_facility("FAC-001", "UTC")
     set_facility("FAC-002", "America/New_York")
     set_facility("FAC-003", "Asia/Kolkata")
     tick = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # 04:00 in New York (EST)
-    context = dg.build_schedule_context(
-        scheduled_execution_time=tick, resources={"database": DatabaseResource(url=database_url)}
-    )
+    context = dg.build_schedule_context(scheduled_execution_time=tick, resources=resources)
 
     requests = facility_nightly_schedule(context)
 
@@ -70,7 +71,6 @@ def test_schedule_asks_for_yesterday_of_the_facilities_whose_morning_it_is(db, d
     ]
     assert requests[0].partition_key in daily_facility_partitions.get_partition_keys(current_time=tick)
     quiet = dg.build_schedule_context(
-        scheduled_execution_time=tick + timedelta(minutes=15),
-        resources={"database": DatabaseResource(url=database_url)},
+        scheduled_execution_time=tick + timedelta(minutes=15), resources=resources
     )
     assert isinstance(facility_nightly_schedule(quiet), dg.SkipReason)

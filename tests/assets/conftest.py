@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from orchestration.resources import DatabaseResource, LabelingResource, ModelRegistryResource, WandbResource
-from realtime.events import EventFactory
-from realtime.proto import warehouse_vision_pb2 as pb
+from assets.common.resources import DatabaseResource, LabelingResource, ModelRegistryResource, WandbResource
+from bench.factories import EventFactory
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
 
 DAY = date(2025, 3, 10)
@@ -73,9 +73,10 @@ def write_truth(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
 
 
 @pytest.fixture
-def resources(database_url: str, tmp_path: Path) -> dict[str, Any]:
+def resources(database_url: str, tmp_path: Path, orchestration_settings: Any) -> dict[str, Any]:
     """Resources on the test database and temp folders; the simulator's truth answers tasks."""
     return {
+        "settings": orchestration_settings,
         "database": DatabaseResource(url=database_url),
         "model_registry": ModelRegistryResource(
             database_url=database_url, models_dir=str(tmp_path / "models")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from assets.crops import parse_synthetic_uri
+from assets.model_quality.crops import parse_synthetic_uri
 from edge.sources.factory import open_source
 
 DAY1 = datetime(2025, 3, 10, 9, tzinfo=UTC).timestamp()

@@ -7,8 +7,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from assets.detections import detections_expectations, package_detections
-from realtime.events import EventFactory
+from assets.model_quality.detections import detections_expectations, package_detections
+from bench.factories import EventFactory
 from realtime.storage.writer import EventWriter, prepare
 
 

@@ -17,13 +17,13 @@ import numpy as np
 import psycopg
 import pytest
 
-from assets.drift import drift_evaluation
-from assets.models import production_model
-from assets.retraining import candidate_evaluation, candidate_model, retraining_dataset
-from assets.verified_samples import verified_samples
+from assets.model_quality.drift import drift_evaluation
+from assets.model_quality.verified_samples import verified_samples
+from assets.retraining.assets import candidate_evaluation, candidate_model, retraining_dataset
+from assets.retraining.production import production_model
+from bench.factories import EventFactory
+from contract.proto import warehouse_vision_pb2 as pb
 from orchestration.sensors import drift_retraining_sensor
-from realtime.events import EventFactory
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.model_registry import ModelRegistry
 from realtime.storage.writer import EventWriter, prepare
 
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/default with its ONNX and INT8 files (exported here when the checkout lacks them)."""
-    from edge.model.export import export_version
+    from model_lifecycle.export import export_version
 
     if (DEFAULT_MODEL / "model.int8.onnx").exists():
         return DEFAULT_MODEL
@@ -59,11 +59,11 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @cache
 def simulated_decisions(facility: str, model_dir: Path) -> list[pb.DetectionEvent]:
     """One decision per package the default model found on the facility's simulated camera."""
-    from assets.crops import parse_synthetic_uri
-    from assets.modeling import version_runner
-    from edge.model.evaluate import detect
+    from assets.model_quality.crops import parse_synthetic_uri
+    from assets.retraining.modeling import version_runner
+    from contract.frames import Box
     from edge.model.version import read_version
-    from edge.types import Box
+    from model_lifecycle.evaluate import detect
 
     camera_id, uri = CAMERAS[facility]
     camera = parse_synthetic_uri(camera_id, uri)
@@ -161,7 +161,9 @@ def test_simulated_drift_is_caught_and_launches_retraining(
     ).fetchone()
     assert verified is not None and verified[0] == verified[1] == verified[2] > 20
 
-    tick = drift_retraining_sensor(dg.build_sensor_context(instance=instance))
+    tick = drift_retraining_sensor(
+        dg.build_sensor_context(instance=instance, resources={"settings": loop_resources["settings"]})
+    )
     assert isinstance(tick, dg.SensorResult)
     (request,) = tick.run_requests or []
     assert request.tags["wv/facilities"] == "FAC-002"
@@ -171,8 +173,8 @@ def _damaged_copy(source: Path, target: Path) -> Path:
     """The default model with its 'ok' and 'wet' outputs swapped: a deliberately worse model."""
     import torch
 
-    from edge.model.export import export_version
     from edge.model.version import load_detector, save_version
+    from model_lifecycle.export import export_version
 
     model = load_detector(source)
     with torch.no_grad():
@@ -261,7 +263,7 @@ def test_blocking_check_stops_a_worse_candidate_and_passes_a_better_one(
     )
     assert approved.success
     assert (registry.production().version, registry.production().approved_by) == ("better", "bo")  # type: ignore[union-attr]
-    assert registry.read_pointer()["previous"] == "bad-prod"  # type: ignore[index]
+    assert registry.read_pointer().previous == "bad-prod"  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
@@ -307,7 +309,6 @@ def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_p
     from typer.testing import CliRunner
 
     from realtime.storage import registry_cli
-    from wv.settings import get_settings
 
     instance = dg.DagsterInstance.ephemeral()
     assert _nightly(loop_resources, instance, "FAC-002").success
@@ -335,12 +336,8 @@ def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_p
 
     monkeypatch.setenv("WV_DATABASE_URL", database_url)
     monkeypatch.setenv("WV_MODEL_STORE", str(registry.models_dir))
-    get_settings.cache_clear()
-    try:
-        approved = CliRunner().invoke(registry_cli.app, ["approve", version, "--by", "ana"])
-    finally:
-        get_settings.cache_clear()
+    approved = CliRunner().invoke(registry_cli.app, ["approve", version, "--by", "ana"])
     assert approved.exit_code == 0, approved.output
     production = registry.production()
     assert production is not None and (production.version, production.approved_by) == (version, "ana")
-    assert registry.read_pointer()["previous"] == "default"  # type: ignore[index]
+    assert registry.read_pointer().previous == "default"  # type: ignore[union-attr]

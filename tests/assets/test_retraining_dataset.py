@@ -10,10 +10,10 @@ import dagster as dg
 import psycopg
 import pytest
 
-from assets.crops import parse_synthetic_uri
-from assets.retraining import is_recent_holdout, load_manifest, retraining_dataset
-from realtime.events import EventFactory
-from realtime.proto import warehouse_vision_pb2 as pb
+from assets.model_quality.crops import parse_synthetic_uri
+from assets.retraining.assets import is_recent_holdout, load_manifest, retraining_dataset
+from bench.factories import EventFactory
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
 
 START = datetime(2025, 3, 10, 6, tzinfo=UTC)

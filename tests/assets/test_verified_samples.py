@@ -10,8 +10,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from assets.verified_samples import verified_samples
-from quality.metrics import CONDITIONS
+from assets.model_quality.verified_samples import verified_samples
+from contract.vocabulary import CONDITIONS
 
 DAY_KEY = dg.MultiPartitionKey({"date": "2025-03-10", "facility": "FAC-001"})
 

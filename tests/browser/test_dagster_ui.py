@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from realtime.events import EventFactory
+from bench.factories import EventFactory
 from realtime.storage.writer import EventWriter, prepare
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from edge.config import build_config
 from wv.demo.edges import edge_config
 from wv.demo.environment import DemoEnvironment
 from wv.demo.scenario import Scenario
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 
-def test_the_demo_edge_config_validates_and_streams_the_days_cameras(settings: Settings) -> None:
+def test_the_demo_edge_config_validates_and_streams_the_days_cameras(settings: PlatformSettings) -> None:
     env = DemoEnvironment(settings, "20260101000000")
     scenario = Scenario(("FAC-001", "FAC-002", "FAC-003"))
     day = scenario.dates[scenario.drift_day - 1]

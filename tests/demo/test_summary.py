@@ -7,7 +7,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from realtime.events import EventFactory, anomaly_flag, from_timestamp
+from bench.factories import EventFactory
+from contract.events import anomaly_flag, from_timestamp
 from realtime.storage.writer import EventWriter, prepare
 from wv.demo.scenario import Scenario
 from wv.demo.summary import summarize, week_charts
@@ -73,7 +74,7 @@ def test_the_summary_counts_what_the_platform_stored(db: psycopg.Connection, dat
     assert summary.daily_models["FAC-002"] == {scenario.dates[6]: {"cand-1": 5}}
     assert summary.anomalies_by_day[scenario.dates[0]] == {"damaged": 1}
 
-    charts = week_charts(summary, scenario, swapped=True)
+    charts = week_charts(summary, scenario, swapped=True, threshold=0.94)
     assert {(c.name, c.asset) for c in charts} == {
         ("accuracy_over_time", "drift_evaluation"),
         ("latency_distribution", "facility_daily_analytics"),

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import EngineError, EngineSpec, ModelFiles, register
 from edge.backends.onnxruntime import OnnxRuntimeEngine
 from edge.config import EdgeConfig, build_config
-from realtime.proto import warehouse_vision_pb2 as pb
 from wv.services.base import free_port
 from wv.services.kafka import tansu_binary
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,10 +77,10 @@ def edge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def export_onnx_models(version: Path) -> None:
     """What `wv model export` does, minus the parity report (ONNX files are not committed)."""
-    from edge.model.export import export_onnx
-    from edge.model.quantize import FrameCalibrationReader, quantize_int8
-    from edge.model.sources import calibration_images
     from edge.model.version import load_detector, read_version
+    from model_lifecycle.export import export_onnx
+    from model_lifecycle.quantize import FrameCalibrationReader, quantize_int8
+    from model_lifecycle.sources import calibration_images
 
     meta = read_version(version)
     export_onnx(load_detector(version), meta.onnx_path)
@@ -89,7 +89,7 @@ def export_onnx_models(version: Path) -> None:
 
 
 @pytest.fixture
-def edge_config(tmp_path: Path, settings: Settings, edge_model: Path) -> Callable[..., EdgeConfig]:
+def edge_config(tmp_path: Path, settings: PlatformSettings, edge_model: Path) -> Callable[..., EdgeConfig]:
     """Build an EdgeConfig for a test: private state dir, no metrics port, the test model."""
 
     def make(cameras: list[dict[str, Any]], **sections: Any) -> EdgeConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import EdgeConfigError, load_config, single_camera
-from wv.settings import load_settings
+from wv.settings import PlatformSettings
 
 
 def test_a_minimal_file_takes_budgets_engine_and_outbox_limits_from_the_environment(
@@ -18,7 +18,7 @@ def test_a_minimal_file_takes_budgets_engine_and_outbox_limits_from_the_environm
     monkeypatch.setenv("WV_OUTBOX_QUOTA_MB", "64")
     file = tmp_path / "edge.yaml"
     file.write_text("facility: FAC-9\ncameras:\n  - {id: c1, source: 'synthetic://seed=1'}\n")
-    cfg = load_config(file, load_settings())
+    cfg = load_config(file, PlatformSettings.load())
     assert cfg.budgets.latency_ms == 150 and cfg.outbox.quota_mb == 64
     assert cfg.cameras[0].policy == "latest" and cfg.engine.name == "onnxruntime"
     assert cfg.model.pointer_path.name == "production.json"
@@ -32,7 +32,7 @@ def test_the_file_overrides_the_environment(tmp_path: Path, monkeypatch):
         "cameras: [{id: c1, source: 'synthetic://', policy: every}]\n"
         "budgets: {inference_deadline_ms: 60}\n"
     )
-    assert load_config(file, load_settings()).budgets.inference_deadline_ms == 60
+    assert load_config(file, PlatformSettings.load()).budgets.inference_deadline_ms == 60
 
 
 def test_every_problem_is_named_with_its_path(tmp_path: Path):
@@ -48,7 +48,7 @@ cameras:
 """
     )
     with pytest.raises(EdgeConfigError) as err:
-        load_config(file, load_settings())
+        load_config(file, PlatformSettings.load())
     text = str(err.value)
     assert "cameras.0.policy" in text and "cameras.0.source" in text and "scheme must be" in text
     assert "cameras.1.zones.0" in text and "x1 < x2" in text
@@ -57,7 +57,7 @@ cameras:
 def test_a_bad_environment_default_names_the_variable(monkeypatch):
     monkeypatch.setenv("WV_INFERENCE_DEADLINE_MS", "500")
     with pytest.raises(EdgeConfigError, match="WV_INFERENCE_DEADLINE_MS"):
-        single_camera("F", "c1", "synthetic://seed=1", load_settings())
+        single_camera("F", "c1", "synthetic://seed=1", PlatformSettings.load())
 
 
 def test_routes_must_name_configured_zones():
@@ -76,17 +76,17 @@ def test_routes_must_name_configured_zones():
                     }
                 ],
             },
-            load_settings(),
+            PlatformSettings.load(),
         )
 
 
 def test_unreadable_or_invalid_yaml_is_reported(tmp_path: Path):
     with pytest.raises(EdgeConfigError, match="cannot read"):
-        load_config(tmp_path / "missing.yaml", load_settings())
+        load_config(tmp_path / "missing.yaml", PlatformSettings.load())
     bad = tmp_path / "bad.yaml"
     bad.write_text("facility: [unclosed\n")
     with pytest.raises(EdgeConfigError, match="not valid YAML"):
-        load_config(bad, load_settings())
+        load_config(bad, PlatformSettings.load())
 
 
 CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -117,7 +117,7 @@ def test_a_client_certificate_and_key_reach_the_grpc_transport(tmp_path: Path):
             grpc_tls_cert=str(tmp_path / "edge.crt"),
             grpc_tls_key=str(tmp_path / "edge.key"),
         ),
-        load_settings(),
+        PlatformSettings.load(),
     )
     transport = make_transport(cfg, "token")
     assert isinstance(transport, GrpcTransport)
@@ -127,7 +127,7 @@ def test_a_client_certificate_and_key_reach_the_grpc_transport(tmp_path: Path):
         tmp_path / "edge.key",
     )
     # neither is fine too (TLS from the CA alone, or plaintext)
-    assert load_config(_grpc_config(tmp_path), load_settings()).transport.grpc_tls_cert is None
+    assert load_config(_grpc_config(tmp_path), PlatformSettings.load()).transport.grpc_tls_cert is None
 
 
 @pytest.mark.parametrize("given", ["grpc_tls_cert", "grpc_tls_key"])
@@ -137,7 +137,7 @@ def test_a_client_certificate_without_its_key_or_a_key_without_its_certificate_i
     (tmp_path / "file.pem").write_text(CERT_PEM if given == "grpc_tls_cert" else KEY_PEM)
     missing = "grpc_tls_key" if given == "grpc_tls_cert" else "grpc_tls_cert"
     with pytest.raises(EdgeConfigError) as err:
-        load_config(_grpc_config(tmp_path, **{given: str(tmp_path / "file.pem")}), load_settings())
+        load_config(_grpc_config(tmp_path, **{given: str(tmp_path / "file.pem")}), PlatformSettings.load())
     text = str(err.value)
     assert "transport.grpc_tls_cert and transport.grpc_tls_key: set both" in text
     assert f"transport.{missing} is missing" in text
@@ -160,7 +160,7 @@ def test_missing_unreadable_or_wrong_tls_files_are_named_without_their_content(t
         values = {"grpc_tls_cert": str(tmp_path / "edge.crt"), "grpc_tls_key": str(tmp_path / "edge.key")}
         values[setting] = str(tmp_path / name)
         with pytest.raises(EdgeConfigError) as err:
-            load_config(_grpc_config(tmp_path, **values), load_settings())
+            load_config(_grpc_config(tmp_path, **values), PlatformSettings.load())
         text = str(err.value)
         assert f"transport.{setting}:" in text and problem in text and text.count("transport.") == 1, text
     with pytest.raises(EdgeConfigError) as err:
@@ -170,7 +170,7 @@ def test_missing_unreadable_or_wrong_tls_files_are_named_without_their_content(t
                 grpc_tls_cert=str(tmp_path / "key-as-cert.crt"),
                 grpc_tls_key=str(tmp_path / "key-as-cert.crt"),
             ),
-            load_settings(),
+            PlatformSettings.load(),
         )
     text = str(err.value)
     assert "transport.grpc_tls_cert:" in text and "holds no PEM certificate" in text
@@ -185,4 +185,4 @@ def test_an_unreadable_key_is_named(tmp_path: Path):
     key.chmod(0)
     file = _grpc_config(tmp_path, grpc_tls_cert=str(tmp_path / "edge.crt"), grpc_tls_key=str(key))
     with pytest.raises(EdgeConfigError, match=r"transport\.grpc_tls_key: .*cannot read .*Permission denied"):
-        load_config(file, load_settings())
+        load_config(file, PlatformSettings.load())

@@ -7,10 +7,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import CONDITIONS
 from edge.service import EdgeService
 from edge.sources.factory import open_source
-from edge.types import CONDITIONS
-from realtime.proto import warehouse_vision_pb2 as pb
 
 FRAMES = 200
 # Busy belts (more, faster parcels) so 200 frames per camera hold enough complete crossings.

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.outbox.store import Outbox
 from edge.service import EdgeService
-from realtime.proto import warehouse_vision_pb2 as pb
 from wv.services.base import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from orchestration.erp.base import OutboxMessage
+from assets.erp.base import OutboxMessage
 
 CONDITIONS = {"ok", "crushed", "torn", "wet", "open"}
 ODATA_DATE = re.compile(r"^/Date\(\d+\)/$")

@@ -6,8 +6,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
-from orchestration.erp.cli import app
-from wv.settings import get_settings
+from orchestration.erp_cli import app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -16,9 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 def cli_env(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("WV_DATABASE_URL", database_url)
     monkeypatch.setenv("WV_STATE_DIR", str(tmp_path))
-    get_settings.cache_clear()
     yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_status_dispatch_and_requeue_from_the_command_line(db, cli_env, claim, report):

@@ -8,10 +8,9 @@ import dagster as dg
 import pytest
 from psycopg.types.json import Jsonb
 
-from assets.erp import erp_sync
-from orchestration.erp.resource import ErpResource
-from orchestration.resources import DatabaseResource
-from wv.settings import get_settings
+from assets.common.resources import DatabaseResource
+from assets.erp.resource import ErpResource
+from assets.erp.sync import erp_sync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +22,6 @@ def test_sap_sync_reports_reconciliation_and_never_exposes_credentials(
     monkeypatch.setenv("WV_SAP_BASE_URL", fake_sap.base_url)
     monkeypatch.setenv("WV_SAP_USERNAME", fake_sap.username)
     monkeypatch.setenv("WV_SAP_PASSWORD", fake_sap.password)
-    get_settings.cache_clear()
     fake_sap.poison_keys.add(f"DC-{2:032x}")
     for m in (claim(1), claim(2), report(3)):
         db.execute(
@@ -32,15 +30,12 @@ def test_sap_sync_reports_reconciliation_and_never_exposes_credentials(
             (m.idempotency_key, m.kind, m.facility_id, m.business_date, Jsonb(dict(m.payload))),
         )
     instance = dg.DagsterInstance.ephemeral()
-    try:
-        result = dg.materialize(
-            [erp_sync],
-            partition_key=dg.MultiPartitionKey({"date": "2026-11-20", "facility": "FAC-001"}),
-            resources={"database": DatabaseResource(url=database_url), "erp": ErpResource()},
-            instance=instance,
-        )
-    finally:
-        get_settings.cache_clear()
+    result = dg.materialize(
+        [erp_sync],
+        partition_key=dg.MultiPartitionKey({"date": "2026-11-20", "facility": "FAC-001"}),
+        resources={"database": DatabaseResource(url=database_url), "erp": ErpResource()},
+        instance=instance,
+    )
 
     assert result.success
     metadata = result.asset_materializations_for_node("erp_sync")[0].metadata

@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 from psycopg.types.json import Jsonb
 
-from orchestration.erp import build_adapter
-from orchestration.erp.files import FilesAdapter
-from orchestration.erp.outbox import DispatchPolicy, dispatch, reconcile, requeue
-from wv.settings import load_settings
+from assets.erp.adapters import build_adapter
+from assets.erp.files import FilesAdapter
+from assets.erp.outbox import DispatchPolicy, dispatch, reconcile, requeue
+from wv.settings import PlatformSettings
 
 pytestmark = pytest.mark.timeout(60)
 FAST = DispatchPolicy(attempts=2, backoff_s=0.01, backoff_max_s=0.05, park_after=4)
@@ -62,7 +62,7 @@ def test_files_adapter_writes_importable_files_and_acknowledges_when_the_erp_con
 
 
 def test_a_commit_lost_after_delivery_leads_to_an_update_not_a_second_record(db, fake_sap, claim):
-    settings = load_settings(
+    settings = PlatformSettings.load(
         erp_adapter="sap",
         sap_base_url=fake_sap.base_url,
         sap_username=fake_sap.username,
@@ -81,7 +81,7 @@ def test_a_commit_lost_after_delivery_leads_to_an_update_not_a_second_record(db,
 
 
 def test_poison_is_parked_with_the_error_and_requeue_sends_it_after_the_fix(db, fake_salesforce, claim):
-    settings = load_settings(erp_adapter="salesforce", salesforce_token_url=fake_salesforce.token_url,
+    settings = PlatformSettings.load(erp_adapter="salesforce", salesforce_token_url=fake_salesforce.token_url,
                              salesforce_client_id=fake_salesforce.client_id,
                              salesforce_client_secret=fake_salesforce.client_secret)  # fmt: skip
     bad = claim(1)
@@ -109,7 +109,7 @@ def test_poison_is_parked_with_the_error_and_requeue_sends_it_after_the_fix(db, 
 
 
 def test_outage_defers_with_backoff_and_parks_after_the_limit(db, fake_salesforce, claim):
-    settings = load_settings(erp_adapter="salesforce", salesforce_token_url=fake_salesforce.token_url,
+    settings = PlatformSettings.load(erp_adapter="salesforce", salesforce_token_url=fake_salesforce.token_url,
                              salesforce_client_id=fake_salesforce.client_id,
                              salesforce_client_secret=fake_salesforce.client_secret)  # fmt: skip
     fake_salesforce.fail_next = [(503, None)] * 4

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from orchestration.erp import build_adapter
-from orchestration.erp.base import Delivered, ErpConfigError, Poison
-from orchestration.erp.outbox import DispatchPolicy, deliver_with_retry
-from wv.settings import load_settings
+from assets.erp.adapters import build_adapter
+from assets.erp.base import Delivered, ErpConfigError, Poison
+from assets.erp.outbox import DispatchPolicy, deliver_with_retry
+from wv.settings import PlatformSettings
 
 pytestmark = pytest.mark.timeout(30)
 CASE_PATH = "/services/data/v60.0/sobjects/Case/WV_External_Id__c/"
@@ -17,7 +17,7 @@ CASE_PATH = "/services/data/v60.0/sobjects/Case/WV_External_Id__c/"
 
 def sf_adapter(fake, secret: str | None = None):
     return build_adapter(
-        load_settings(
+        PlatformSettings.load(
             erp_adapter="salesforce",
             salesforce_token_url=fake.token_url,
             salesforce_client_id=fake.client_id,

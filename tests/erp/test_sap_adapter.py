@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from orchestration.erp import build_adapter
-from orchestration.erp.base import Delivered, ErpConfigError, Poison
-from orchestration.erp.outbox import DispatchPolicy, deliver_with_retry
-from wv.settings import load_settings
+from assets.erp.adapters import build_adapter
+from assets.erp.base import Delivered, ErpConfigError, Poison
+from assets.erp.outbox import DispatchPolicy, deliver_with_retry
+from wv.settings import PlatformSettings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,7 +24,7 @@ def sap_adapter(fake, *, oauth: bool = False, password: str | None = None):
         }
     else:
         overrides |= {"sap_username": fake.username, "sap_password": password or fake.password}
-    return build_adapter(load_settings(**overrides))
+    return build_adapter(PlatformSettings.load(**overrides))
 
 
 def test_batch_fetches_csrf_token_then_creates_every_record_once(fake_sap, claim, report):
@@ -145,7 +145,7 @@ def test_wrong_password_is_a_configuration_error_naming_the_variables(fake_sap, 
 
 
 def test_plain_http_is_refused_outside_loopback():
-    settings = load_settings(erp_adapter="sap", sap_base_url="http://sap.example.com/odata", sap_username="u",
+    settings = PlatformSettings.load(erp_adapter="sap", sap_base_url="http://sap.example.com/odata", sap_username="u",
                              sap_password="p")  # fmt: skip
     with pytest.raises(ErpConfigError, match="WV_SAP_BASE_URL: expected an https:// URL"):
         build_adapter(settings)

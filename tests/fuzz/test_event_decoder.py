@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.factories import EventFactory, detection_batch
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import MAX_TEXT_LENGTH, Reason, Validator
-from realtime.events import EventFactory, detection_batch
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.connection import Connector
 from realtime.storage.rows import assessment_row, event_row, flag_row
 from realtime.storage.writer import EventWriter

@@ -19,11 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.settings import ConfigError
 from realtime.codec import Validator
 from realtime.rules.config import MAX_WAIT_S, RuleSet, parse_rules
 from realtime.rules.engine import evaluate
 from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
-from wv.settings import ConfigError
 
 FUZZ = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -9,18 +9,18 @@ import pytest
 from psycopg import sql
 
 from orchestration.instance import apply_env, prepare_instance
-from wv.settings import Settings, load_settings
+from wv.settings import PlatformSettings
 
 
 @pytest.fixture(scope="session")
-def instance_settings(database_url: str) -> Settings:
-    """Settings pointing at the test database; Dagster storage goes to ``<test db>_dagster``."""
-    return load_settings(database_url=database_url)
+def instance_settings(database_url: str) -> PlatformSettings:
+    """PlatformSettings pointing at the test database; Dagster storage goes to ``<test db>_dagster``."""
+    return PlatformSettings.load(database_url=database_url)
 
 
 @pytest.fixture(scope="session")
 def dagster_instance(
-    instance_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    instance_settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dg.DagsterInstance]:
     home = Path(tmp_path_factory.mktemp("dagster_home"))
     apply_env(prepare_instance(instance_settings, home))

@@ -15,6 +15,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from orchestration.settings import OrchestrationSettings
+
 SNAPSHOT = Path(__file__).with_name("code_location_snapshot.json")
 
 
@@ -108,13 +110,15 @@ def test_nothing_automates_the_production_model() -> None:
 
 def test_nightly_schedule_asks_for_yesterday_at_every_facility() -> None:
     from orchestration.schedules import nightly_model_quality_schedule, weekly_hard_examples_schedule
-    from wv.settings import get_settings
 
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 3, 11, 2))
+    settings = OrchestrationSettings.load()
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 3, 11, 2), resources={"settings": settings}
+    )
     requests = nightly_model_quality_schedule(context)
     assert isinstance(requests, list)
     assert [r.partition_key for r in requests] == [
-        dg.MultiPartitionKey({"date": "2025-03-10", "facility": f}) for f in get_settings().facilities
+        dg.MultiPartitionKey({"date": "2025-03-10", "facility": f}) for f in settings.facilities
     ]
     weekly = weekly_hard_examples_schedule(
         dg.build_schedule_context(scheduled_execution_time=datetime(2025, 3, 10, 3))

@@ -4,11 +4,11 @@ import dagster as dg
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from orchestration.instance import storage_env
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 
 def test_storage_is_postgres_in_its_own_database(
-    dagster_instance: dg.DagsterInstance, instance_settings: Settings
+    dagster_instance: dg.DagsterInstance, instance_settings: PlatformSettings
 ) -> None:
     assert isinstance(dagster_instance.run_storage, PostgresRunStorage)
     assert isinstance(dagster_instance.event_log_storage, PostgresEventLogStorage)

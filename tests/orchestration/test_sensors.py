@@ -7,8 +7,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.resources import DatabaseResource
+from assets.common.resources import DatabaseResource
 from orchestration.sensors import drift_retraining_sensor, oncall_failure_sensor
+from orchestration.settings import OrchestrationSettings
 
 
 def _evaluated(instance: dg.DagsterInstance, facility: str, day: str, accuracy: float | None) -> None:
@@ -22,7 +23,10 @@ def _evaluated(instance: dg.DagsterInstance, facility: str, day: str, accuracy: 
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
-    result = drift_retraining_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"settings": OrchestrationSettings.load()}
+    )
+    result = drift_retraining_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -54,7 +58,10 @@ def test_fires_on_093_not_on_095_and_once_per_drop(dagster_instance: dg.DagsterI
 
 @pytest.mark.timeout(120)
 def test_failed_runs_are_recorded_for_oncall(
-    dagster_instance: dg.DagsterInstance, db: psycopg.Connection, database_url: str, tmp_path: Path
+    dagster_instance: dg.DagsterInstance,
+    db: psycopg.Connection,
+    database_url: str,
+    orchestration_settings: OrchestrationSettings,
 ) -> None:
     @dg.asset
     def broken() -> None:
@@ -68,7 +75,7 @@ def test_failed_runs_are_recorded_for_oncall(
         dagster_event=failure,
         dagster_instance=dagster_instance,
         dagster_run=result.dagster_run,
-        resources={"database": DatabaseResource(url=database_url)},
+        resources={"database": DatabaseResource(url=database_url), "settings": orchestration_settings},
     ).for_run_failure()
     oncall_failure_sensor(context)
     row = db.execute("SELECT job_name, failed_steps, run_url FROM orchestration_failures").fetchone()
@@ -79,8 +86,8 @@ def test_failed_runs_are_recorded_for_oncall(
 def test_command_line_approvals_appear_as_production_model_materializations(
     dagster_instance: dg.DagsterInstance, db: psycopg.Connection, database_url: str, tmp_path: Path
 ) -> None:
-    from assets.models import production_model
-    from orchestration.resources import ModelRegistryResource
+    from assets.common.resources import ModelRegistryResource
+    from assets.retraining.production import production_model
     from orchestration.sensors import model_promotion_sensor
     from realtime.storage.model_registry import ModelRegistry
 

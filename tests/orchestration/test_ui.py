@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 WV = str(Path(sys.executable).with_name("wv"))
 LINEAGE_QUERY = """{
@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_wv_ui_serves_the_asset_lineage_and_stops(instance_settings: Settings, tmp_path: Path) -> None:
+def test_wv_ui_serves_the_asset_lineage_and_stops(
+    instance_settings: PlatformSettings, tmp_path: Path
+) -> None:
     port = _free_port()
     env = {
         **os.environ,

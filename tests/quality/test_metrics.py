@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from quality.metrics import CONDITIONS, classification_report, expected_calibration_error
+from contract.vocabulary import CONDITIONS
+from quality.metrics import classification_report, expected_calibration_error
 
 
 def test_conditions_follow_the_contract_enum() -> None:

@@ -16,16 +16,16 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from bench.factories import detection_batch
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
-from realtime.events import detection_batch
 from realtime.ingest.worker import IngestConfig, IngestWorker
-from realtime.proto import warehouse_vision_pb2 as pb
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 
 @pytest.fixture
 def ingest_config(
-    settings: Settings, database_url: str, redis_url: str, kafka_bootstrap: str, topic_prefix: str
+    settings: PlatformSettings, database_url: str, redis_url: str, kafka_bootstrap: str, topic_prefix: str
 ) -> IngestConfig:
     config = IngestConfig.from_settings(
         settings,

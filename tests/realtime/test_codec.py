@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.factories import EventFactory, detection_batch
+from contract.events import anomaly_flag, to_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import Reason, Validator
-from realtime.events import EventFactory, anomaly_flag, detection_batch, to_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
 
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 

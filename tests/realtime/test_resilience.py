@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from foundation.resilience import BreakerState, CircuitBreaker
 from realtime.resilience import CircuitOpenError, call_through, call_with_retry, database_breaker
-from wv.resilience import BreakerState, CircuitBreaker
 
 
 def _fail() -> None:

@@ -21,8 +21,8 @@ import pytest
 
 from bench.reliability.faults import VanishingServer
 from bench.reliability.pipeline import wait_stored
-from edge.sources.synthetic import SimConfig
-from edge.sources.video import write_video
+from simulator import SimConfig
+from simulator.video import write_video
 
 FACILITY = "FAC-003"
 

@@ -16,7 +16,7 @@ from bench.reliability.faults import wait_until
 from bench.reliability.pipeline import EdgeNode, Endpoints, ServiceNode, ingest_node, prepare_model
 from orchestration.cli import services
 from wv.services.base import free_port
-from wv.settings import load_settings
+from wv.settings import PlatformSettings
 
 from .conftest import TOKEN, listening, loopback
 
@@ -79,7 +79,7 @@ def test_dagster_webserver_and_its_code_server_listen_on_loopback_unless_configu
     (tmp_path / "defs.py").write_text("import dagster as dg\n\ndefs = dg.Definitions()\n")
     (tmp_path / "workspace.yaml").write_text("load_from:\n  - python_file: defs.py\n")
     port = free_port()
-    (webserver,) = (s for s in services(load_settings(dagster_port=port)) if s.name == "webserver")
+    (webserver,) = (s for s in services(PlatformSettings.load(dagster_port=port)) if s.name == "webserver")
     argv = [*webserver.argv[: webserver.argv.index("-w")], "-w", str(tmp_path / "workspace.yaml")]
     assert argv[argv.index("-h") + 1] == "127.0.0.1"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
@@ -94,6 +94,8 @@ def test_dagster_webserver_and_its_code_server_listen_on_loopback_unless_configu
         process.wait(60)
     assert all(loopback(address) for address, _ in sockets), sockets
     (wide,) = (
-        s for s in services(load_settings(dagster_port=port, dagster_host="0.0.0.0")) if s.name == "webserver"
+        s
+        for s in services(PlatformSettings.load(dagster_port=port, dagster_host="0.0.0.0"))
+        if s.name == "webserver"
     )
     assert wide.argv[wide.argv.index("-h") + 1] == "0.0.0.0"

@@ -15,11 +15,11 @@ import grpc
 import psycopg
 import pytest
 
+from bench.factories import EventFactory, detection_batch
 from bench.reliability.faults import wait_until
 from bench.reliability.pipeline import EdgeNode, Endpoints, Ledger, prepare_model
-from realtime.events import EventFactory, detection_batch
-from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 
 from .conftest import TOKEN, Pki, Served
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import grpc
 import pytest
 
+from bench.factories import EventFactory, detection_batch
 from bench.reliability.pipeline import EdgeNode, Endpoints, ingest_node, prepare_model
-from realtime.events import EventFactory, detection_batch
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(240)
 

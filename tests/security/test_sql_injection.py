@@ -18,11 +18,12 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
+from bench.factories import EventFactory, detection_batch
 from bench.reliability.faults import wait_until
 from bench.reliability.pipeline import Endpoints, ingest_node
-from realtime.events import EventFactory, anomaly_flag, detection_batch, from_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
-from realtime.proto import warehouse_vision_pb2_grpc as pb_grpc
+from contract.events import anomaly_flag, from_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 
 from .conftest import ROOT, TOKEN
 

@@ -8,8 +8,8 @@ import logging
 import pytest
 from pydantic import SecretStr
 
-from wv.logging import configure_logging, redact
-from wv.settings import Settings
+from foundation.redaction import redact
+from wv.settings import PlatformSettings
 
 
 @pytest.fixture
@@ -22,12 +22,12 @@ def restore_root_logger() -> object:
 
 
 def test_json_lines_carry_extra_fields_and_mask_secrets(
-    settings: Settings, capsys: pytest.CaptureFixture[str], restore_root_logger: object
+    settings: PlatformSettings, capsys: pytest.CaptureFixture[str], restore_root_logger: object
 ) -> None:
     secret_settings = settings.model_copy(
         update={"log_format": "json", "sap_password": SecretStr("hunter2-very-secret")}
     )
-    configure_logging(secret_settings)
+    secret_settings.configure_logging()
 
     logging.getLogger("wv.test").warning(
         "login to %s with hunter2-very-secret failed",

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from wv.resilience import BreakerState, CircuitBreaker
+from foundation.resilience import BreakerState, CircuitBreaker
 
 
 class Clock:
@@ -57,7 +57,7 @@ def test_a_success_resets_the_count_of_consecutive_failures():
 
 def test_a_named_breaker_logs_its_changes(caplog):
     breaker = CircuitBreaker(failure_threshold=1, name="database")
-    with caplog.at_level(logging.WARNING, logger="wv.resilience"):
+    with caplog.at_level(logging.WARNING, logger="foundation.resilience"):
         breaker.record_failure()
         breaker.record_failure()  # already open: nothing new to say
     assert [r.getMessage() for r in caplog.records] == ["database circuit breaker closed -> open"]

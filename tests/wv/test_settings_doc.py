@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wv.settings import Settings
+from edge.config import EdgeConfig
+from foundation.settings import env_fields
+from wv.settings import PlatformSettings
 from wv.settings_doc import embed, table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -19,7 +21,11 @@ def test_readme_configuration_table_is_current() -> None:
 def test_the_table_has_one_row_per_setting_with_its_description() -> None:
     rows = table().splitlines()[2:]
 
-    assert len(rows) == len(Settings.model_fields)
+    assert len(rows) == len(PlatformSettings.model_fields) + len(list(env_fields(EdgeConfig)))
     assert all(row.count("|") >= 4 and not row.endswith("|  |") for row in rows)
     assert any(row.startswith("| `WV_DATABASE_URL` | `postgresql://") for row in rows)
-    assert any("`WV_SAP_PASSWORD` | (unset)" in row for row in rows)
+    assert any("`WV_SAP_PASSWORD` | (unset) | orchestration |" in row for row in rows)
+    assert any(
+        row.startswith("| `WV_LATENCY_BUDGET_MS` | `200.0` | edge (`edge.yaml` budgets.latency_ms)")
+        for row in rows
+    )

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edge.sources.synthetic import PRESETS
+from simulator import PRESETS
 from wv.demo.environment import DemoEnvironment
 from wv.demo.orchestrate import RetrainingSize
 from wv.demo.progress import Story

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from wv.settings import Settings, load_settings
+from wv.settings import PlatformSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WV = Path(sys.executable).with_name("wv")
@@ -38,7 +38,7 @@ def _with_dbname(url: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class DemoEnvironment:
-    base: Settings
+    base: PlatformSettings
     """The configured settings (services from ``wv services up``)."""
     stamp: str
     """This run's id: names its topics and consumer group."""
@@ -50,7 +50,7 @@ class DemoEnvironment:
     @classmethod
     def create(cls, retrain_steps: int | None = None, verified_sample_rate: float = 1.0) -> DemoEnvironment:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        return cls(load_settings(), stamp, retrain_steps, verified_sample_rate)
+        return cls(PlatformSettings.load(), stamp, retrain_steps, verified_sample_rate)
 
     # --- names and folders --------------------------------------------------------------------
     @property
@@ -124,13 +124,10 @@ class DemoEnvironment:
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.variables()}
 
-    def apply(self) -> Settings:
+    def apply(self) -> PlatformSettings:
         """Install the demo's variables in this process and return its settings."""
-        from wv.settings import get_settings
-
         os.environ.update(self.variables())
-        get_settings.cache_clear()
-        return get_settings()
+        return PlatformSettings.load()
 
     # --- starting clean -----------------------------------------------------------------------
     def reset_databases(self) -> None:

@@ -55,15 +55,16 @@ class DagsterSession:
     def __init__(self, env: DemoEnvironment) -> None:
         import dagster as dg
 
-        from orchestration.definitions import defs
+        from orchestration.definitions import build_definitions
         from orchestration.instance import apply_env, dagster_home, prepare_instance
-        from wv.settings import get_settings
+        from orchestration.settings import OrchestrationSettings
 
-        settings = get_settings()
+        settings = OrchestrationSettings.load()
         home = dagster_home(settings)
         apply_env(prepare_instance(settings, home))
         self.env = env
-        self.defs = defs
+        self.settings = settings
+        self.defs = build_definitions(settings)
         self.instance = dg.DagsterInstance.from_config(str(home))
         self.sensor_cursor: str | None = None
         self.log = env.logs / "dagster-runs.log"
@@ -138,7 +139,9 @@ class DagsterSession:
 
         from orchestration.sensors import drift_retraining_sensor
 
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursor)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.sensor_cursor, resources={"settings": self.settings}
+        )
         result = drift_retraining_sensor(context)
         if isinstance(result, dg.SensorResult):
             self.sensor_cursor = result.cursor or self.sensor_cursor

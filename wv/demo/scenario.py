@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from edge.sources.synthetic import PRESETS
+from simulator import PRESETS
 
 CAMERAS_PER_FACILITY = 2
 

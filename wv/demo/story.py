@@ -19,16 +19,17 @@ from typing import Any
 
 import psycopg
 
-from edge.sources.synthetic.config import SimConfig
 from realtime.kafka import ensure_topics
 from realtime.storage.bootstrap import bootstrap
 from realtime.storage.model_registry import ModelRegistry
+from simulator.config import SimConfig
 from wv.demo.edges import EdgeRun, events_published, model_status, start_day, wait_for_ingest
 from wv.demo.environment import REPO_ROOT, DemoEnvironment, Process
 from wv.demo.orchestrate import DagsterSession, RetrainingSize
 from wv.demo.progress import Story
 from wv.demo.scenario import Scenario
 from wv.demo.summary import WeekSummary, summarize, week_charts
+from wv.settings import PlatformSettings
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
 EDGE_TIMEOUT_S = 900.0
@@ -124,6 +125,7 @@ class DemoRun:
         self.outcome = Outcome()
         self.ingest: Process | None = None
         self.session: DagsterSession | None = None
+        self.settings: PlatformSettings | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -136,7 +138,7 @@ class DemoRun:
             env.reset_databases()
             env.reset_folders()
             step.update(f"database {env.database_name}, folder {env.root}")
-        settings = env.apply()
+        settings = self.settings = env.apply()
         with story.step("Migrations, partitions, facilities, zones, cameras") as step:
             report = bootstrap(
                 env.database_url,
@@ -311,7 +313,10 @@ class DemoRun:
         with self.story.step("Summary and charts") as step:
             with psycopg.connect(env.database_url) as conn:
                 summary = summarize(conn, scenario)
-            for chart in week_charts(summary, scenario, self.outcome.approved_at is not None):
+            assert self.settings is not None
+            threshold = self.settings.drift_accuracy_threshold
+            swapped = self.outcome.approved_at is not None
+            for chart in week_charts(summary, scenario, swapped, threshold):
                 path = env.reports / f"{chart.name}.png"
                 path.write_bytes(chart.png)
                 self.session.attach_chart(chart.asset, chart.name, chart.png, path, chart.description)

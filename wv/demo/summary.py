@@ -159,10 +159,9 @@ class Chart:
     png: bytes
 
 
-def week_charts(summary: WeekSummary, scenario: Scenario, swapped: bool) -> list[Chart]:
+def week_charts(summary: WeekSummary, scenario: Scenario, swapped: bool, threshold: float) -> list[Chart]:
     """Accuracy over time (drift and swap marked), latency distribution, anomalies per day."""
     from quality.story_charts import accuracy_timeline, anomalies_per_day, latency_distribution
-    from wv.settings import get_settings
 
     drift_day = scenario.dates[scenario.drift_day - 1]
     events: list[tuple[date | datetime, str]] = [
@@ -173,7 +172,7 @@ def week_charts(summary: WeekSummary, scenario: Scenario, swapped: bool) -> list
     events.append((swap_day, "model swap" if swapped else "no swap (candidate not approved)"))
     accuracy = accuracy_timeline(
         summary.daily_accuracy,
-        get_settings().drift_accuracy_threshold,
+        threshold,
         events,
         title="Verified accuracy per facility and day (drift_evaluation)",
     )

@@ -8,7 +8,7 @@ import typer
 
 from wv.services.base import ServiceError
 from wv.services.manager import ServiceManager
-from wv.settings import state_dir_from_env
+from wv.settings import PlatformSettings
 
 app = typer.Typer(help="Start, stop and check local PostgreSQL, Redis and Kafka.", no_args_is_help=True)
 
@@ -16,7 +16,8 @@ Names = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka 
 
 
 def _manager() -> ServiceManager:
-    return ServiceManager(state_dir_from_env())
+    """The manager of this checkout's services; every tier's settings are checked first."""
+    return ServiceManager(PlatformSettings.startup().state_dir)
 
 
 @app.command()

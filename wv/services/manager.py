@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
+from foundation.redaction import display_url
 from wv.services.base import Launched, Service, ServiceError, free_port, port_taken, process_matches
 from wv.services.kafka import KafkaService
 from wv.services.postgres import PostgresService
 from wv.services.redis import RedisService
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 SERVICES: tuple[Service, ...] = (PostgresService(), RedisService(), KafkaService())
 Origin = Literal["configured", "default", "local"]
@@ -47,15 +47,6 @@ class ServiceState:
         who = f"local (pid {self.pid})" if self.origin == "local" else self.origin
         health = "healthy" if self.healthy else f"UNHEALTHY: {self.problem}"
         return f"{self.name:<9} {display_url(self.url):<55} {who:<18} {health}"
-
-
-def display_url(url: str) -> str:
-    """The URL with any password masked, for output and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
 
 
 class ServiceManager:
@@ -128,7 +119,7 @@ class ServiceManager:
         explicit = self.environ.get(service.variable)
         if explicit:
             return explicit, "configured"
-        return str(Settings.model_fields[service.field].default), "default"
+        return str(PlatformSettings.model_fields[service.field].default), "default"
 
     def _state(self, service: Service) -> ServiceState:
         url, origin = self._configured(service)

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import engine_class
 from edge.service import EdgeService
-from realtime.proto import warehouse_vision_pb2 as pb
 
 SLOW = "test-slow"  # ONNX Runtime sleeping on every 3rd call (tests/edge/conftest.py)
 

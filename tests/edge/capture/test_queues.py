@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
+from contract.frames import Frame
 from edge.capture.queues import Captured, FrameHub
-from edge.types import Frame
 
 
 def captured(camera: str, i: int, at: float | None = None) -> Captured:

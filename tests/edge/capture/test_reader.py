@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from contract.frames import Frame
 from edge.capture.queues import FrameHub
 from edge.capture.reader import CameraReader
 from edge.retry import Backoff
 from edge.sources.base import EndOfStream, FrameSource
 from edge.sources.factory import open_source
-from edge.types import Frame
 
 
 def write_video(path: Path, frames: int) -> None:

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from contract.frames import Box, Detection, PackageTruth
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.config import DecisionConfig
 from edge.decisions.decider import Decider
 from edge.decisions.events import FrameContext, ModelInfo
 from edge.decisions.references import SkuReferences
 from edge.decisions.zones import Zone, ZoneMap
 from edge.tracking.iou import IouTracker
-from edge.types import Box, Detection, PackageTruth
-from realtime.proto import warehouse_vision_pb2 as pb
 
 LANES = ZoneMap(
     [

@@ -4,12 +4,12 @@ corrupt version with the reason, roll back after consecutive failures — and lo
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from contract.model_pointer import pointer_file, write_pointer
 from edge.service import EdgeService
 
 FAULTY = "test-faulty"  # ONNX Runtime that raises while <version dir>/FAULT exists (tests/edge/conftest.py)
@@ -24,10 +24,8 @@ def copy_version(model: Path, name: str) -> Path:
 
 
 def point_to(models_dir: Path, version: str, path: Path, previous: str | None = None) -> None:
-    """Write production.json atomically, as the registry does."""
-    tmp = models_dir / ".production.json.tmp"
-    tmp.write_text(json.dumps({"version": version, "path": str(path), "previous": previous}))
-    os.replace(tmp, models_dir / "production.json")
+    """Point the edges at a version, through the registry's own writer."""
+    write_pointer(pointer_file(models_dir), version, path, previous)
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.model.sources import SimulatedFrames
-from edge.types import Frame
+from contract.frames import Frame
+from model_lifecycle.sources import SimulatedFrames
 
 SMALL_INPUT = (128, 224)
 """8x14 patches: keeps CPU training and export steps well under a second."""

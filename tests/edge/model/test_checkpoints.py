@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edge.model.checkpoints import infer_backbone_config, load_backbone, resize_patch_kernel
 from edge.model.config import BackboneConfig
 from edge.model.vit import VisionTransformer
+from model_lifecycle.checkpoints import infer_backbone_config, load_backbone, resize_patch_kernel
 
 DIM, DEPTH = 64, 2
 

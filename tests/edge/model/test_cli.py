@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edge.model.cli import app
+from model_lifecycle.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,15 +8,15 @@ import numpy as np
 import onnx
 import torch
 
+from contract.frames import Frame
 from edge.model.config import get_config
 from edge.model.detector import PackageDetector
-from edge.model.evaluate import parity
-from edge.model.export import export_onnx, max_abs_diff
 from edge.model.postprocess import INPUT_NAME, OUTPUT_NAMES
 from edge.model.preprocess import preprocess
-from edge.model.quantize import FrameCalibrationReader, activation_matmuls, quantize_int8
-from edge.model.runners import onnx_runner
-from edge.types import Frame
+from model_lifecycle.evaluate import parity
+from model_lifecycle.export import export_onnx, max_abs_diff
+from model_lifecycle.quantize import FrameCalibrationReader, activation_matmuls, quantize_int8
+from model_lifecycle.runners import onnx_runner
 
 from .conftest import SMALL_INPUT
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from contract.frames import Frame
 from edge.model.config import get_config
-from edge.model.data import Sample, frame_to_sample
 from edge.model.detector import PackageDetector
-from edge.model.finetune import FeatureCache, FinetuneOptions, finetune
-from edge.types import Frame
+from model_lifecycle.data import Sample, frame_to_sample
+from model_lifecycle.finetune import FeatureCache, FinetuneOptions, finetune
 
 from .conftest import SMALL_INPUT
 

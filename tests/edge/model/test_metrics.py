@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.model.metrics import average_precision, evaluate_detections
-from edge.types import Box, Detection, PackageTruth
+from contract.frames import Box, Detection, PackageTruth
+from model_lifecycle.metrics import average_precision, evaluate_detections
 
 
 def truth(box: tuple[float, float, float, float], condition: str) -> PackageTruth:

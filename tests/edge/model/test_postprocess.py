@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edge.model.data import normalize_on_device
 from edge.model.postprocess import decode, nms
 from edge.model.preprocess import preprocess, resize_rgb
+from model_lifecycle.data import normalize_on_device
 
 
 def test_nms_keeps_the_best_of_each_overlapping_group() -> None:

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge.model.tensorrt_builder import (
+from contract.frames import Frame
+from model_lifecycle.tensorrt_builder import (
     BuildOptions,
     CalibrationBatches,
     TensorRTUnavailable,
@@ -18,7 +19,6 @@ from edge.model.tensorrt_builder import (
     profile_shapes,
     require_tensorrt,
 )
-from edge.types import Frame
 
 from .conftest import SMALL_INPUT
 

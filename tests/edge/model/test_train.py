@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.frames import Frame
 from edge.model.config import get_config
-from edge.model.data import CachedSamples, FrameDataset, frame_to_sample
 from edge.model.detector import PackageDetector
-from edge.model.sources import SimulatedFrames
-from edge.model.train import TrainOptions, train
 from edge.model.version import load_detector, save_version
-from edge.types import Frame
+from model_lifecycle.data import CachedSamples, FrameDataset, frame_to_sample
+from model_lifecycle.sources import SimulatedFrames
+from model_lifecycle.train import TrainOptions, train
 
 from .conftest import SMALL_INPUT
 
@@ -71,7 +71,7 @@ def test_ddp_gloo_two_processes(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "edge.model.cli", "train", "--config", "fallback", "--input-size", "128x224",
+        "-m", "model_lifecycle.cli", "train", "--config", "fallback", "--input-size", "128x224",
         "--steps", "3", "--batch-size", "2", "--frames", "8", "--workers", "0", "--device", "cpu",
         "--no-wandb", "--no-progress", "--log-every", "1", "--out", str(out),
     ]  # fmt: skip

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from contract.proto import warehouse_vision_pb2 as pb
 from edge.decisions.events import FrameContext, ModelInfo, new_event
 from edge.publish.base import TransportError
 from edge.publish.grpc import GrpcTransport
 from edge.service import EdgeService
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.storage.facilities import ensure_cameras
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.sources.synthetic import SimConfig
+from simulator import SimConfig
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edge.sources.cli import app
-from edge.sources.dataset import ImageDataset
+from simulator.cli import app
+from simulator.dataset import ImageDataset
 
 
 def test_generate_and_video_commands(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge.sources import open_source
-from edge.sources.dataset import ImageDataset, write_dataset
-from edge.sources.records import sidecar_path
-from edge.sources.synthetic import ConveyorSimulator, SimConfig
-from edge.sources.video import write_video
+from simulator import ConveyorSimulator, SimConfig
+from simulator.dataset import ImageDataset, write_dataset
+from simulator.records import sidecar_path
+from simulator.video import write_video
 
 
 def _smooth_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
-from edge.sources.synthetic import PRESETS, ConveyorSimulator, SimConfig
-from edge.types import CONDITIONS, PACKAGE_TYPES
+from contract.vocabulary import CONDITIONS, PACKAGE_TYPES
+from simulator import PRESETS, ConveyorSimulator, SimConfig
 
 
 def _packages(sim: ConveyorSimulator, frames: int) -> dict:

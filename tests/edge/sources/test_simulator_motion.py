@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import pairwise
 
-from edge.sources.synthetic import MIN_VISIBLE, ConveyorSimulator, SimConfig
+from simulator import MIN_VISIBLE, ConveyorSimulator, SimConfig
 
 
 def test_ids_persist_and_packages_move_right_at_belt_speed(small: SimConfig) -> None:

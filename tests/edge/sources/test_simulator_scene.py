@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.sources.synthetic import ConveyorSimulator, SimConfig
+from simulator import ConveyorSimulator, SimConfig
 
 
 def test_same_seed_same_pixels_and_truth(small: SimConfig) -> None:

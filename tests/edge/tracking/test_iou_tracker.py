@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.frames import Box, Detection
 from edge.tracking.iou import IouTracker, TrackState
-from edge.types import Box, Detection
 
 
 def det(x: float, y: float = 50.0, w: float = 80.0, h: float = 50.0, score: float = 0.9) -> Detection:

@@ -12,7 +12,8 @@ from kafka import KafkaAdminClient, TopicPartition
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from realtime.events import EventFactory, anomaly_flag, detection_batch
+from bench.factories import EventFactory, detection_batch
+from contract.events import anomaly_flag
 from realtime.storage.facilities import register_camera
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from realtime.proto import warehouse_vision_pb2 as pb
+from contract.proto import warehouse_vision_pb2 as pb
+from foundation.settings import ConfigError
 from realtime.rules.config import RateRule, RuleSet, load_rules, parse_rules
 from realtime.rules.engine import baseline_key, evaluate
 from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
-from wv.settings import ConfigError
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 F = "FAC-001"

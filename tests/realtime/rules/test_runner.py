@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.factories import EventFactory
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
-from realtime.events import EventFactory
-from realtime.proto import warehouse_vision_pb2 as pb
 from realtime.rules.config import parse_rules
 from realtime.rules.runner import RuleRunner
 from realtime.sink import EventSink

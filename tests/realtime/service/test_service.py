@@ -13,8 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
-from realtime.events import EventFactory, anomaly_flag, detection_batch, from_timestamp, to_timestamp
-from realtime.proto import warehouse_vision_pb2 as pb
+from bench.factories import EventFactory, detection_batch
+from contract.events import anomaly_flag, from_timestamp, to_timestamp
+from contract.proto import warehouse_vision_pb2 as pb
 from realtime.service import client
 from realtime.service.server import SERVICE_NAME, RunningServer, ServiceConfig, start_server
 

@@ -62,7 +62,7 @@ def test_rollback_restores_the_previous_model_and_marks_the_bad_one(registry: Mo
         registry.approve(version, by="ana")
     restored = registry.rollback(by="oncall", reason="false rejects at FAC-003")
     assert restored.version == "v2" and registry.get("v3").status == "rolled_back"
-    assert registry.read_pointer()["previous"] == "v1"  # type: ignore[index]
+    assert registry.read_pointer().previous == "v1"  # type: ignore[union-attr]
     assert registry.rollback(by="oncall").version == "v1"
     with pytest.raises(RegistryError, match="no previous"):
         registry.rollback(by="oncall")
@@ -81,12 +81,10 @@ def test_cli_approve_and_list(
     registry: ModelRegistry, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from realtime.storage import registry_cli
-    from wv.settings import get_settings
 
     registry.register("v1", "v1", "tiny")
     monkeypatch.setenv("WV_DATABASE_URL", database_url)
     monkeypatch.setenv("WV_MODEL_STORE", str(registry.models_dir))
-    get_settings.cache_clear()
     runner = CliRunner()
     result = runner.invoke(registry_cli.app, ["approve", "v1", "--by", "carla"])
     assert result.exit_code == 0, result.output
@@ -95,4 +93,3 @@ def test_cli_approve_and_list(
     assert json.loads(listed.output)[0]["status"] == "production"
     failed = runner.invoke(registry_cli.app, ["approve", "nope", "--by", "carla"])
     assert failed.exit_code == 1 and "not registered" in failed.output
-    get_settings.cache_clear()

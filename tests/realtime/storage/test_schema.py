@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from realtime.storage.partitions import TIME_SERIES, existing_partitions
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 DETECTION = """
 INSERT INTO package_detections (event_id, event_time, kind, facility_id, camera_id, track_id, package_id,
@@ -20,7 +20,7 @@ ON CONFLICT DO NOTHING
 
 
 def test_setup_leaves_daily_partitions_for_the_retention_window_and_a_week_ahead(
-    db: psycopg.Connection, settings: Settings
+    db: psycopg.Connection, settings: PlatformSettings
 ) -> None:
     today = datetime.now(UTC).date()
     for table in TIME_SERIES:
@@ -55,7 +55,7 @@ def test_out_of_range_values_are_rejected(db: psycopg.Connection) -> None:
 
 
 def test_each_test_starts_with_empty_tables_and_seeded_facilities(
-    db: psycopg.Connection, settings: Settings
+    db: psycopg.Connection, settings: PlatformSettings
 ) -> None:
     assert db.execute("SELECT count(*) FROM package_detections").fetchone() == (0,)
     facilities = {r[0] for r in db.execute("SELECT facility_id FROM facilities")}

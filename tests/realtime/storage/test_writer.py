@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.factories import EventFactory
+from contract.events import anomaly_flag, from_timestamp
 from realtime.codec import Reason, Rejection
-from realtime.events import EventFactory, anomaly_flag, from_timestamp
 from realtime.storage.writer import DeadLetter, EventWriter, prepare
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from realtime.events import EventFactory, anomaly_flag, from_timestamp
+from bench.factories import EventFactory
+from contract.events import anomaly_flag, from_timestamp
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
 from realtime.windows.aggregator import WindowAggregator

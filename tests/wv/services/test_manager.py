@@ -15,7 +15,7 @@ import redis
 from wv.services.base import ServiceError, find_binary, process_matches
 from wv.services.kafka import KafkaService, api_versions_probe
 from wv.services.manager import ServiceManager
-from wv.settings import Settings
+from wv.settings import PlatformSettings
 
 WV = Path(sys.executable).with_name("wv")
 
@@ -72,7 +72,7 @@ def test_unknown_service_names_are_rejected(tmp_path: Path) -> None:
         ServiceManager(tmp_path, environ={}).status(["mysql"])
 
 
-def test_status_reports_the_three_services_healthy(settings: Settings) -> None:
+def test_status_reports_the_three_services_healthy(settings: PlatformSettings) -> None:
     done = subprocess.run([str(WV), "services", "status"], capture_output=True, text=True, timeout=60)
 
     lines = done.stdout.splitlines()

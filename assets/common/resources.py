@@ -1,0 +1,163 @@
+"""Dagster resources: thin, configurable handles on the platform's services.
+
+:func:`default_resources` configures them from the settings the code location loaded once
+(``WV_*``), so run configuration never has to carry URLs or secrets; a test builds them pointing
+anywhere. The settings themselves are the ``settings`` resource, for thresholds and folders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import psycopg
+from pydantic import Field
+
+from assets.common.settings import PipelineSettings
+from assets.erp.resource import ErpResource
+from realtime.storage.model_registry import ModelRegistry
+
+if TYPE_CHECKING:
+    import redis
+    from kafka import KafkaProducer
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The application database (PostgreSQL or TimescaleDB) through psycopg 3."""
+
+    url: str = Field(description="PostgreSQL URL (WV_DATABASE_URL).")
+
+    @property
+    def conninfo(self) -> str:
+        return self.url
+
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A fresh connection, committed on success and rolled back on error, always closed."""
+        with psycopg.connect(self.conninfo, autocommit=autocommit, connect_timeout=10) as conn:
+            yield conn
+
+
+class RedisResource(dg.ConfigurableResource):
+    """Redis streams, windows and caches."""
+
+    url: str = Field(description="Redis URL (WV_REDIS_URL).")
+
+    def client(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The Kafka(-protocol) cluster the edge publishes to."""
+
+    bootstrap: str = Field(description="host:port list (WV_KAFKA_BOOTSTRAP).")
+    topic_prefix: str = Field(description="Topic prefix (WV_KAFKA_TOPIC_PREFIX).")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def producer(self) -> KafkaProducer:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(bootstrap_servers=self.bootstrap.split(","))
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The ``model_versions`` table plus the immutable model directories."""
+
+    database_url: str = Field(description="PostgreSQL URL (WV_DATABASE_URL).")
+    models_dir: str = Field(description="Model directories (WV_MODEL_STORE, default <state>/models).")
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.database_url, Path(self.models_dir))
+
+
+class WandbResource(dg.ConfigurableResource):
+    """Weights & Biases runs; offline by default so nothing leaves the machine."""
+
+    mode: str = Field(description="offline, online or disabled (WV_WANDB_MODE).")
+    project: str = Field(default="warehouse-vision", description="W&B project name.")
+    directory: str = Field(description="Run files, under the state folder (never $HOME).")
+
+    def configure_environment(self) -> Path:
+        """Point every W&B folder under the project's state directory (never ``$HOME``)."""
+        root = Path(self.directory)
+        for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
+            path = (root / sub).resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            os.environ[var] = str(path)
+        os.environ["WANDB_MODE"] = self.mode
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return root
+
+    @contextmanager
+    def run(self, name: str, job_type: str, config: dict[str, Any]) -> Iterator[Any]:
+        """An open W&B run, finished (and synced, when online) on exit."""
+        root = self.configure_environment()
+        import wandb
+
+        run = wandb.init(  # dir: W&B reads WANDB_DIR once per process, a later resource may differ
+            project=self.project,
+            name=name,
+            job_type=job_type,
+            config=config,
+            dir=str(root.resolve()),
+            reinit="finish_previous",
+        )
+        try:
+            yield run
+        finally:
+            run.finish()
+
+
+class LabelingResource(dg.ConfigurableResource):
+    """Where verification tasks are written for annotators and where their answers come back."""
+
+    export_dir: str = Field(description="Task files and crops.")
+    import_dir: str = Field(description="Answered files to import.")
+    verifier: str = Field(
+        default="",
+        description="Demo only: 'ground-truth' lets the simulator's truth answer tasks; empty: people do.",
+    )
+
+    truth_dir: str = Field(default="", description="Demo only: simulator truth JSONL files.")
+
+    def truth_path(self) -> Path:
+        return Path(self.truth_dir)
+
+    def tasks_path(self) -> Path:
+        path = Path(self.export_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def answers_path(self) -> Path:
+        path = Path(self.import_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def default_resources(settings: PipelineSettings) -> dict[str, Any]:
+    """The resources every asset may ask for, configured from the settings, and the settings."""
+    state = settings.state_dir
+    return {
+        "settings": settings,
+        "database": DatabaseResource(url=settings.database_url),
+        "redis": RedisResource(url=settings.redis_url),
+        "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix),
+        "model_registry": ModelRegistryResource(
+            database_url=settings.database_url, models_dir=str(settings.models_dir)
+        ),
+        "wandb": WandbResource(mode=settings.wandb_mode, directory=str(state / "wandb")),
+        "labeling": LabelingResource(
+            export_dir=str(state / "labeling" / "tasks"),
+            import_dir=str(state / "labeling" / "verified"),
+            truth_dir=str(state / "truth"),
+        ),
+        "erp": ErpResource(files_dir=str(state / "erp")),
+    }

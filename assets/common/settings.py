@@ -1,0 +1,46 @@
+"""Settings of the Dagster assets: the services they read and the thresholds of the model-quality loop.
+
+Loaded once when the code location starts (``orchestration.definitions``) and handed to every
+asset as the ``settings`` resource.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import Field
+
+from foundation.settings import (
+    DatabaseSettings,
+    FacilitySettings,
+    HardExampleSettings,
+    KafkaSettings,
+    RedisSettings,
+    StateSettings,
+)
+
+
+class PipelineSettings(
+    StateSettings, DatabaseSettings, KafkaSettings, RedisSettings, FacilitySettings, HardExampleSettings
+):
+    """Everything the assets read from the environment (``WV_…``)."""
+
+    drift_accuracy_threshold: float = Field(
+        0.94, gt=0, lt=1, description="Accuracy below which retraining starts."
+    )
+    verified_sample_rate: float = Field(
+        0.01, gt=0, le=1, description="Share of decisions sampled for verification."
+    )
+    wandb_mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="Weights & Biases mode."
+    )
+    partitions_start: date = Field(
+        date(2025, 1, 1), description="First day of the Dagster daily/weekly partitions."
+    )
+    retrain_steps: int = Field(
+        300, gt=0, description="Fine-tuning steps of a drift-triggered retraining run."
+    )
+    analytics_throughput_tolerance: float = Field(
+        0.5, gt=0, description="Asset check: packages seen may differ from expected by this share."
+    )

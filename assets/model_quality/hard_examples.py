@@ -1,0 +1,150 @@
+"""``hard_example_export``: the week's decisions the model was unsure about, sent for labeling.
+
+Decisions with a condition confidence in [low, high] (0.65–0.85 by default), one per track,
+capped per facility × class so one noisy camera cannot fill the export. Crops and a Prodigy JSONL
+manifest (plus Label Studio JSON) go to the labeling folder; the export is recorded in
+``hard_example_exports`` and its items in ``hard_examples``, where imported labels land.
+"""
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import dagster as dg
+from psycopg.types.json import Jsonb
+
+from assets.common.partitions import week_start, weekly_partitions
+from assets.common.resources import DatabaseResource, LabelingResource
+from assets.common.settings import PipelineSettings
+from assets.model_quality.labeling import (
+    Decision,
+    answer_with_ground_truth,
+    build_tasks,
+    camera_sources,
+    import_answers,
+    load_decisions,
+)
+from quality.charts import bar_chart, markdown_image
+from quality.sampling import sample_rank
+
+OWNERS = ["team:ml-quality"]
+
+
+class HardExampleConfig(dg.Config):
+    confidence_low: float | None = None
+    """Lower bound (inclusive); empty: WV_HARD_EXAMPLE_LOW (0.65)."""
+    confidence_high: float | None = None
+    """Upper bound (inclusive); empty: WV_HARD_EXAMPLE_HIGH (0.85)."""
+    max_per_stratum: int = 200
+    """At most this many examples per facility × predicted class."""
+
+
+def select_hard_examples(decisions: list[Decision], max_per_stratum: int) -> list[Decision]:
+    """One decision per track (the least confident), then a stable capped pick per facility × class."""
+    per_track: dict[tuple[str, str, str], Decision] = {}
+    for d in decisions:
+        key = (d.facility_id, d.camera_id, d.track_id)
+        if key not in per_track or d.confidence < per_track[key].confidence:
+            per_track[key] = d
+    strata: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+    for d in per_track.values():
+        strata[(d.facility_id, d.condition)].append(d)
+    chosen: list[Decision] = []
+    for stratum in sorted(strata):
+        chosen.extend(sorted(strata[stratum], key=lambda d: sample_rank(d.event_id))[:max_per_stratum])
+    return chosen
+
+
+_INSERT = """
+INSERT INTO hard_examples (export_id, event_id, facility_id, event_time, package_id, track_id, camera_id,
+                           frame_index, bbox, predicted_condition, predicted_confidence, crop_path)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+@dg.asset(
+    partitions_def=weekly_partitions,
+    deps=["package_detections"],
+    group_name="model_quality",
+    owners=OWNERS,
+    kinds={"postgres", "python"},
+    tags={"domain": "model_quality"},
+    description=(
+        "Weekly export of hard examples: decisions with confidence in [WV_HARD_EXAMPLE_LOW, "
+        "WV_HARD_EXAMPLE_HIGH], one per track, stratified by facility and class; crops and a Prodigy JSONL "
+        "manifest for labeling, recorded in `hard_example_exports` / `hard_examples`."
+    ),
+)
+def hard_example_export(
+    context: dg.AssetExecutionContext,
+    config: HardExampleConfig,
+    database: DatabaseResource,
+    labeling: LabelingResource,
+    settings: dg.ResourceParam[PipelineSettings],
+) -> dg.MaterializeResult:
+    low = settings.hard_example_low if config.confidence_low is None else config.confidence_low
+    high = settings.hard_example_high if config.confidence_high is None else config.confidence_high
+    if not 0 <= low < high <= 1:
+        raise dg.Failure(f"hard-example band must satisfy 0 <= low < high <= 1, got [{low}, {high}]")
+    monday = week_start(context)
+    start = datetime.combine(monday, time.min, tzinfo=UTC)
+    export_id = f"hard-{monday.isoformat()}"
+    out_dir = labeling.tasks_path() / "hard_examples" / monday.isoformat()
+    with database.connect() as conn:
+        candidates = load_decisions(conn, start, start + timedelta(days=7), confidence=(low, high))
+        chosen = select_hard_examples(candidates, config.max_per_stratum)
+        batch = build_tasks(chosen, camera_sources(conn), out_dir, "hard_examples")
+        counts = Counter(f"{d.facility_id}/{d.condition}" for d in chosen)
+        by_id = {t.event_id: t for t in batch.tasks}
+        with conn.transaction():
+            conn.execute("DELETE FROM hard_example_exports WHERE export_id = %s", (export_id,))
+            conn.execute(
+                "INSERT INTO hard_example_exports (export_id, week_start, confidence_low, confidence_high, "
+                "examples, manifest_path, counts) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    export_id,
+                    monday,
+                    low,
+                    high,
+                    len(chosen),
+                    str(batch.prodigy.resolve()),
+                    Jsonb(dict(counts)),
+                ),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    _INSERT,
+                    [
+                        (
+                            export_id, d.event_id, d.facility_id, d.event_time, d.package_id, d.track_id,
+                            d.camera_id, by_id[d.event_id].frame_index, list(d.bbox), d.condition,
+                            d.confidence, by_id[d.event_id].image,
+                        )
+                        for d in chosen
+                    ],
+                )  # fmt: skip
+        if labeling.verifier == "ground-truth":
+            answer_file = (
+                labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
+            )
+            answer_with_ground_truth(batch, labeling.truth_path(), answer_file)
+        imported = import_answers(conn, labeling.answers_path())
+        conn.commit()
+    per_facility = Counter(d.facility_id for d in chosen)
+    metadata: dict[str, Any] = {
+        "export_id": export_id,
+        "week_start": monday.isoformat(),
+        "confidence_band": f"[{low}, {high}]",
+        "candidates": len(candidates),
+        "examples": len(chosen),
+        "per_facility_class": dg.MetadataValue.json(dict(sorted(counts.items()))),
+        "crops_rendered": batch.crops,
+        "manifest": dg.MetadataValue.path(str(batch.prodigy.resolve())),
+        "label_studio_tasks": dg.MetadataValue.path(str(batch.label_studio.resolve())),
+        "labels_applied": imported.hard_examples,
+    }
+    if per_facility:
+        png = bar_chart(f"hard examples, week of {monday}", dict(sorted(per_facility.items())), "examples")
+        metadata["chart"] = dg.MetadataValue.md(markdown_image(png, "hard examples per facility"))
+    context.log.info("%s: %d hard examples of %d candidates", export_id, len(chosen), len(candidates))
+    return dg.MaterializeResult(metadata=metadata)

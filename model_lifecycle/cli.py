@@ -1,0 +1,276 @@
+"""`wv model train | eval | export | build-engine`: the model's command line (mounted by `wv.cli`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Train, evaluate and export the package detector.", no_args_is_help=True)
+console = Console()
+
+DEFAULT_VERSION = Path("models/default")
+
+
+def _input_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    h, _, w = text.lower().partition("x")
+    return int(h), int(w)
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Option(help="fallback | tiny | small | base")] = "tiny",
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default .local/runs/<config>-<time>).")
+    ] = None,
+    steps: int = 3000,
+    batch_size: Annotated[int, typer.Option(help="Per process.")] = 64,
+    lr: float = 1e-3,
+    warmup_steps: int = 200,
+    frames: Annotated[
+        int, typer.Option(help="Synthetic training frames (i.i.d. simulator indices).")
+    ] = 20000,
+    data: Annotated[Path | None, typer.Option(help="Train on a `wv data` dataset dir instead.")] = None,
+    sim_seed: Annotated[int, typer.Option(help="Simulator seed of the training frames.")] = 1,
+    damage_mix: Annotated[str | None, typer.Option(help="e.g. 'ok=0.5,crushed=0.125,...'")] = None,
+    cache: Annotated[bool, typer.Option(help="Render all frames once, keep them on the device.")] = False,
+    input_size: Annotated[
+        str | None, typer.Option(help="HxW, multiples of 16 (default from config).")
+    ] = None,
+    seed: int = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    workers: int = 2,
+    checkpoint_every: int = 500,
+    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoints/last.pt.")] = False,
+    teacher: Annotated[
+        Path | None, typer.Option(help="Model version dir or checkpoint to distil from.")
+    ] = None,
+    distill_weight: float = 1.0,
+    init_checkpoint: Annotated[Path | None, typer.Option(help="DINOv2/DINOv3 backbone weights.")] = None,
+    wandb: Annotated[
+        bool, typer.Option(help="Log to W&B (offline unless WANDB_MODE says otherwise).")
+    ] = True,
+    save_version: Annotated[Path | None, typer.Option(help="Write a model version dir when done.")] = None,
+    progress: bool = True,
+    log_every: int = 20,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Stop (with a checkpoint) after this many seconds.")
+    ] = None,
+) -> None:
+    """Train the detector on simulator frames (single process, or every rank under `torchrun`)."""
+    import os
+
+    from torch.utils.data import Dataset
+
+    from edge.model.config import get_config
+    from edge.model.version import save_version as write_version
+    from model_lifecycle.data import CachedSamples, FrameDataset, render_samples
+    from model_lifecycle.sources import DirectoryFrames, SimulatedFrames, parse_mix, training_frames
+    from model_lifecycle.train import TrainOptions, state_dir
+    from model_lifecycle.train import train as run_training
+
+    size = _input_size(input_size) or get_config(config).input_size
+    out = out or state_dir() / "runs" / f"{config}-{time.strftime('%Y%m%d-%H%M%S')}"
+    source: SimulatedFrames | DirectoryFrames = (
+        DirectoryFrames(data)
+        if data
+        else training_frames(sim_seed, parse_mix(damage_mix) if damage_mix else None)
+    )
+    frames = len(source) if isinstance(source, DirectoryFrames) else frames
+    frame_data = FrameDataset(source, frames, size)
+    dataset: Dataset = frame_data
+    rank = int(os.environ.get("RANK", "0"))
+    if cache:
+        import torch
+
+        t0 = time.perf_counter()
+        dev = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        dataset = CachedSamples(render_samples(frame_data, workers), dev)
+        if rank == 0:
+            console.print(f"rendered {frames} frames in {time.perf_counter() - t0:.1f} s")
+    opts = TrainOptions(
+        out_dir=out,
+        config=config,
+        input_size=size,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        device=device,
+        amp=amp,
+        workers=workers,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        init_checkpoint=init_checkpoint,
+        wandb=wandb,
+        progress=progress,
+        log_every=log_every,
+        time_limit_s=time_limit,
+        data_description={**source.describe(), "frames": frames},
+    )
+    result = run_training(opts, dataset)
+    if rank != 0:
+        return
+    console.print(f"trained {result.step} steps -> {out}/checkpoints/last.pt")
+    if save_version:
+        from edge.model.version import load_detector
+
+        model = load_detector(out / "checkpoints" / "last.pt")
+        write_version(model, save_version, {"options": json.loads(json.dumps(vars(opts), default=str))})
+        console.print(f"model version written to {save_version}")
+
+
+def _eval_table(title: str, report: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (
+        "frames",
+        "packages",
+        "map50",
+        "condition_accuracy",
+        "condition_map50",
+        "precision",
+        "recall",
+        "matched",
+    ):
+        table.add_row(key, str(report[key]))
+    return table
+
+
+def _per_class_table(report: dict) -> Table:
+    table = Table(title="conditions on matched packages")
+    for col in ("condition", "truth", "predicted", "precision", "recall", "ap50"):
+        table.add_column(col, justify="right")
+    for name, row in report["per_condition"].items():
+        table.add_row(name, *(str(row[k]) for k in ("truth", "predicted", "precision", "recall", "ap50")))
+    return table
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[
+        Path, typer.Argument(help="Model version dir or training checkpoint.")
+    ] = DEFAULT_VERSION,
+    engine: Annotated[
+        str, typer.Option(help="torch | onnx | int8 (ONNX files of the version dir)")
+    ] = "torch",
+    frames: Annotated[int, typer.Option(help="Held-out frames.")] = 400,
+    seed: Annotated[int | None, typer.Option(help="Held-out simulator seed (default HELDOUT_SEED).")] = None,
+    drift: Annotated[str | None, typer.Option(help="Simulator drift preset, e.g. six_weeks_later.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Evaluate on a `wv data` dataset dir instead.")] = None,
+    device: str = "cpu",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    write: Annotated[bool, typer.Option(help="Store the result in the version's metrics.json.")] = False,
+) -> None:
+    """mAP@0.5, condition accuracy on matched packages and per-condition P/R on the held-out set."""
+    from edge.model.version import load_detector, read_version, write_metrics
+    from model_lifecycle.evaluate import evaluate
+    from model_lifecycle.runners import onnx_runner, torch_runner
+    from model_lifecycle.sources import HELDOUT_SEED, DirectoryFrames, heldout_frames
+
+    if model.is_dir():
+        version = read_version(model)
+        size, thr, iou = version.input_size, version.score_threshold, version.iou_threshold
+    else:
+        version = None
+        det = load_detector(model)
+        size, thr, iou = det.cfg.input_size, 0.3, 0.5
+    if engine == "torch":
+        runner = torch_runner(load_detector(model, device), device)
+    elif version is not None and engine in ("onnx", "int8"):
+        runner = onnx_runner(version.onnx_path if engine == "onnx" else version.int8_onnx_path, threads)
+    else:
+        raise typer.BadParameter("engine must be torch, or onnx/int8 with a version dir that was exported")
+    seed = HELDOUT_SEED if seed is None else seed
+    if data:
+        source = DirectoryFrames(data)
+        eval_frames = [source(i) for i in range(min(frames, len(source)))]
+    else:
+        eval_frames = heldout_frames(frames, seed, drift)
+    report = evaluate(runner, eval_frames, size, thr, iou).as_dict()
+    report.update(engine=engine, heldout_seed=seed, drift=drift or "none", score_threshold=thr)
+    if data:
+        report.update(heldout_seed=None, data=str(data))
+    if write and version is not None:
+        write_metrics(version.path, f"eval_{engine}" if drift is None else f"eval_{engine}_{drift}", report)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console.print(_eval_table(f"{model} · {engine} · held-out seed {seed}", report))
+    console.print(_per_class_table(report))
+
+
+@app.command()
+def export(
+    version_dir: Annotated[Path, typer.Argument(help="Model version dir.")] = DEFAULT_VERSION,
+    calibration_frames: Annotated[int, typer.Option(help="Held-out calibration frames.")] = 64,
+    parity_frames: Annotated[int, typer.Option(help="Held-out frames for the parity report.")] = 200,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Store the parity report in metrics.json.")
+    ] = True,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write model.onnx (FP32, dynamic batch) and model.int8.onnx (static QDQ), print the parity report."""
+    from model_lifecycle.export import export_version
+
+    # ONNX Runtime's calibrator prints its histogram settings: keep stdout for the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = export_version(version_dir, calibration_frames, parity_frames, record)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"INT8 vs FP32 parity · {version_dir.name} · {parity_frames} held-out frames")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    if not report.get("passed", True):
+        console.print("[red]parity below target (agreement >= 0.96, mAP drop <= 1 point)[/red]")
+        raise typer.Exit(1)
+
+
+@app.command("build-engine")
+def build_engine_cmd(
+    version_dir: Annotated[Path, typer.Argument()] = DEFAULT_VERSION,
+    precision: Annotated[str, typer.Option(help="fp16 | int8")] = "fp16",
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    calibration_frames: int = 64,
+) -> None:
+    """Build a TensorRT engine from the version's ONNX (needs TensorRT; unverified in this repo)."""
+    from edge.model.version import read_version
+    from model_lifecycle.sources import calibration_images
+    from model_lifecycle.tensorrt_builder import BuildOptions, TensorRTUnavailable, build_engine
+
+    version = read_version(version_dir)
+    options = BuildOptions(precision=precision, batch_sizes=(min_batch, opt_batch, max_batch))  # type: ignore[arg-type]
+    calib = calibration_images(calibration_frames) if precision == "int8" else None
+    try:
+        path = build_engine(
+            version.onnx_path, version.path / f"model.{precision}.engine", version.input_size, options, calib
+        )
+    except TensorRTUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"engine written to {path}")
+
+
+if __name__ == "__main__":
+    app()
