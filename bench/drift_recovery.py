@@ -26,12 +26,13 @@ import torch
 
 from bench._report import write_report
 from contract.frames import Frame
+from edge.backends import EngineSpec
+from edge.backends.torch import TorchEngine
 from edge.model.version import load_detector, read_version
 from edge.sources.factory import open_source
 from model_lifecycle.data import frame_to_sample
 from model_lifecycle.evaluate import evaluate
 from model_lifecycle.finetune import finetune
-from model_lifecycle.runners import torch_runner
 from model_lifecycle.sources import heldout_frames, training_frames
 from simulator import PRESETS
 from wv.demo.scenario import Scenario
@@ -83,7 +84,8 @@ def main() -> None:
     )
 
     def accuracy(model: torch.nn.Module, frames: list[Frame]) -> float:
-        return evaluate(torch_runner(model, device), frames, size, threshold).condition_accuracy
+        engine = TorchEngine.for_module(model, EngineSpec("torch", "fp32", device))
+        return evaluate(engine, frames, threshold).condition_accuracy
 
     rows, metrics, baseline = [], {}, {}
     for preset in presets:

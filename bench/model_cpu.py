@@ -16,6 +16,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -23,13 +24,15 @@ import numpy as np
 import torch
 
 from bench._report import write_report
+from edge.backends import EngineSpec
+from edge.backends.onnxruntime import OnnxRuntimeEngine
+from edge.backends.torch import TorchEngine
 from edge.model.config import get_config
 from edge.model.detector import PackageDetector
 from edge.model.preprocess import preprocess
 from model_lifecycle.export import export_onnx
 from model_lifecycle.flops import detector_flops
 from model_lifecycle.quantize import FrameCalibrationReader, quantize_int8
-from model_lifecycle.runners import onnx_runner, torch_runner
 from model_lifecycle.sources import calibration_images
 
 FRAME_BUDGET_MS = 1000 / 60
@@ -78,10 +81,14 @@ def main() -> None:
             int8 = quantize_int8(
                 fp32, Path(tmp) / f"{name}.int8.onnx", FrameCalibrationReader(calib, cfg.input_size)
             )
+            # The edge's own engines; ORT workers spin here, as a box running inference alone would.
+            ort = EngineSpec("onnxruntime", "fp32", threads=args.threads, spin=True)
             engines = {
-                "torch fp32": torch_runner(model),
-                "ORT fp32": onnx_runner(fp32, args.threads),
-                "ORT int8": onnx_runner(int8, args.threads),
+                "torch fp32": TorchEngine.for_module(model).infer,
+                "ORT fp32": OnnxRuntimeEngine.for_file(fp32, cfg.input_size, ort).infer,
+                "ORT int8": OnnxRuntimeEngine.for_file(
+                    int8, cfg.input_size, replace(ort, precision="int8")
+                ).infer,
             }
             for b in batches:
                 x = preprocess((calib * (b // len(calib) + 1))[:b], cfg.input_size)

@@ -178,22 +178,23 @@ def eval_(
     write: Annotated[bool, typer.Option(help="Store the result in the version's metrics.json.")] = False,
 ) -> None:
     """mAP@0.5, condition accuracy on matched packages and per-condition P/R on the held-out set."""
+    from edge.backends import EngineSpec, load_engine
+    from edge.backends.torch import TorchEngine
     from edge.model.version import load_detector, read_version, write_metrics
     from model_lifecycle.evaluate import evaluate
-    from model_lifecycle.runners import onnx_runner, torch_runner
     from model_lifecycle.sources import HELDOUT_SEED, DirectoryFrames, heldout_frames
 
-    if model.is_dir():
-        version = read_version(model)
-        size, thr, iou = version.input_size, version.score_threshold, version.iou_threshold
-    else:
-        version = None
-        det = load_detector(model)
-        size, thr, iou = det.cfg.input_size, 0.3, 0.5
+    version = read_version(model) if model.is_dir() else None
+    thr, iou = (version.score_threshold, version.iou_threshold) if version else (0.3, 0.5)
     if engine == "torch":
-        runner = torch_runner(load_detector(model, device), device)
+        model_engine = TorchEngine.for_module(
+            load_detector(model), EngineSpec("torch", "fp32", device, threads)
+        )
     elif version is not None and engine in ("onnx", "int8"):
-        runner = onnx_runner(version.onnx_path if engine == "onnx" else version.int8_onnx_path, threads)
+        precision = "fp32" if engine == "onnx" else "int8"
+        model_engine = load_engine(
+            version.path, EngineSpec("onnxruntime", precision, threads=threads), warmup=False
+        )
     else:
         raise typer.BadParameter("engine must be torch, or onnx/int8 with a version dir that was exported")
     seed = HELDOUT_SEED if seed is None else seed
@@ -202,7 +203,7 @@ def eval_(
         eval_frames = [source(i) for i in range(min(frames, len(source)))]
     else:
         eval_frames = heldout_frames(frames, seed, drift)
-    report = evaluate(runner, eval_frames, size, thr, iou).as_dict()
+    report = evaluate(model_engine, eval_frames, thr, iou).as_dict()
     report.update(engine=engine, heldout_seed=seed, drift=drift or "none", score_threshold=thr)
     if data:
         report.update(heldout_seed=None, data=str(data))

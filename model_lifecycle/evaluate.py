@@ -8,40 +8,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.frames import Detection, Frame
+from edge.backends import Engine
 from edge.model.postprocess import decode
 from edge.model.preprocess import preprocess
 from model_lifecycle.metrics import EvalReport, evaluate_detections, match
-from model_lifecycle.runners import Runner
 
 SCORE_FLOOR = 0.05
 """Detections down to this score enter the precision/recall curve of mAP."""
 
 
 def detect(
-    runner: Runner,
+    engine: Engine,
     frames: Sequence[Frame],
-    input_size: tuple[int, int],
     batch_size: int = 16,
     score_floor: float = SCORE_FLOOR,
     iou_threshold: float = 0.5,
 ) -> list[list[Detection]]:
+    """Every detection down to `score_floor` on each frame, through the edge's own engine API."""
     out: list[list[Detection]] = []
     for i in range(0, len(frames), batch_size):
         chunk = frames[i : i + batch_size]
-        raw = runner(preprocess([f.image for f in chunk], input_size))
+        raw = engine.infer(preprocess([f.image for f in chunk], engine.model.input_size))
         out.extend(decode(raw, [f.image.shape[:2] for f in chunk], score_floor, iou_threshold))
     return out
 
 
 def evaluate(
-    runner: Runner,
+    engine: Engine,
     frames: Sequence[Frame],
-    input_size: tuple[int, int],
     score_threshold: float,
     iou_threshold: float = 0.5,
     batch_size: int = 16,
 ) -> EvalReport:
-    dets = detect(runner, frames, input_size, batch_size, iou_threshold=iou_threshold)
+    dets = detect(engine, frames, batch_size, iou_threshold=iou_threshold)
     return evaluate_detections(dets, [f.truth for f in frames], score_threshold)
 
 
@@ -98,15 +97,14 @@ def condition_agreement(
 
 
 def parity(
-    fp32: Runner,
-    int8: Runner,
+    fp32: Engine,
+    int8: Engine,
     frames: Sequence[Frame],
-    input_size: tuple[int, int],
     score_threshold: float,
     sizes: tuple[int, int],
 ) -> ParityReport:
-    d32 = detect(fp32, frames, input_size)
-    d8 = detect(int8, frames, input_size)
+    d32 = detect(fp32, frames)
+    d8 = detect(int8, frames)
     truths = [f.truth for f in frames]
     r32 = evaluate_detections(d32, truths, score_threshold)
     r8 = evaluate_detections(d8, truths, score_threshold)

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from edge.backends import EngineSpec, load_engine
+from edge.backends.onnxruntime import OnnxRuntimeEngine
+from edge.backends.torch import TorchEngine
 from edge.model.detector import PackageDetector
 from edge.model.postprocess import INPUT_NAME, OUTPUT_NAMES
-from model_lifecycle.runners import onnx_runner, torch_runner
 
 OPSET = 17
 
@@ -71,8 +73,10 @@ def export_onnx(model: PackageDetector, path: Path | str, opset: int = OPSET) ->
 
 def max_abs_diff(model: PackageDetector, onnx_path: Path | str, batch: np.ndarray) -> dict[str, float]:
     """Largest |torch - ONNX Runtime| per output on one batch (FP32 parity of the export)."""
-    ref = torch_runner(model)(batch)
-    got = onnx_runner(onnx_path)(batch)
+    ref = TorchEngine.for_module(model).infer(batch)
+    got = OnnxRuntimeEngine.for_file(
+        onnx_path, model.cfg.input_size, EngineSpec("onnxruntime", "fp32")
+    ).infer(batch)
     return {k: float(np.abs(ref[k] - got[k]).max()) for k in OUTPUT_NAMES}
 
 
@@ -108,11 +112,10 @@ def export_version(
         "torch_vs_onnx_max_abs_diff": {k: float(np.format_float_scientific(v, 2)) for k, v in diffs.items()},
     }
     if parity_frames:
-        fp32, int8 = onnx_runner(version.onnx_path), onnx_runner(version.int8_onnx_path)
+        fp32 = load_engine(version.path, EngineSpec("onnxruntime", "fp32"), warmup=False)
+        int8 = load_engine(version.path, EngineSpec("onnxruntime", "int8"), warmup=False)
         frames = heldout_frames(parity_frames)
-        report.update(
-            parity(fp32, int8, frames, version.input_size, version.score_threshold, sizes).as_dict()
-        )
+        report.update(parity(fp32, int8, frames, version.score_threshold, sizes).as_dict())
         if record:
             write_metrics(version.path, "parity", report)
     return report

@@ -411,23 +411,23 @@ class CandidateEvaluationConfig(dg.Config):
 
 def evaluate_version(path: Path, sets: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
     """EvalReport dicts of the INT8 engine (what the edge runs) of ``path`` on each named frame set."""
-    from assets.retraining.modeling import version_runner
+    from assets.retraining.modeling import version_engine
     from edge.model.version import read_version
     from model_lifecycle.evaluate import evaluate
 
     version = read_version(path)
-    runner, _ = version_runner(path)
+    engine, _ = version_engine(path)
     return {
-        name: evaluate(runner, frames, version.input_size, version.score_threshold).as_dict()
+        name: evaluate(engine, frames, version.score_threshold).as_dict()
         for name, frames in sets.items()
         if frames
     }
 
 
 def int8_parity(path: Path, frames: list[Any]) -> dict[str, Any]:
+    from edge.backends import EngineSpec, load_engine
     from edge.model.version import read_version
     from model_lifecycle.evaluate import parity
-    from model_lifecycle.runners import onnx_runner
 
     version = read_version(path)
     if not (version.onnx_path.exists() and version.int8_onnx_path.exists()):
@@ -437,10 +437,9 @@ def int8_parity(path: Path, frames: list[Any]) -> dict[str, Any]:
         }
     sizes = (version.onnx_path.stat().st_size, version.int8_onnx_path.stat().st_size)
     return parity(
-        onnx_runner(version.onnx_path, threads=2),
-        onnx_runner(version.int8_onnx_path, threads=2),
+        load_engine(path, EngineSpec("onnxruntime", "fp32", threads=2), warmup=False),
+        load_engine(path, EngineSpec("onnxruntime", "int8", threads=2), warmup=False),
         frames,
-        version.input_size,
         version.score_threshold,
         sizes,
     ).as_dict()

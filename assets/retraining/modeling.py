@@ -1,4 +1,4 @@
-"""Running model versions from the orchestration side, through the model engineer's API.
+"""Running model versions from the orchestration side, through the edge's engine API.
 
 The same engines as the edge (INT8 ONNX when the version has it, else FP32 ONNX, else the torch
 weights), so what the loop measures is what the facilities run.
@@ -13,23 +13,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from model_lifecycle.runners import Runner
+    from edge.backends import Engine
 
 REFERENCE_FILE = "reference_embeddings.npy"
 REFERENCE_FRAMES = 48
 
 
-def version_runner(path: Path, prefer_int8: bool = True) -> tuple[Runner, str]:
+def version_engine(path: Path, prefer_int8: bool = True) -> tuple[Engine, str]:
     """An engine for a version directory and the name of what it runs."""
-    from edge.model.version import load_detector, read_version
-    from model_lifecycle.runners import onnx_runner, torch_runner
+    from edge.backends import EngineSpec, load_engine
+    from edge.model.version import read_version
 
     version = read_version(path)
     if prefer_int8 and version.int8_onnx_path.exists():
-        return onnx_runner(version.int8_onnx_path, threads=2), "onnxruntime-int8"
-    if version.onnx_path.exists():
-        return onnx_runner(version.onnx_path, threads=2), "onnxruntime-fp32"
-    return torch_runner(load_detector(path)), "torch-fp32"
+        spec = EngineSpec("onnxruntime", "int8", threads=2)
+    elif version.onnx_path.exists():
+        spec = EngineSpec("onnxruntime", "fp32", threads=2)
+    else:
+        spec = EngineSpec("torch", "fp32")
+    return load_engine(path, spec, warmup=False), f"{spec.name}-{spec.precision}"
 
 
 def compute_reference_embeddings(path: Path, frames: int = REFERENCE_FRAMES, seed: int = 1) -> np.ndarray:
@@ -39,9 +41,9 @@ def compute_reference_embeddings(path: Path, frames: int = REFERENCE_FRAMES, see
     from model_lifecycle.sources import training_frames
 
     version = read_version(path)
-    runner, _ = version_runner(path)
+    engine, _ = version_engine(path)
     source = training_frames(seed)
-    detections = detect(runner, [source(i) for i in range(frames)], version.input_size)
+    detections = detect(engine, [source(i) for i in range(frames)])
     vectors = [
         d.embedding for per_frame in detections for d in per_frame if d.score >= version.score_threshold
     ]

@@ -64,6 +64,13 @@ class ModelFiles:
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{path / CONFIG_FILE}: corrupt model config ({exc})") from None
 
+    @classmethod
+    def unsaved(
+        cls, name: str, input_size: tuple[int, int], score_threshold: float = 0.3, iou_threshold: float = 0.5
+    ) -> ModelFiles:
+        """A model that is no version directory (yet): one being trained, or a loose exported file."""
+        return cls(Path(name), name, input_size, score_threshold, iou_threshold)
+
     def file(self, name: str, hint: str = "") -> Path:
         """A file of the version, or ModelLoadError saying how to produce it."""
         p = self.path / name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edge.backends.base import (
@@ -20,11 +22,11 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     precisions = ("fp32", "int8")
 
-    def __init__(self, model: ModelFiles, spec: EngineSpec) -> None:
+    def __init__(self, model: ModelFiles, spec: EngineSpec, file: Path | None = None) -> None:
         super().__init__(model, spec)
         import onnxruntime as ort
 
-        path = model.onnx(spec.precision)
+        path = file or model.onnx(spec.precision)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -41,6 +43,12 @@ class OnnxRuntimeEngine(Engine):
             self._session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for bad files
             raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
+
+    @classmethod
+    def for_file(cls, path: Path | str, input_size: tuple[int, int], spec: EngineSpec) -> OnnxRuntimeEngine:
+        """An engine over a loose ONNX file (an export being checked, a benchmark's graph)."""
+        path = Path(path)
+        return cls(ModelFiles.unsaved(path.stem, input_size), spec, file=path)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})

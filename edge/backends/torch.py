@@ -23,7 +23,7 @@ class TorchEngine(Engine):
     name = "torch"
     precisions = ("fp32", "fp16", "bf16")
 
-    def __init__(self, model: ModelFiles, spec: EngineSpec) -> None:
+    def __init__(self, model: ModelFiles, spec: EngineSpec, module: Any = None) -> None:
         super().__init__(model, spec)
         import torch
 
@@ -38,14 +38,21 @@ class TorchEngine(Engine):
         self._torch = torch
         self._device = torch.device(spec.device)
         self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[spec.precision]
-        try:
-            model.file(WEIGHTS_FILE, "the version has no torch weights")
-            net = load_detector(model.path, "cpu")
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # corrupt pickle/zip, wrong keys or shapes
-            raise ModelLoadError(f"{model.path}: cannot load torch weights ({exc})") from None
-        self._net: Any = net.to(self._device, self._dtype).eval()
+        if module is None:
+            try:
+                model.file(WEIGHTS_FILE, "the version has no torch weights")
+                module = load_detector(model.path, "cpu")
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # corrupt pickle/zip, wrong keys or shapes
+                raise ModelLoadError(f"{model.path}: cannot load torch weights ({exc})") from None
+        self._net: Any = module.to(self._device, self._dtype).eval()
+
+    @classmethod
+    def for_module(cls, module: Any, spec: EngineSpec | None = None) -> TorchEngine:
+        """An engine over an in-memory detector (one being trained or fine-tuned), moved to `spec.device`."""
+        files = ModelFiles.unsaved("in-memory", tuple(module.cfg.input_size))
+        return cls(files, spec or EngineSpec("torch", "fp32"), module=module)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch

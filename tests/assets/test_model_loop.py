@@ -60,7 +60,7 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def simulated_decisions(facility: str, model_dir: Path) -> list[pb.DetectionEvent]:
     """One decision per package the default model found on the facility's simulated camera."""
     from assets.model_quality.crops import parse_synthetic_uri
-    from assets.retraining.modeling import version_runner
+    from assets.retraining.modeling import version_engine
     from contract.frames import Box
     from edge.model.version import read_version
     from model_lifecycle.evaluate import detect
@@ -69,11 +69,11 @@ def simulated_decisions(facility: str, model_dir: Path) -> list[pb.DetectionEven
     camera = parse_synthetic_uri(camera_id, uri)
     assert camera is not None
     version = read_version(model_dir)
-    runner, _ = version_runner(model_dir)
+    engine, _ = version_engine(model_dir)
     frames = [camera.render(i * FRAME_STEP) for i in range(1, FRAMES + 1)]
     factory = EventFactory(facility, seed=sorted(CAMERAS).index(facility), model_version="default")
     decisions: dict[str, pb.DetectionEvent] = {}
-    for frame, found in zip(frames, detect(runner, frames, version.input_size), strict=True):
+    for frame, found in zip(frames, detect(engine, frames), strict=True):
         for det in found:
             if det.score < version.score_threshold:
                 continue

@@ -9,6 +9,8 @@ import onnx
 import torch
 
 from contract.frames import Frame
+from edge.backends import EngineSpec
+from edge.backends.onnxruntime import OnnxRuntimeEngine
 from edge.model.config import get_config
 from edge.model.detector import PackageDetector
 from edge.model.postprocess import INPUT_NAME, OUTPUT_NAMES
@@ -16,7 +18,6 @@ from edge.model.preprocess import preprocess
 from model_lifecycle.evaluate import parity
 from model_lifecycle.export import export_onnx, max_abs_diff
 from model_lifecycle.quantize import FrameCalibrationReader, activation_matmuls, quantize_int8
-from model_lifecycle.runners import onnx_runner
 
 from .conftest import SMALL_INPUT
 
@@ -44,12 +45,14 @@ def test_int8_quantization_of_tiny_and_the_parity_report(tmp_path: Path, sim_fra
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert len(activation_matmuls(fp32)) == 2 * 12  # Q·Kᵀ and A·V per block stay float
     sizes = (fp32.stat().st_size, int8.stat().st_size)
-    report = parity(onnx_runner(fp32), onnx_runner(int8), sim_frames[4:], SMALL_INPUT, 0.3, sizes).as_dict()
+    engine_fp32 = OnnxRuntimeEngine.for_file(fp32, SMALL_INPUT, EngineSpec("onnxruntime", "fp32"))
+    engine_int8 = OnnxRuntimeEngine.for_file(int8, SMALL_INPUT, EngineSpec("onnxruntime", "int8"))
+    report = parity(engine_fp32, engine_int8, sim_frames[4:], 0.3, sizes).as_dict()
     assert set(report) == {
         "frames", "fp32_map50", "int8_map50", "map_drop_points", "fp32_condition_accuracy",
         "int8_condition_accuracy", "condition_agreement", "fp32_mb", "int8_mb", "size_ratio", "passed",
     }  # fmt: skip
     assert report["frames"] == 4 and report["size_ratio"] > 2.5
     assert 0.0 <= report["condition_agreement"] <= 1.0
-    out = onnx_runner(int8)(preprocess(calib[:1], SMALL_INPUT))
+    out = engine_int8.infer(preprocess(calib[:1], SMALL_INPUT))
     assert all(np.isfinite(v).all() for v in out.values())
