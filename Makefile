@@ -58,7 +58,9 @@ system-packages:
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
 
 # torch first and alone: the machine's pip finds a local CPU wheel for exactly this pin; uv then
-# installs the project (plain pip backtracks for minutes on this dependency set).
+# installs the project with every tier's extra plus the dev tools and the local broker (`[all,dev]`;
+# a deployment installs one tier: `[edge]`, `[centre]`, `[train]`, `[orchestration]`, see pyproject.toml);
+# plain pip backtracks for minutes on this dependency set.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "error: Python >= 3.11 is required (found $$($(PYTHON) --version)); set PYTHON=..." >&2; exit 1; }
@@ -66,7 +68,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null || \
 	  $(BIN)/python -m pip install -q $(TORCH)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' -c constraints.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[all,dev]' -c constraints.txt
 	touch $@
 
 # The shipped models carry only weights; their ONNX and INT8 ONNX files are built here once (the
