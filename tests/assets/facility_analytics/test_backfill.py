@@ -46,7 +46,7 @@ from orchestration.instance import storage_env
 from realtime.storage.migrate import ensure_database
 
 pytestmark = pytest.mark.timeout(180)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ZONES = {"FAC-001": "UTC", "FAC-002": "America/New_York", "FAC-003": "Asia/Kolkata"}
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from model_lifecycle.cli import app
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_eval_json_on_the_shipped_model() -> None:

@@ -21,7 +21,7 @@ from model_lifecycle.train import TrainOptions, train
 
 from .conftest import SMALL_INPUT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def options(out: Path, **kw: object) -> TrainOptions:

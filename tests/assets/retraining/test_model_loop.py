@@ -27,7 +27,7 @@ from orchestration.sensors import drift_retraining_sensor
 from realtime.storage.model_registry import ModelRegistry
 from realtime.storage.writer import EventWriter, prepare
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[3] / "models" / "default"
 DAY = date(2025, 3, 10)
 START = datetime(2025, 3, 10, 6, tzinfo=UTC).timestamp()
 CAMERAS = {

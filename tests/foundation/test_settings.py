@@ -1,0 +1,32 @@
+"""Tier settings compose from shared sections: each variable is declared once, errors name it."""
+
+from __future__ import annotations
+
+import pytest
+
+from foundation.settings import ConfigError, KafkaSettings
+from wv.settings import TIER_SETTINGS, PlatformSettings
+
+
+def test_a_variable_read_by_several_tiers_has_one_declaration() -> None:
+    for name in PlatformSettings.model_fields:
+        declared = {
+            repr((field.default, field.description))
+            for model in TIER_SETTINGS.values()
+            if (field := model.model_fields.get(name)) is not None
+        }
+        assert len(declared) == 1, f"WV_{name.upper()} is declared differently by two tiers"
+
+
+def test_every_tier_reads_only_what_it_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WV_INGEST_BATCH_SIZE", "not a number")  # a centre setting
+
+    assert TIER_SETTINGS["edge"].load().kafka_bootstrap  # the edge neither reads nor checks it
+    with pytest.raises(ConfigError, match="WV_INGEST_BATCH_SIZE"):
+        TIER_SETTINGS["centre"].load()
+
+
+def test_overrides_win_and_bad_values_name_the_variable() -> None:
+    assert KafkaSettings.load(kafka_bootstrap="kafka-1:9092").topic("detections") == "wv.detections"
+    with pytest.raises(ConfigError, match=r"WV_KAFKA_BOOTSTRAP: .*host:port"):
+        KafkaSettings.load(kafka_bootstrap="localhost")
