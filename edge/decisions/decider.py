@@ -23,10 +23,11 @@ import numpy as np
 
 from contract.frames import Box, Detection, PackageTruth
 from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import STAGES
 from edge.config import DecisionConfig
 from edge.decisions.events import (
-    STAGES,
     FrameContext,
+    ModelInfo,
     anomaly,
     bbox,
     condition_value,
@@ -51,6 +52,8 @@ class TrackEvidence:
     zone_votes: Counter[str] = field(default_factory=Counter)
     identity_votes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     embedding_sum: np.ndarray | None = None
+    embedding_model: str = ""
+    """The model whose embedding space `embedding_sum` is in (models do not share one)."""
     fallback_frames: int = 0
     last_box: Box | None = None
     last_ctx: FrameContext | None = None
@@ -58,6 +61,14 @@ class TrackEvidence:
     def identity(self) -> tuple[str, str, str] | None:
         """(package_id, sku, expected_zone) most often matched, if any."""
         return self.identity_votes.most_common(1)[0][0] if self.identity_votes else None
+
+    def add_embedding(self, weighted: np.ndarray, model: ModelInfo) -> None:
+        """Sum appearance evidence of one model only: the primary's wins over the fallback's, and
+        after a hot-swap the new model's replaces the old one's (their spaces differ, even in size)."""
+        if self.embedding_sum is not None and model.version == self.embedding_model:
+            self.embedding_sum = self.embedding_sum + weighted
+        elif self.embedding_sum is None or not model.fallback:
+            self.embedding_sum, self.embedding_model = weighted, model.version
 
     def embedding(self) -> np.ndarray | None:
         if self.embedding_sum is None:
@@ -103,8 +114,7 @@ class Decider:
                 )
             ev.smoother.update(det.condition_probs, det.score)
             ev.zone_votes[self.zones.locate(det.box)] += 1
-            weighted = det.embedding * det.score
-            ev.embedding_sum = weighted if ev.embedding_sum is None else ev.embedding_sum + weighted
+            ev.add_embedding(det.embedding * det.score, ctx.model)
             ev.fallback_frames += int(ctx.model.fallback)
             ev.last_box, ev.last_ctx = det.box, ctx
             if self.config.simulator_truth:

@@ -23,6 +23,8 @@ LANES = ZoneMap(
     ]
 )
 EMB = np.eye(8, dtype=np.float32)
+FALLBACK_EMB = np.ones(4, dtype=np.float32) / 2  # the fallback model's embedding space is another size
+PRIMARY = ModelInfo("v1", "onnxruntime", "int8")
 
 
 def config(**kw: object) -> DecisionConfig:
@@ -37,12 +39,16 @@ def run_track(
     truth: PackageTruth | None = None,
     embedding: np.ndarray = EMB[0],
     prefix: str = "cam",
+    fallback_every: int = 0,
 ) -> list[pb.DetectionEvent]:
     tracker = IouTracker(prefix, min_hits=3, max_age=2)
     events: list[pb.DetectionEvent] = []
     for i in range(frames + 4):
         box = Box(10 + 5 * i, y, 90 + 5 * i, y + 50)
-        dets = [Detection(box, 0.9, condition_probs, embedding)] if i < frames else []
+        fallback = bool(fallback_every) and i % fallback_every == 0
+        model = ModelInfo("fallback", "onnxruntime", "fp32", True) if fallback else PRIMARY
+        seen = FALLBACK_EMB if fallback else embedding
+        dets = [Detection(box, 0.9, condition_probs, seen)] if i < frames else []
         gt = (
             [
                 PackageTruth(
@@ -57,7 +63,7 @@ def run_track(
             "cam-1",
             i,
             1_700_000_000 + i / 30,
-            ModelInfo("v1", "onnxruntime", "int8"),
+            model,
             {"infer_ms": 5.0},
         )
         step = tracker.update(i, ctx.timestamp, dets)
@@ -86,6 +92,13 @@ def test_one_decision_per_track_with_smoothed_condition_and_model_fields():
     assert e.condition_confidence == pytest.approx(0.96, abs=0.03)
     assert e.anomalies == [] and not e.hard_example
     assert len(e.embedding) == 8 and e.first_seen.seconds == 1_700_000_000
+
+
+def test_a_track_seen_by_the_primary_and_the_fallback_keeps_the_primary_embedding():
+    (e,) = run_track(Decider(config(), LANES, {}, None), OK, fallback_every=3)  # frames 0, 3, 6, 9
+
+    assert e.frames_observed == 12 and e.condition == pb.CONDITION_OK
+    assert list(e.embedding) == pytest.approx(list(EMB[0]))  # never summed with the other space
 
 
 def test_damaged_package_is_flagged_with_deterministic_anomaly_id():
