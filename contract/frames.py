@@ -50,6 +50,15 @@ class PackageTruth:
     expected_zone: str
 
 
+@dataclass(frozen=True, slots=True)
+class PackageIdentity:
+    """Who a package is, as a label or barcode reader tells: id, SKU and the zone it should be in."""
+
+    package_id: str
+    sku: str
+    expected_zone: str = ""
+
+
 @dataclass(slots=True)
 class Frame:
     """One camera frame: BGR uint8 pixels (H, W, 3) plus where it came from."""

@@ -212,7 +212,10 @@ class DecisionConfig(_Strict):
     )
     simulator_truth: bool = Field(
         default=True,
-        description="On synthetic sources, take package id/SKU/expected zone from the simulator.",
+        description=(
+            "On synthetic sources the simulator plays the barcode reader: package id, SKU and expected "
+            "zone come from its ground truth (simulator.identity)."
+        ),
     )
 
     @field_validator("hard_example_band")

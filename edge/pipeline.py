@@ -195,7 +195,7 @@ class Pipeline:
                 "track_ms": (t1 - t0) * 1000,
             },
         )
-        events = cam.decider.observe(ctx, step.matches, c.frame.truth)
+        events = cam.decider.observe(ctx, step.matches, c.frame)
         events.extend(e for t in step.ended if (e := cam.decider.decide(t, ctx)) is not None)
         t2 = time.monotonic()
         ctx.timings["decide_ms"] = (t2 - t1) * 1000

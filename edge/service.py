@@ -39,6 +39,7 @@ from edge.sources.factory import open_source
 from edge.sources.simulated import SyntheticSource
 from edge.tracking.iou import IouTracker
 from foundation.resilience import CircuitBreaker
+from simulator.identity import SimulatorIdentity
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,8 @@ class EdgeService:
             self.config.tracking.min_hits,
             self.config.tracking.max_age,
         )
-        decider = Decider(self.config.decisions, zones, camera.routes, self.references)
+        identity = SimulatorIdentity() if self.config.decisions.simulator_truth else None
+        decider = Decider(self.config.decisions, zones, camera.routes, self.references, identity=identity)
         return CameraRuntime(camera.id, reader, tracker, decider)
 
     # -- run and stop -----------------------------------------------------------------------

@@ -22,12 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from contract.frames import Box, Frame
+from contract.frames import Frame
 
 CROP_MARGIN = 0.15
 """Context around the box, as a share of its size, so a reviewer sees the package's edges."""
-MATCH_IOU = 0.5
-"""A verified box and a simulator box overlapping this much are the same package."""
 
 
 @dataclass(frozen=True)
@@ -139,13 +137,3 @@ def write_crop(
     if not cv2.imwrite(str(path), crop(frame.image, bbox)):
         raise OSError(f"could not write crop {path}")
     return frame
-
-
-def truth_condition(frame: Frame, package_id: str, bbox: tuple[float, float, float, float]) -> str | None:
-    """The simulator's condition of the package: by id (the edge adopts simulator ids), else by box."""
-    for item in frame.truth:
-        if item.package_id == package_id:
-            return item.condition
-    box = Box(*bbox)
-    best = max(frame.truth, key=lambda item: item.box.iou(box), default=None)
-    return best.condition if best is not None and best.box.iou(box) >= MATCH_IOU else None

@@ -18,12 +18,12 @@ from assets.common.resources import DatabaseResource, LabelingResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.labeling import (
     Decision,
-    answer_with_ground_truth,
     build_tasks,
     camera_sources,
     import_answers,
     load_decisions,
 )
+from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.charts import bar_chart, markdown_image
 from quality.sampling import sample_rank
 
@@ -93,7 +93,8 @@ def hard_example_export(
     with database.connect() as conn:
         candidates = load_decisions(conn, start, start + timedelta(days=7), confidence=(low, high))
         chosen = select_hard_examples(candidates, config.max_per_stratum)
-        batch = build_tasks(chosen, camera_sources(conn), out_dir, "hard_examples")
+        verifier = SimulatedVerifier(labeling.truth_path()) if labeling.verifier == "ground-truth" else None
+        batch = build_tasks(chosen, camera_sources(conn), out_dir, "hard_examples", verifier)
         counts = Counter(f"{d.facility_id}/{d.condition}" for d in chosen)
         by_id = {t.event_id: t for t in batch.tasks}
         with conn.transaction():
@@ -123,11 +124,11 @@ def hard_example_export(
                         for d in chosen
                     ],
                 )  # fmt: skip
-        if labeling.verifier == "ground-truth":
+        if verifier is not None:
             answer_file = (
                 labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
             )
-            answer_with_ground_truth(batch, labeling.truth_path(), answer_file)
+            verifier.answer(batch.tasks, answer_file)
         imported = import_answers(conn, labeling.answers_path())
         conn.commit()
     per_facility = Counter(d.facility_id for d in chosen)

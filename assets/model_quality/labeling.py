@@ -15,13 +15,12 @@ from typing import Any
 
 import psycopg
 
-from assets.model_quality.crops import parse_synthetic_uri, truth_condition, write_crop
+from assets.model_quality.crops import parse_synthetic_uri, write_crop
+from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.labeling import (
     LabelError,
     LabelTask,
-    ground_truth_answers,
     read_labels,
-    read_truth,
     write_label_studio_tasks,
     write_prodigy_tasks,
 )
@@ -96,16 +95,19 @@ class TaskBatch:
     crops: int
     prodigy: Path
     label_studio: Path
-    simulator_truth: dict[str, str]
-    """package_id → condition from the rendered frames (the demo's verifier; never in the task files)."""
 
 
 def build_tasks(
-    decisions: Sequence[Decision], sources: dict[tuple[str, str], str | None], out_dir: Path, name: str
+    decisions: Sequence[Decision],
+    sources: dict[tuple[str, str], str | None],
+    out_dir: Path,
+    name: str,
+    verifier: SimulatedVerifier | None = None,
 ) -> TaskBatch:
-    """Tasks for ``decisions`` written in both formats under ``out_dir``; crops where pixels exist."""
+    """Tasks for ``decisions`` written in both formats under ``out_dir``; crops where pixels exist.
+
+    A simulated verifier sees each frame rendered for a crop, so it never renders one twice."""
     tasks: list[LabelTask] = []
-    truth: dict[str, str] = {}
     for d in decisions:
         camera = parse_synthetic_uri(d.camera_id, sources.get((d.facility_id, d.camera_id)))
         image: str | None = None
@@ -114,8 +116,8 @@ def build_tasks(
             path = out_dir / "crops" / f"{d.event_id}.png"
             frame = write_crop(camera, d.event_time, d.bbox, path)
             image, index = str(path.resolve()), frame.index
-            if (condition := truth_condition(frame, d.package_id, d.bbox)) is not None:
-                truth[d.package_id] = condition
+            if verifier is not None:
+                verifier.observe(d.package_id, d.bbox, frame)
         tasks.append(
             LabelTask(
                 event_id=d.event_id,
@@ -135,18 +137,7 @@ def build_tasks(
     prodigy = write_prodigy_tasks(tasks, out_dir / f"{name}.prodigy.jsonl")
     label_studio = write_label_studio_tasks(tasks, out_dir / f"{name}.label-studio.json")
     crops = sum(1 for t in tasks if t.image)
-    return TaskBatch(tasks, crops, prodigy, label_studio, truth)
-
-
-def answer_with_ground_truth(batch: TaskBatch, truth_dir: Path, answer_file: Path) -> tuple[int, list[str]]:
-    """Demo verifier: answer tasks from the simulator (rendered frames, then truth JSONL files).
-
-    Returns (answered, problems with truth files). The answers are written as a Label Studio
-    export and imported like a person's.
-    """
-    truth, errors = read_truth(sorted(truth_dir.rglob("*.jsonl")) if truth_dir.is_dir() else [])
-    answered = ground_truth_answers(batch.tasks, {**truth, **batch.simulator_truth}, answer_file)
-    return answered, [str(e) for e in errors]
+    return TaskBatch(tasks, crops, prodigy, label_studio)
 
 
 @dataclass

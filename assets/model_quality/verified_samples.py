@@ -16,12 +16,12 @@ from assets.common.partitions import daily_facility_partitions, facility_day
 from assets.common.resources import DatabaseResource, LabelingResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.labeling import (
-    answer_with_ground_truth,
     build_tasks,
     camera_sources,
     import_answers,
     load_decisions,
 )
+from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.sampling import stratified_sample, stratum_counts
 
 OWNERS = ["team:ml-quality"]
@@ -96,7 +96,8 @@ def verified_samples(
             rate=rate,
             minimum=config.min_per_class,
         )
-        batch = build_tasks(sample, camera_sources(conn), out_dir, "verification")
+        verifier = SimulatedVerifier(labeling.truth_path()) if labeling.verifier == "ground-truth" else None
+        batch = build_tasks(sample, camera_sources(conn), out_dir, "verification", verifier)
         by_id = {t.event_id: t for t in batch.tasks}
         with conn.cursor() as cur:
             cur.executemany(
@@ -123,11 +124,11 @@ def verified_samples(
             )
         conn.commit()
         ground_truth = None
-        if labeling.verifier == "ground-truth":
+        if verifier is not None:
             answer_file = (
                 labeling.answers_path() / facility / day.isoformat() / "ground-truth.label-studio.json"
             )
-            ground_truth = answer_with_ground_truth(batch, labeling.truth_path(), answer_file)
+            ground_truth = verifier.answer(batch.tasks, answer_file)
         imported = import_answers(conn, labeling.answers_path())
         cursor = conn.execute(
             "SELECT event_id, sample_date::text AS sample_date, predicted_condition, verified_condition, "

@@ -1,15 +1,11 @@
 """One decision per package track, sampled per-frame detections, and the edge anomaly flags.
 
-Identity. The model sees parcels, not labels: in production a package id and SKU come from a
-label/barcode reader matched to the track, which this project has no hardware for. With
-`simulator_truth` on (synthetic sources), the simulator's ground truth plays that reader: each
-track takes the id/SKU/expected zone of the truth box it overlaps most often. Without it the
-package id is the track id and the SKU is unknown. Only identity comes from the truth; condition,
-location and appearance always come from the model.
+Identity comes from an identity reader (:mod:`edge.decisions.identity`): each track takes the
+identity read most often over its frames; without a reader the package id is the track id and the
+SKU is unknown.
 
-Expected zone: a SKU's route from the camera's `routes` in edge.yaml when one matches, else (with
-`simulator_truth`) the simulator's expected_zone for that SKU, else none and `misplaced` is not
-evaluated for that track.
+Expected zone: a SKU's route from the camera's `routes` in edge.yaml when one matches, else the
+one the identity reader gave, else none and `misplaced` is not evaluated for that track.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from contract.frames import Box, Detection, PackageTruth
+from contract.frames import Box, Detection, Frame, PackageIdentity
 from contract.proto import warehouse_vision_pb2 as pb
 from contract.vocabulary import STAGES
 from edge.config import DecisionConfig
@@ -35,12 +31,11 @@ from edge.decisions.events import (
     probabilities,
     timestamp,
 )
+from edge.decisions.identity import IdentityReader
 from edge.decisions.references import SkuReferences
 from edge.decisions.smoothing import DirichletSmoother
 from edge.decisions.zones import ZoneMap
 from edge.tracking.iou import Track
-
-TRUTH_MATCH_IOU = 0.3
 
 
 @dataclass
@@ -50,7 +45,7 @@ class TrackEvidence:
     smoother: DirichletSmoother
     first_seen: float
     zone_votes: Counter[str] = field(default_factory=Counter)
-    identity_votes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    identity_votes: Counter[PackageIdentity] = field(default_factory=Counter)
     embedding_sum: np.ndarray | None = None
     embedding_model: str = ""
     """The model whose embedding space `embedding_sum` is in (models do not share one)."""
@@ -58,8 +53,8 @@ class TrackEvidence:
     last_box: Box | None = None
     last_ctx: FrameContext | None = None
 
-    def identity(self) -> tuple[str, str, str] | None:
-        """(package_id, sku, expected_zone) most often matched, if any."""
+    def identity(self) -> PackageIdentity | None:
+        """The identity read most often, if any."""
         return self.identity_votes.most_common(1)[0][0] if self.identity_votes else None
 
     def add_embedding(self, weighted: np.ndarray, model: ModelInfo) -> None:
@@ -86,8 +81,10 @@ class Decider:
         routes: dict[str, str],
         references: SkuReferences | None,
         rng: random.Random | None = None,
+        identity: IdentityReader | None = None,
     ) -> None:
         self.config = config
+        self.identity = identity
         self.zones = zones
         self.routes = routes
         self.references = references
@@ -100,7 +97,7 @@ class Decider:
         return self._last_ctx
 
     def observe(
-        self, ctx: FrameContext, matches: list[tuple[Track, Detection]], truth: list[PackageTruth]
+        self, ctx: FrameContext, matches: list[tuple[Track, Detection]], frame: Frame
     ) -> list[pb.DetectionEvent]:
         """Fold a frame's matched detections into their tracks; returns the sampled detection events."""
         self._last_ctx = ctx
@@ -117,10 +114,8 @@ class Decider:
             ev.add_embedding(det.embedding * det.score, ctx.model)
             ev.fallback_frames += int(ctx.model.fallback)
             ev.last_box, ev.last_ctx = det.box, ctx
-            if self.config.simulator_truth:
-                who = _match_truth(det.box, truth)
-                if who is not None:
-                    ev.identity_votes[(who.package_id, who.sku, who.expected_zone)] += 1
+            if self.identity is not None and (who := self.identity.read(frame, det.box)) is not None:
+                ev.identity_votes[who] += 1
             if track.confirmed and self._rng.random() < self.config.detection_sample_rate:
                 sampled.append(self._detection_event(ctx, track, det, ev))
         return sampled
@@ -138,7 +133,8 @@ class Decider:
         event = new_event(pb.EVENT_KIND_DECISION, ev.last_ctx, track.track_id)
         event.timings.CopyFrom(pb.StageTimings(**{k: v for k, v in now.timings.items() if k in STAGES}))
         event.fallback = ev.fallback_frames * 2 > s.frames
-        package_id, sku, truth_expected = ev.identity() or (track.track_id, "", "")
+        who = ev.identity() or PackageIdentity(track.track_id, "")
+        package_id, sku = who.package_id, who.sku
         event.package_id, event.sku = package_id, sku
         event.bbox.CopyFrom(bbox(ev.last_box))
         event.detection_confidence = s.detection_score
@@ -147,7 +143,7 @@ class Decider:
         event.condition_confidence = s.confidence
         observed = [z for z, _ in ev.zone_votes.most_common() if z]
         event.zone = observed[0] if observed else ""
-        event.expected_zone = self._expected_zone(sku, truth_expected)
+        event.expected_zone = self._expected_zone(sku, who.expected_zone)
         embedding = ev.embedding()
         if embedding is not None:
             event.embedding.extend(embedding.tolist())
@@ -156,12 +152,12 @@ class Decider:
         self._flag(event, s, embedding)
         return event
 
-    def _expected_zone(self, sku: str, truth_expected: str) -> str:
+    def _expected_zone(self, sku: str, read_expected: str) -> str:
         if sku:
             for pattern, zone in self.routes.items():
                 if fnmatch.fnmatchcase(sku, pattern):
                     return zone
-        return truth_expected if self.config.simulator_truth else ""
+        return read_expected
 
     def _flag(self, event: pb.DetectionEvent, s: DirichletSmoother, embedding: np.ndarray | None) -> None:
         # A flag is raised on its decision and carries that decision's time: a recorded or replayed
@@ -203,7 +199,8 @@ class Decider:
         self, ctx: FrameContext, track: Track, det: Detection, ev: TrackEvidence
     ) -> pb.DetectionEvent:
         event = new_event(pb.EVENT_KIND_DETECTION, ctx, track.track_id)
-        package_id, sku, _ = ev.identity() or (track.track_id, "", "")
+        who = ev.identity() or PackageIdentity(track.track_id, "")
+        package_id, sku = who.package_id, who.sku
         event.package_id, event.sku = package_id, sku
         event.bbox.CopyFrom(bbox(det.box))
         event.detection_confidence = det.score
@@ -214,12 +211,3 @@ class Decider:
         event.frames_observed = ev.smoother.frames
         event.first_seen.CopyFrom(timestamp(ev.first_seen))
         return event
-
-
-def _match_truth(box: Box, truth: list[PackageTruth]) -> PackageTruth | None:
-    best, best_iou = None, TRUTH_MATCH_IOU
-    for t in truth:
-        iou = box.iou(t.box)
-        if iou >= best_iou:
-            best, best_iou = t, iou
-    return best

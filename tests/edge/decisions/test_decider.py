@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from contract.frames import Box, Detection, PackageTruth
+from contract.frames import Box, Detection, Frame, PackageTruth
 from contract.proto import warehouse_vision_pb2 as pb
 from edge.config import DecisionConfig
 from edge.decisions.decider import Decider
@@ -15,6 +15,7 @@ from edge.decisions.events import FrameContext, ModelInfo
 from edge.decisions.references import SkuReferences
 from edge.decisions.zones import Zone, ZoneMap
 from edge.tracking.iou import IouTracker
+from simulator.identity import SimulatorIdentity
 
 LANES = ZoneMap(
     [
@@ -58,6 +59,7 @@ def run_track(
             if truth
             else []
         )
+        frame = Frame("cam-1", i, 1_700_000_000 + i / 30, np.zeros((4, 4, 3), np.uint8), gt)
         ctx = FrameContext(
             "FAC-1",
             "cam-1",
@@ -67,7 +69,7 @@ def run_track(
             {"infer_ms": 5.0},
         )
         step = tracker.update(i, ctx.timestamp, dets)
-        events += decider.observe(ctx, step.matches, gt)
+        events += decider.observe(ctx, step.matches, frame)
         events += [e for t in step.ended if (e := decider.decide(t, ctx)) is not None]
     return events
 
@@ -117,29 +119,31 @@ def test_confidence_inside_the_hard_example_band_flags_low_confidence():
 
 def test_misplaced_when_observed_zone_differs_from_the_route_in_config():
     truth = PackageTruth("pkg-1", "SKU-0042", "box", "ok", Box(0, 0, 1, 1), "lane-a", "lane-a")
-    decider = Decider(config(simulator_truth=True), LANES, {"SKU-004*": "lane-b"}, None)
+    decider = Decider(config(), LANES, {"SKU-004*": "lane-b"}, None, identity=SimulatorIdentity())
     (e,) = run_track(decider, OK, truth=truth)
     assert (e.package_id, e.sku, e.zone, e.expected_zone) == ("pkg-1", "SKU-0042", "lane-a", "lane-b")
     assert kinds(e) == {"misplaced"}
 
 
-def test_expected_zone_comes_from_simulator_truth_only_when_enabled():
+def test_identity_and_expected_zone_come_from_the_identity_reader_only():
     truth = PackageTruth("pkg-2", "SKU-0007", "box", "ok", Box(0, 0, 1, 1), "lane-b", "lane-a")
-    (with_truth,) = run_track(Decider(config(), LANES, {}, None), OK, y=150, truth=truth)
-    assert with_truth.expected_zone == "lane-a" and kinds(with_truth) == {"misplaced"}
-    (without,) = run_track(Decider(config(simulator_truth=False), LANES, {}, None), OK, y=150, truth=truth)
+    reader = SimulatorIdentity()
+    (with_truth,) = run_track(Decider(config(), LANES, {}, None, identity=reader), OK, y=150, truth=truth)
+    assert with_truth.package_id == "pkg-2" and with_truth.expected_zone == "lane-a"
+    assert kinds(with_truth) == {"misplaced"}
+    (without,) = run_track(Decider(config(), LANES, {}, None), OK, y=150, truth=truth)
     assert without.package_id == without.track_id and without.expected_zone == "" and not without.anomalies
 
 
 def test_unknown_appearance_against_the_sku_reference_shared_through_redis(redis_url: str, redis_client):
     refs = SkuReferences(redis_url, min_count=3)
     truth = PackageTruth("p", "SKU-9", "box", "ok", Box(0, 0, 1, 1), "lane-a", "lane-a")
-    decider = Decider(config(), LANES, {}, refs)
+    decider = Decider(config(), LANES, {}, refs, identity=SimulatorIdentity())
     for n in range(4):  # four ordinary packages of the SKU teach the reference
         run_track(decider, OK, truth=truth, prefix=f"learn{n}")
     assert redis_client.exists("wv:sku-ref:v1:SKU-9")
     # A fresh edge box (empty local cache) finds the reference in Redis and flags a stranger.
-    other = Decider(config(), LANES, {}, SkuReferences(redis_url, min_count=3))
+    other = Decider(config(), LANES, {}, SkuReferences(redis_url, min_count=3), identity=SimulatorIdentity())
     (e,) = run_track(other, OK, truth=truth, embedding=EMB[1])
     assert kinds(e) == {"unknown_appearance"}
     assert other.references.stats.redis_hits == 1 and other.references.stats.hit_rate == 1.0
@@ -148,7 +152,7 @@ def test_unknown_appearance_against_the_sku_reference_shared_through_redis(redis
 def test_references_keep_working_locally_when_redis_is_down():
     refs = SkuReferences("redis://127.0.0.1:1/0", min_count=2)
     truth = PackageTruth("p", "SKU-1", "box", "ok", Box(0, 0, 1, 1), "lane-a", "lane-a")
-    decider = Decider(config(), LANES, {}, refs)
+    decider = Decider(config(), LANES, {}, refs, identity=SimulatorIdentity())
     for n in range(3):
         run_track(decider, OK, truth=truth, prefix=f"n{n}")
     (e,) = run_track(decider, OK, truth=truth, embedding=EMB[2])
