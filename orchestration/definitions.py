@@ -9,16 +9,46 @@ and schedules as resources.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import dagster as dg
 
 from assets import erp, facility_analytics, model_quality, retraining
-from assets.common.resources import default_resources
+from assets.common.resources import (
+    DatabaseResource,
+    KafkaResource,
+    LabelingResource,
+    ModelRegistryResource,
+    RedisResource,
+    WandbResource,
+)
+from assets.erp.resource import ErpResource
 from orchestration import analytics_automation, jobs, schedules, sensors
 from orchestration.settings import OrchestrationSettings
 
 DOMAINS: list[ModuleType] = [model_quality, retraining, facility_analytics, erp]
 """Every asset domain of the code location, upstream first."""
+
+
+def resources_for(settings: OrchestrationSettings) -> dict[str, Any]:
+    """The resources every asset may ask for, configured from the settings, and the settings."""
+    state = settings.state_dir
+    return {
+        "settings": settings,
+        "database": DatabaseResource(url=settings.database_url),
+        "redis": RedisResource(url=settings.redis_url),
+        "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix),
+        "model_registry": ModelRegistryResource(
+            database_url=settings.database_url, models_dir=str(settings.models_dir)
+        ),
+        "wandb": WandbResource(mode=settings.wandb_mode, directory=str(state / "wandb")),
+        "labeling": LabelingResource(
+            export_dir=str(state / "labeling" / "tasks"),
+            import_dir=str(state / "labeling" / "verified"),
+            truth_dir=str(state / "truth"),
+        ),
+        "erp": ErpResource(files_dir=str(state / "erp")),
+    }
 
 
 def build_definitions(settings: OrchestrationSettings) -> dg.Definitions:
@@ -31,7 +61,7 @@ def build_definitions(settings: OrchestrationSettings) -> dg.Definitions:
         jobs=[*jobs.JOBS, *analytics_automation.JOBS],
         schedules=[*schedules.SCHEDULES, *analytics_automation.SCHEDULES],
         sensors=sensors.SENSORS,
-        resources=default_resources(settings),
+        resources=resources_for(settings),
     )
 
 

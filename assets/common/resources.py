@@ -1,6 +1,6 @@
 """Dagster resources: thin, configurable handles on the platform's services.
 
-:func:`default_resources` configures them from the settings the code location loaded once
+The code location (``orchestration.definitions``) configures them from the settings it loaded once
 (``WV_*``), so run configuration never has to carry URLs or secrets; a test builds them pointing
 anywhere. The settings themselves are the ``settings`` resource, for thresholds and folders.
 """
@@ -17,8 +17,6 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from assets.common.settings import PipelineSettings
-from assets.erp.resource import ErpResource
 from realtime.storage.model_registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -140,24 +138,3 @@ class LabelingResource(dg.ConfigurableResource):
         path = Path(self.import_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-def default_resources(settings: PipelineSettings) -> dict[str, Any]:
-    """The resources every asset may ask for, configured from the settings, and the settings."""
-    state = settings.state_dir
-    return {
-        "settings": settings,
-        "database": DatabaseResource(url=settings.database_url),
-        "redis": RedisResource(url=settings.redis_url),
-        "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix),
-        "model_registry": ModelRegistryResource(
-            database_url=settings.database_url, models_dir=str(settings.models_dir)
-        ),
-        "wandb": WandbResource(mode=settings.wandb_mode, directory=str(state / "wandb")),
-        "labeling": LabelingResource(
-            export_dir=str(state / "labeling" / "tasks"),
-            import_dir=str(state / "labeling" / "verified"),
-            truth_dir=str(state / "truth"),
-        ),
-        "erp": ErpResource(files_dir=str(state / "erp")),
-    }

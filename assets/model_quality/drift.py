@@ -14,11 +14,11 @@ import dagster as dg
 import numpy as np
 from psycopg.types.json import Jsonb
 
+from assets.common.modeling import reference_embeddings
 from assets.common.partitions import daily_facility_partitions, facility_day
 from assets.common.resources import DatabaseResource, ModelRegistryResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.verified_samples import DAILY_FRESHNESS
-from assets.retraining.modeling import reference_embeddings
 from contract.vocabulary import CONDITIONS
 from quality.charts import drift_chart, markdown_image
 from quality.drift import DriftTest, mmd_permutation_test

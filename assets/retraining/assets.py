@@ -319,7 +319,7 @@ def candidate_model(
 
     import numpy as np
 
-    from assets.retraining.modeling import REFERENCE_FILE, compute_reference_embeddings
+    from assets.common.modeling import REFERENCE_FILE, compute_reference_embeddings
     from edge.model.version import load_detector, read_version, save_version
     from model_lifecycle.export import export_version
     from model_lifecycle.finetune import finetune
@@ -411,7 +411,7 @@ class CandidateEvaluationConfig(dg.Config):
 
 def evaluate_version(path: Path, sets: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
     """EvalReport dicts of the INT8 engine (what the edge runs) of ``path`` on each named frame set."""
-    from assets.retraining.modeling import version_engine
+    from assets.common.modeling import version_engine
     from edge.model.version import read_version
     from model_lifecycle.evaluate import evaluate
 

@@ -59,8 +59,8 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @cache
 def simulated_decisions(facility: str, model_dir: Path) -> list[pb.DetectionEvent]:
     """One decision per package the default model found on the facility's simulated camera."""
+    from assets.common.modeling import version_engine
     from assets.model_quality.crops import parse_synthetic_uri
-    from assets.retraining.modeling import version_engine
     from contract.frames import Box
     from edge.model.version import read_version
     from model_lifecycle.evaluate import detect
