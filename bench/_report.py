@@ -1,6 +1,6 @@
 """Shared output of every benchmark: a Markdown table on stdout and `.local/bench/<name>.json`.
 
-JSON layout (docs/DESIGN §6): {"name", "when", "host": {cpu, cores, gpu}, "metrics", "baseline"}.
+JSON layout (the project's benchmark convention): {"name", "when", "host": {cpu, cores, gpu}, "metrics", "baseline"}.
 """
 
 from __future__ import annotations

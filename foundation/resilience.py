@@ -1,7 +1,7 @@
 """The one circuit breaker, shared by the edge (publishing, Redis look-ups) and the centre (database).
 
 It lives in the foundation package because ``edge`` and ``realtime`` may not import each other
-(DESIGN.md §2). What differs per side stays there: the edge's jittered :class:`edge.retry.Backoff`,
+(docs/architecture.md). What differs per side stays there: the edge's jittered :class:`edge.retry.Backoff`,
 the centre's tenacity retry loop and :class:`realtime.resilience.CircuitOpenError`.
 """
 
