@@ -42,24 +42,26 @@ from realtime.windows.streams import StreamPublisher
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IngestConfig:
-    """Everything a worker needs; :meth:`from_settings` maps the ``WV_*`` settings."""
+    """What one worker process runs with: the centre's settings resolved (topics named, one client id).
+
+    Built only by :meth:`from_settings`, so every default lives in :class:`CentreSettings`."""
 
     bootstrap: str
     database_url: str
     detections_topic: str
     anomalies_topic: str
     dead_letter_topic: str
-    redis_url: str | None = None
-    group_id: str = "wv-ingest"
-    batch_size: int = 5000
-    batch_ms: float = 200.0
-    writers: int = 2
-    max_message_bytes: int = 4 * 1024 * 1024
-    max_future_skew_s: float = 300.0
-    stream_maxlen: int = 100_000
-    fetch_max_wait_ms: int = 100
+    redis_url: str | None
+    group_id: str
+    batch_size: int
+    batch_ms: float
+    writers: int
+    max_message_bytes: int
+    max_future_skew_s: float
+    stream_maxlen: int
+    fetch_max_wait_ms: int
     drain_timeout_s: float = 30.0
     client_id: str = "wv-ingest"
 
