@@ -178,7 +178,7 @@ def eval_(
     write: Annotated[bool, typer.Option(help="Store the result in the version's metrics.json.")] = False,
 ) -> None:
     """mAP@0.5, condition accuracy on matched packages and per-condition P/R on the held-out set."""
-    from edge.backends import EngineSpec, load_engine
+    from edge.backends import Engine, EngineSpec, load_engine
     from edge.backends.torch import TorchEngine
     from edge.model.version import load_detector, read_version, write_metrics
     from model_lifecycle.evaluate import evaluate
@@ -186,6 +186,7 @@ def eval_(
 
     version = read_version(model) if model.is_dir() else None
     thr, iou = (version.score_threshold, version.iou_threshold) if version else (0.3, 0.5)
+    model_engine: Engine
     if engine == "torch":
         model_engine = TorchEngine.for_module(
             load_detector(model), EngineSpec("torch", "fp32", device, threads)
