@@ -8,6 +8,7 @@ and schedules as resources.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -53,10 +54,13 @@ def resources_for(settings: OrchestrationSettings) -> dict[str, Any]:
 
 def build_definitions(settings: OrchestrationSettings) -> dg.Definitions:
     """The code location for `settings`: assets and checks of every domain, jobs, schedules, sensors."""
-    return dg.Definitions(
-        assets=dg.with_source_code_references(
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # source links are beta: used on purpose
+        assets = dg.with_source_code_references(
             [a for domain in DOMAINS for a in dg.load_assets_from_package_module(domain)]
-        ),
+        )
+    return dg.Definitions(
+        assets=assets,
         asset_checks=[c for domain in DOMAINS for c in dg.load_asset_checks_from_package_module(domain)],
         jobs=[*jobs.JOBS, *analytics_automation.JOBS],
         schedules=[*schedules.SCHEDULES, *analytics_automation.SCHEDULES],

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from contract.events import KIND_NAME, SEVERITY_NAME, SUPPORTED_SCHEMA_VERSIONS
 from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import CONDITIONS
 
 
 class Reason(StrEnum):
@@ -95,9 +96,9 @@ _TEXTS = operator.attrgetter(*_TEXT_FIELDS)
 _REQUIRED_NAMES = ("event_id", "facility_id", "camera_id", "track_id", "model_version")
 _REQUIRED_TEXT = operator.itemgetter(*(_TEXT_FIELDS.index(n) for n in _REQUIRED_NAMES))
 _PACKAGE = _TEXT_FIELDS.index("package_id")
-_PROBABILITIES = operator.attrgetter("ok", "crushed", "torn", "wet", "open")
+_PROBABILITIES = operator.attrgetter(*CONDITIONS)
 _BOX = operator.attrgetter("x1", "y1", "x2", "y2")
-_CONDITIONS = frozenset(range(1, 6))
+_CONDITIONS = frozenset(range(1, len(CONDITIONS) + 1))  # the proto enum, without UNSPECIFIED
 MAX_TEXT_LENGTH = 256
 """Longest identifier accepted; longer ones are bad input, not data."""
 _INT32_MAX = 2**31 - 1

@@ -13,6 +13,7 @@ from typing import Final
 
 from contract.events import CONDITION_NAME, KIND_NAME, SEVERITY_NAME, anomaly_id_for
 from contract.proto import warehouse_vision_pb2 as pb
+from contract.vocabulary import CONDITIONS, STAGES
 
 EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("event_id", "text"),
@@ -37,25 +38,14 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("hard_example", "bool"),
     ("frames_observed", "int4"),
     ("first_seen", "timestamptz"),
-    ("decode_ms", "float4"),
-    ("preprocess_ms", "float4"),
-    ("queue_ms", "float4"),
-    ("infer_ms", "float4"),
-    ("track_ms", "float4"),
-    ("decide_ms", "float4"),
-    ("publish_ms", "float4"),
-    ("end_to_end_ms", "float4"),
+    *((stage, "float4") for stage in STAGES),
     ("embedding", "float4[]"),
 )
 """``package_detections`` columns filled from an event (``ingested_at`` is the server's clock)."""
 
 ASSESSMENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("condition", "text"),
-    ("p_ok", "float4"),
-    ("p_crushed", "float4"),
-    ("p_torn", "float4"),
-    ("p_wet", "float4"),
-    ("p_open", "float4"),
+    *((f"p_{condition}", "float4") for condition in CONDITIONS),
     ("condition_confidence", "float4"),
 )
 """Extra staging columns of decisions, the source of ``quality_assessments`` rows."""
@@ -119,17 +109,8 @@ _DETAILS = operator.attrgetter(
     "hard_example",
     "frames_observed",
 )
-_TIMINGS = operator.attrgetter(
-    "decode_ms",
-    "preprocess_ms",
-    "queue_ms",
-    "infer_ms",
-    "track_ms",
-    "decide_ms",
-    "publish_ms",
-    "end_to_end_ms",
-)
-_PROBABILITIES = operator.attrgetter("ok", "crushed", "torn", "wet", "open")
+_TIMINGS = operator.attrgetter(*STAGES)
+_PROBABILITIES = operator.attrgetter(*CONDITIONS)
 
 
 def event_row(e: pb.DetectionEvent) -> tuple[object, ...]:
