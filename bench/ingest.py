@@ -40,7 +40,7 @@ from psycopg import sql
 
 from bench._report import write_report
 from bench._services import scratch_database, scratch_redis, scratch_topics
-from bench.factories import DEFAULT_CAMERAS, EventFactory, detection_batch
+from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory, detection_batch
 from contract.events import to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka

@@ -113,10 +113,13 @@ def bursts(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bursts", type=int, default=8)
-    parser.add_argument("--events", type=int, default=100_000, help="events per burst")
+    parser.add_argument("--quick", action="store_true", help="3 bursts of 20k events (under a minute)")
+    parser.add_argument("--bursts", type=int, help="backlogs to ingest (default 8, quick 3)")
+    parser.add_argument("--events", type=int, help="events per burst (default 100k, quick 20k)")
     parser.add_argument("--per-message", type=int, default=500, help="events per DetectionBatch message")
     args = parser.parse_args(argv)
+    args.bursts = args.bursts or (3 if args.quick else 8)
+    args.events = args.events or (20_000 if args.quick else 100_000)
     settings = PlatformSettings.load()
     with (
         scratch_database(settings, "wv_bench_ingest_memory", cameras=CAMERAS) as url,

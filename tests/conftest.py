@@ -30,7 +30,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from bench.factories import DEFAULT_CAMERAS
+from bench.fixtures.events import DEFAULT_CAMERAS
 from foundation.settings import ConfigError
 from orchestration.settings import OrchestrationSettings
 from realtime.storage.bootstrap import bootstrap

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from assets.common.resources import DatabaseResource, LabelingResource, ModelRegistryResource, WandbResource
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
 

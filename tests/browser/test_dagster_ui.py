@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from realtime.storage.writer import EventWriter, prepare
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.events import anomaly_flag, from_timestamp
 from realtime.storage.writer import EventWriter, prepare
 from wv.demo.scenario import Scenario

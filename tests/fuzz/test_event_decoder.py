@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import MAX_TEXT_LENGTH, Reason, Validator
 from realtime.storage.connection import Connector

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from bench.factories import detection_batch
+from bench.fixtures.events import detection_batch
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
 from realtime.ingest.worker import IngestConfig, IngestWorker

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from contract.events import anomaly_flag, to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import Reason, Validator

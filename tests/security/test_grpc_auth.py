@@ -15,7 +15,7 @@ import grpc
 import psycopg
 import pytest
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from bench.reliability.faults import wait_until
 from bench.reliability.pipeline import EdgeNode, Endpoints, Ledger, prepare_model
 from contract.proto import warehouse_vision_pb2 as pb

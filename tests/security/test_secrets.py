@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import grpc
 import pytest
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from bench.reliability.pipeline import EdgeNode, Endpoints, ingest_node, prepare_model
 from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from bench.reliability.faults import wait_until
 from bench.reliability.pipeline import Endpoints, ingest_node
 from contract.events import anomaly_flag, from_timestamp

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.events import anomaly_flag
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from assets.model_quality.detections import detections_expectations, package_detections
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from realtime.storage.writer import EventWriter, prepare
 
 

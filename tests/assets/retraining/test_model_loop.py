@@ -21,7 +21,7 @@ from assets.model_quality.drift import drift_evaluation
 from assets.model_quality.verified_samples import verified_samples
 from assets.retraining.assets import candidate_evaluation, candidate_model, retraining_dataset
 from assets.retraining.production import production_model
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from orchestration.sensors import drift_retraining_sensor
 from realtime.storage.model_registry import ModelRegistry

@@ -12,7 +12,7 @@ import pytest
 
 from assets.model_quality.crops import parse_synthetic_uri
 from assets.retraining.assets import is_recent_holdout, load_manifest, retraining_dataset
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
 

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from contract.events import anomaly_flag
 from realtime.storage.facilities import register_camera
 

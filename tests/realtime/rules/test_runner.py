@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
 from realtime.rules.config import parse_rules

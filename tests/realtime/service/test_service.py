@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
-from bench.factories import EventFactory, detection_batch
+from bench.fixtures.events import EventFactory, detection_batch
 from contract.events import anomaly_flag, from_timestamp, to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.service import client

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.events import anomaly_flag, from_timestamp
 from realtime.codec import Reason, Rejection
 from realtime.storage.writer import DeadLetter, EventWriter, prepare

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.factories import EventFactory
+from bench.fixtures.events import EventFactory
 from contract.events import anomaly_flag, from_timestamp
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
