@@ -98,7 +98,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200)
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("bench.model_gpu needs CUDA")
+        print("bench.model_gpu: skipped, this machine has no CUDA device (its figures come from a GPU run)")
+        return
     torch.backends.cuda.matmul.allow_tf32 = True
     models = ["base"] if args.quick else args.models.split(",")
     iters = 50 if args.quick else args.iters

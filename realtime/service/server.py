@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import redis
@@ -40,23 +41,30 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WarehouseVisionService"].full_name
 
 
+def _default(field: str) -> Any:
+    return CentreSettings.model_fields[field].default
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
-    """What the server needs; :meth:`from_settings` maps and checks the ``WV_*`` settings."""
+    """What the server needs; :meth:`from_settings` maps and checks the ``WV_*`` settings.
+
+    Tests and benchmarks embed the server with a few fields; the rest default to the settings'
+    own defaults, and no Kafka or Redis means no dead-letter topic and no stream fan-out."""
 
     address: str
     token: str
     database_url: str
-    max_future_skew_s: float = 300.0
-    max_message_bytes: int = 16 * 1024 * 1024
-    max_workers: int = 16
+    max_future_skew_s: float = _default("max_future_skew_s")
+    max_message_bytes: int = _default("grpc_max_message_bytes")
+    max_workers: int = _default("grpc_max_workers")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     kafka_bootstrap: str | None = None
-    dead_letter_topic: str = "wv.dead-letter"
+    dead_letter_topic: str = _default("kafka_topic_prefix") + "dead-letter"
     redis_url: str | None = None
-    stream_maxlen: int = 100_000
+    stream_maxlen: int = _default("stream_maxlen")
 
     @classmethod
     def from_settings(cls, settings: CentreSettings) -> ServiceConfig:
