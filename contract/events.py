@@ -2,7 +2,7 @@
 
 The proto's enums, timestamps and nested messages are awkward to fill by hand; these helpers
 take plain Python values (``condition="crushed"``, ``event_time=datetime``) and return valid
-messages. Test and benchmark event streams come from ``bench.factories``.
+messages. Test and benchmark event streams come from ``bench.fixtures.events``.
 """
 
 from __future__ import annotations
