@@ -41,6 +41,7 @@ def variable(field: str) -> str:
 
 
 def check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    """`value` when it is a URL of one of `schemes` (a field validator's check); else ValueError."""
     parts = urlsplit(value)
     if parts.scheme not in schemes or (not parts.hostname and not parts.path):
         raise ValueError(f"expected {what} URL starting with {' or '.join(s + '://' for s in schemes)}")
