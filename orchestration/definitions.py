@@ -18,12 +18,12 @@ from assets import erp, facility_analytics, model_quality, retraining
 from assets.common.resources import (
     DatabaseResource,
     KafkaResource,
-    LabelingResource,
     ModelRegistryResource,
     RedisResource,
     WandbResource,
 )
 from assets.erp.resource import ErpResource
+from assets.model_quality.resources import LabelingResource
 from orchestration import analytics_automation, jobs, schedules, sensors
 from orchestration.settings import OrchestrationSettings
 

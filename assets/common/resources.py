@@ -112,29 +112,3 @@ class WandbResource(dg.ConfigurableResource):
             yield run
         finally:
             run.finish()
-
-
-class LabelingResource(dg.ConfigurableResource):
-    """Where verification tasks are written for annotators and where their answers come back."""
-
-    export_dir: str = Field(description="Task files and crops.")
-    import_dir: str = Field(description="Answered files to import.")
-    verifier: str = Field(
-        default="",
-        description="Demo only: 'ground-truth' lets the simulator's truth answer tasks; empty: people do.",
-    )
-
-    truth_dir: str = Field(default="", description="Demo only: simulator truth JSONL files.")
-
-    def truth_path(self) -> Path:
-        return Path(self.truth_dir)
-
-    def tasks_path(self) -> Path:
-        path = Path(self.export_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def answers_path(self) -> Path:
-        path = Path(self.import_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path

@@ -14,7 +14,7 @@ import dagster as dg
 from psycopg.types.json import Jsonb
 
 from assets.common.partitions import week_start, weekly_partitions
-from assets.common.resources import DatabaseResource, LabelingResource
+from assets.common.resources import DatabaseResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.labeling import (
     Decision,
@@ -23,6 +23,7 @@ from assets.model_quality.labeling import (
     import_answers,
     load_decisions,
 )
+from assets.model_quality.resources import LabelingResource
 from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.charts import bar_chart, markdown_image
 from quality.sampling import sample_rank

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.common.partitions import daily_facility_partitions, facility_day
-from assets.common.resources import DatabaseResource, LabelingResource
+from assets.common.resources import DatabaseResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.labeling import (
     build_tasks,
@@ -21,6 +21,7 @@ from assets.model_quality.labeling import (
     import_answers,
     load_decisions,
 )
+from assets.model_quality.resources import LabelingResource
 from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.sampling import stratified_sample, stratum_counts
 

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from assets.common.resources import DatabaseResource, LabelingResource, ModelRegistryResource, WandbResource
+from assets.common.resources import DatabaseResource, ModelRegistryResource, WandbResource
+from assets.model_quality.resources import LabelingResource
 from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.storage.writer import EventWriter, prepare
