@@ -42,7 +42,7 @@ def write_pointer(
     file: Path, version: str, path: Path, previous: str | None, approved_by: str | None = None
 ) -> None:
     """Point the edges at `path` (made absolute), remembering `previous` for rollbacks."""
-    write_json_atomic(
+    _write_json_atomic(
         file,
         {
             "version": version,
@@ -81,7 +81,7 @@ def read_pointer(file: Path) -> Pointer | None:
     )
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so readers see the old or the new file, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -396,11 +396,12 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _explain(error: ValidationError, origin: str, given: dict[str, Any]) -> str:
+    sources = _env_sources()
     lines = []
     for item in error.errors():
         loc = tuple(str(p) for p in item["loc"])
         where = ".".join(loc) or "(top level)"
-        env = _env_sources().get(loc)
+        env = sources.get(loc)
         from_env = env is not None and _lookup(given, loc) is None
         suffix = f" (default from {env})" if from_env else ""
         lines.append(f"{where}: {item['msg']}{suffix}")

@@ -30,9 +30,9 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-def state_dir_from_env() -> Path:
-    """The local state folder, read before the settings so services.env can be located."""
-    return Path(os.environ.get(f"{ENV_PREFIX}STATE_DIR", ".local"))
+def services_env_file() -> Path:
+    """`$WV_STATE_DIR/services.env`, located before any settings are read."""
+    return Path(os.environ.get(f"{ENV_PREFIX}STATE_DIR", ".local")) / "services.env"
 
 
 def variable(field: str) -> str:
@@ -61,7 +61,7 @@ def _explain(error: ValidationError) -> str:
 
 def environment() -> dict[str, str]:
     """The variables settings are read from: the process environment over services.env."""
-    env_file = state_dir_from_env() / "services.env"
+    env_file = services_env_file()
     values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.exists() else {}
     return {**values, **os.environ}
 
@@ -109,7 +109,7 @@ class WVSettings(BaseSettings):
     @classmethod
     def load(cls, **overrides: object) -> Self:
         """Read and validate the environment (and services.env); `overrides` win over both."""
-        env_file = state_dir_from_env() / "services.env"
+        env_file = services_env_file()
         try:
             return cls(_env_file=env_file if env_file.exists() else None, **overrides)  # type: ignore[call-arg]
         except ValidationError as exc:

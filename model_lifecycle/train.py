@@ -85,7 +85,8 @@ class ResumableSampler(DistributedSampler):
 
 
 def state_dir() -> Path:
-    # Same rule as foundation.settings.state_dir_from_env; read directly so training needs no pydantic.
+    # The rule of foundation.settings.StateSettings (WV_STATE_DIR, default .local), read directly:
+    # torchrun workers and the W&B set-up need the folder before any settings model is loaded.
     return Path(os.environ.get("WV_STATE_DIR", ".local"))
 
 
