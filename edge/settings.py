@@ -6,7 +6,10 @@ those with a fleet-wide default name their ``WV_`` variable where they are decla
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from foundation.settings import (
+    METRICS_PORT_DESCRIPTION,
     GrpcClientSettings,
     HardExampleSettings,
     KafkaSettings,
@@ -27,3 +30,5 @@ class EdgeSettings(
     HardExampleSettings,
 ):
     """Everything ``wv edge run`` reads from the environment (``WV_…``)."""
+
+    metrics_port: int = Field(9464, ge=0, le=65535, description=METRICS_PORT_DESCRIPTION)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -45,6 +45,27 @@ def check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or (not parts.hostname and not parts.path):
         raise ValueError(f"expected {what} URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def check_postgres_url(value: str) -> str:
+    """`value` when it is a PostgreSQL URL that always reaches a writable server; else ValueError.
+
+    A libpq multi-host URL (``postgresql://u@h1:5432,h2:5432/db`` or several ``host=``) tries the
+    hosts in order; without ``target_session_attrs=read-write`` (or ``primary``) it would happily
+    connect to a standby after a failover and every write would fail.
+    """
+    check_url(value, ("postgresql", "postgres"), "a PostgreSQL")
+    parts = urlsplit(value)
+    query = parse_qs(parts.query)
+    hosts = [h for item in query.get("host", []) for h in item.split(",") if h]
+    several = "," in parts.netloc.rpartition("@")[2] or len(hosts) > 1
+    attrs = query.get("target_session_attrs", [""])[-1]
+    if several and attrs not in ("read-write", "primary"):
+        raise ValueError(
+            "a URL with several hosts needs ?target_session_attrs=read-write, "
+            "else clients may connect to a standby and fail every write"
+        )
     return value
 
 
@@ -156,13 +177,16 @@ class StateSettings(WVSettings):
 class DatabaseSettings(WVSettings):
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/warehouse_vision",
-        description="Application database (PostgreSQL or TimescaleDB).",
+        description=(
+            "Application database (PostgreSQL or TimescaleDB); for a Patroni cluster a libpq "
+            "multi-host URL with `target_session_attrs=read-write`."
+        ),
     )
 
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str) -> str:
-        return check_url(v, ("postgresql", "postgres"), "a PostgreSQL")
+        return check_postgres_url(v)
 
 
 class RedisSettings(WVSettings):
@@ -204,9 +228,21 @@ class GrpcClientSettings(WVSettings):
     )
 
 
+METRICS_PORT_DESCRIPTION = (
+    "Prometheus port (0 disables); each tier has its own default, so an edge and the centre can share "
+    "one machine."
+)
+
+
+TIER_OWN_DEFAULTS = frozenset({"metrics_port"})
+"""Shared settings each tier redeclares with its own default (same type, bounds and description)."""
+
+
 class MetricsSettings(WVSettings):
+    """The Prometheus endpoint; each tier redeclares ``metrics_port`` with its own default port."""
+
     metrics_host: str = Field("127.0.0.1", description="Interface the Prometheus endpoints bind to.")
-    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port (0 disables).")
+    metrics_port: int = Field(9464, ge=0, le=65535, description=METRICS_PORT_DESCRIPTION)
 
 
 class FacilitySettings(WVSettings):

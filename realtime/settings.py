@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from foundation.settings import (
+    METRICS_PORT_DESCRIPTION,
     DatabaseSettings,
     FacilitySettings,
     GrpcClientSettings,
@@ -29,6 +30,8 @@ class CentreSettings(
     FacilitySettings,
 ):
     """Everything ``wv realtime …`` and ``wv db …`` read from the environment (``WV_…``)."""
+
+    metrics_port: int = Field(9465, ge=0, le=65535, description=METRICS_PORT_DESCRIPTION)
 
     kafka_fetch_max_wait_ms: int = Field(
         100,

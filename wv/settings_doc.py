@@ -57,12 +57,24 @@ def _field(model: type[BaseModel], path: tuple[str, ...]) -> FieldInfo:
     return model.model_fields[path[-1]]
 
 
-def _row(variable: str, info: FieldInfo, readers: str) -> str:
+def _row(variable: str, info: FieldInfo, readers: str, default: str | None = None) -> str:
     description = info.description or ""
     choices = _choices(info.annotation)
     if choices:
         description += f" One of: {', '.join(f'`{c}`' for c in choices)}."
-    return f"| `{variable}` | {_cell(_default(info))} | {readers} | {_cell(description)} |"
+    return f"| `{variable}` | {_cell(default or _default(info))} | {readers} | {_cell(description)} |"
+
+
+def _tier_defaults(name: str) -> str | None:
+    """``"`9464` (edge), `9465` (centre)"`` when the tiers reading `name` default it differently."""
+    defaults = {
+        tier: _default(model.model_fields[name])
+        for tier, model in TIER_SETTINGS.items()
+        if name in model.model_fields
+    }
+    if len(set(defaults.values())) < 2:
+        return None
+    return ", ".join(f"{value} ({tier})" for tier, value in defaults.items())
 
 
 def _in_section_order() -> list[tuple[str, FieldInfo]]:
@@ -85,7 +97,7 @@ def table() -> str:
         for name in PlatformSettings.model_fields
     }
     for name, info in sorted(_in_section_order(), key=lambda item: -len(readers[item[0]])):
-        rows.append(_row(f"{ENV_PREFIX}{name.upper()}", info, ", ".join(readers[name])))
+        rows.append(_row(f"{ENV_PREFIX}{name.upper()}", info, ", ".join(readers[name]), _tier_defaults(name)))
     for path, variable in env_fields(EdgeConfig):
         rows.append(_row(variable, _field(EdgeConfig, path), f"edge (`edge.yaml` {'.'.join(path)})"))
     return "\n".join(rows) + "\n"

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from foundation.settings import ConfigError, KafkaSettings
+from foundation.settings import TIER_OWN_DEFAULTS, ConfigError, KafkaSettings
 from wv.settings import TIER_SETTINGS, PlatformSettings
 
 
 def test_a_variable_read_by_several_tiers_has_one_declaration() -> None:
     for name in PlatformSettings.model_fields:
-        declared = {
-            repr((field.default, field.description))
-            for model in TIER_SETTINGS.values()
-            if (field := model.model_fields.get(name)) is not None
-        }
+        fields = [field for model in TIER_SETTINGS.values() if (field := model.model_fields.get(name))]
+        declared = {repr((field.annotation, field.metadata, field.description)) for field in fields}
+        defaults = {repr(field.default) for field in fields}
         assert len(declared) == 1, f"WV_{name.upper()} is declared differently by two tiers"
+        assert len(defaults) == 1 or name in TIER_OWN_DEFAULTS, f"WV_{name.upper()} has two defaults"
 
 
 def test_every_tier_reads_only_what_it_declares(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.config import EdgeConfig
+from edge.settings import EdgeSettings
 from foundation.settings import env_fields
+from realtime.settings import CentreSettings
 from wv.settings import PlatformSettings
 from wv.settings_doc import embed, table
 
@@ -29,3 +31,12 @@ def test_the_table_has_one_row_per_setting_with_its_description() -> None:
         row.startswith("| `WV_LATENCY_BUDGET_MS` | `200.0` | edge (`edge.yaml` budgets.latency_ms)")
         for row in rows
     )
+
+
+def test_each_tier_has_its_own_default_metrics_port_and_the_table_names_both() -> None:
+    edge = EdgeSettings.model_fields["metrics_port"].default
+    centre = CentreSettings.model_fields["metrics_port"].default
+
+    assert edge != centre
+    row = next(row for row in table().splitlines() if row.startswith("| `WV_METRICS_PORT`"))
+    assert f"`{edge}` (edge), `{centre}` (centre)" in row
