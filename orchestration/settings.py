@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from assets.common.settings import PipelineSettings
 from assets.erp.settings import ErpSettings
-from foundation.settings import LoggingSettings, check_url
+from foundation.settings import LoggingSettings, check_postgres_url
 
 
 class OrchestrationSettings(LoggingSettings, PipelineSettings, ErpSettings):
@@ -24,7 +24,7 @@ class OrchestrationSettings(LoggingSettings, PipelineSettings, ErpSettings):
     @field_validator("dagster_database_url")
     @classmethod
     def _dagster_url(cls, v: str | None) -> str | None:
-        return None if v is None else check_url(v, ("postgresql", "postgres"), "a PostgreSQL")
+        return None if v is None else check_postgres_url(v)
 
     @property
     def dagster_url(self) -> str:

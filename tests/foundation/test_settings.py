@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from foundation.settings import TIER_OWN_DEFAULTS, ConfigError, KafkaSettings
+from foundation.settings import TIER_OWN_DEFAULTS, ConfigError, DatabaseSettings, KafkaSettings
 from wv.settings import TIER_SETTINGS, PlatformSettings
 
 
@@ -29,3 +29,14 @@ def test_overrides_win_and_bad_values_name_the_variable() -> None:
     assert KafkaSettings.load(kafka_bootstrap="kafka-1:9092").topic("detections") == "wv.detections"
     with pytest.raises(ConfigError, match=r"WV_KAFKA_BOOTSTRAP: .*host:port"):
         KafkaSettings.load(kafka_bootstrap="localhost")
+
+
+def test_a_multi_host_database_url_must_ask_for_the_writable_member() -> None:
+    with pytest.raises(ConfigError, match=r"WV_DATABASE_URL: .*target_session_attrs=read-write"):
+        DatabaseSettings.load(database_url="postgresql://u@db-1:5432,db-2:5432/wv")
+    with pytest.raises(ConfigError, match=r"WV_DATABASE_URL: .*target_session_attrs=read-write"):
+        DatabaseSettings.load(database_url="postgresql:///wv?host=db-1,db-2&target_session_attrs=any")
+
+    url = "postgresql://u@db-1:5432,db-2:5432/wv?target_session_attrs=read-write"
+    assert DatabaseSettings.load(database_url=url).database_url == url
+    assert DatabaseSettings.load(database_url="postgresql://u@db-1:5432/wv").database_url
