@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from foundation.logging import configure_logging
 from foundation.redaction import redact, secret_values
+from foundation.redis_connect import SENTINEL_SCHEME, is_sentinel_url, parse_sentinel_url
 
 ENV_PREFIX = "WV_"
 
@@ -195,7 +196,10 @@ class RedisSettings(WVSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str) -> str:
-        return check_url(v, ("redis", "rediss", "unix"), "a Redis")
+        if is_sentinel_url(v):  # redis+sentinel://host:port,host:port/<service>[/<db>]
+            parse_sentinel_url(v)
+            return v
+        return check_url(v, ("redis", "rediss", "unix", SENTINEL_SCHEME), "a Redis")
 
 
 class KafkaSettings(WVSettings):
