@@ -1,4 +1,4 @@
-"""`wv model train | eval | export | build-engine`: the model's command line (mounted by `wv.cli`)."""
+"""`wv model train | eval | export | build-engine | import | export-dataset`: the model's command line (mounted by `wv.cli`)."""
 
 from __future__ import annotations
 
@@ -245,6 +245,98 @@ def export(
     if not report.get("passed", True):
         console.print("[red]parity below target (agreement >= 0.96, mAP drop <= 1 point)[/red]")
         raise typer.Exit(1)
+
+
+def _mapping(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, target = item.rpartition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--map takes NAME=CONDITION, got {item!r}")
+        out[name] = target.strip().lower()
+    return out
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="Annotation file or folder in FORMAT.")],
+    dest: Annotated[Path, typer.Argument(help="New dataset folder (must not exist).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="coco | yolo | voc | label-studio")],
+    images: Annotated[
+        Path | None, typer.Option(help="Folder of the image files (default: beside the annotations).")
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="NAME=CONDITION or NAME=ignore, for a class or attribute value; repeatable."
+        ),
+    ] = None,
+    condition_attribute: Annotated[
+        str, typer.Option(help="Per-box attribute (or Label Studio choice) holding the condition.")
+    ] = "condition",
+    default_condition: Annotated[
+        str | None,
+        typer.Option(help="Condition of boxes with no condition label (e.g. ok); default: an error."),
+    ] = None,
+    boxes: Annotated[
+        str, typer.Option(help="Boxes reaching outside the image: clip (counted) | refuse.")
+    ] = "clip",
+    split: Annotated[
+        str | None, typer.Option(help="Only this split (YOLO train/val/test, VOC ImageSets).")
+    ] = None,
+    camera_id: Annotated[str, typer.Option(help="camera_id recorded on every image.")] = "imported",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import labeled images into the project's dataset layout: all or nothing, every problem reported."""
+    from model_lifecycle.datasets.base import ConditionRules, ImportFailed, ImportOptions
+    from model_lifecycle.datasets.importer import import_dataset
+
+    if boxes not in ("clip", "refuse"):
+        raise typer.BadParameter("--boxes must be clip or refuse")
+    try:
+        rules = ConditionRules(_mapping(map_), condition_attribute, default_condition)
+        options = ImportOptions(rules, boxes, images, camera_id, split)  # type: ignore[arg-type]
+        report = import_dataset(format, source, dest, options)
+    except ImportFailed as exc:
+        report = exc.report
+        if json_out:
+            typer.echo(json.dumps(report.as_dict(), indent=2))
+        else:
+            for line in report.lines():
+                typer.echo(line, err=True)
+            typer.echo(f"import failed: {exc}; {dest} was not created", err=True)
+        raise typer.Exit(1) from exc
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if json_out:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for line in report.lines():
+        console.print(line, markup=False)
+    console.print(
+        f"imported {report.counts['images_imported']} images, {report.counts['boxes_imported']} boxes -> {dest}"
+    )
+
+
+@app.command("export-dataset")
+def export_dataset_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A project dataset (`wv data` or `wv model import`).")],
+    dest: Annotated[Path, typer.Argument(help="New folder (must not exist).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="coco | yolo")],
+    val_fraction: Annotated[
+        float, typer.Option(help="YOLO: share of packages in images/val (split by package).")
+    ] = 0.1,
+) -> None:
+    """Export a project dataset (simulator-made or imported) to COCO or YOLO."""
+    from model_lifecycle.datasets.importer import export_dataset
+
+    try:
+        summary = export_dataset(format, dataset, dest, val_fraction)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    console.print(f"{format} dataset written to {dest}: {json.dumps(summary)}")
 
 
 @app.command("build-engine")
