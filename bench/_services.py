@@ -9,10 +9,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 from kafka import KafkaAdminClient
 from psycopg import sql
 
+from foundation.redis_connect import connect, with_db
 from realtime import kafka
 from realtime.storage.bootstrap import bootstrap
 from wv.settings import PlatformSettings
@@ -43,7 +43,7 @@ def scratch_database(
 @contextlib.contextmanager
 def scratch_redis(settings: PlatformSettings) -> Iterator[str]:
     """A Redis database index nobody else uses during the run; flushed on exit."""
-    home = redis.Redis.from_url(settings.redis_url)
+    home = connect(settings.redis_url)
     token = uuid.uuid4().hex
     configured = home.connection_pool.connection_kwargs.get("db", 0)
     index = next(
@@ -51,11 +51,11 @@ def scratch_redis(settings: PlatformSettings) -> Iterator[str]:
         for i in range(15, 0, -1)
         if i != configured and home.set(_REDIS_CLAIM.format(i), token, nx=True, ex=3600)
     )
-    url = urlsplit(settings.redis_url)._replace(path=f"/{index}").geturl()
+    url = with_db(settings.redis_url, index)
     try:
         yield url
     finally:
-        with redis.Redis.from_url(url) as client:
+        with connect(url) as client:
             client.flushdb()
         if home.get(_REDIS_CLAIM.format(index)) == token.encode():
             home.delete(_REDIS_CLAIM.format(index))

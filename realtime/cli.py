@@ -6,6 +6,7 @@ aggregator, ``rules`` the periodic anomaly rules. Each stops cleanly on SIGTERM/
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,11 +14,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import redis
 import typer
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from foundation.redaction import display_url
+from foundation.redis_connect import RedisMisconfigured, connect, require_sentinels
 from realtime import kafka, metrics
 from realtime.ingest.supervisor import run_workers
 from realtime.ingest.worker import IngestConfig
@@ -29,7 +30,9 @@ from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
 from realtime.windows.aggregator import WindowAggregator
-from realtime.windows.recompute import rebuild
+from realtime.windows.recompute import WindowRepair, rebuild
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     help="Run the central ingest workers, gRPC service, windows and rules.", no_args_is_help=True
@@ -50,6 +53,20 @@ def _unreachable_services(settings: CentreSettings) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def _check_redis(settings: CentreSettings) -> None:
+    """A sentinel URL whose hosts are no sentinels, or that names a service none monitors, stops
+    start-up with one line naming WV_REDIS_URL; sentinels merely down are an outage (ridden out)."""
+    try:
+        why = require_sentinels(settings.redis_url, timeout=2.0)
+    except RedisMisconfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if why:
+        log.warning(
+            "WV_REDIS_URL=%s: %s; carrying on, Redis is retried", display_url(settings.redis_url), why
+        )
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +82,7 @@ def run(
 ) -> None:
     """Consume wv.detections and wv.anomalies into the database (offsets committed after it)."""
     settings = CentreSettings.startup()
+    _check_redis(settings)
     config = IngestConfig.from_settings(settings)
     if create_topics:
         topics = [config.detections_topic, config.anomalies_topic, config.dead_letter_topic]
@@ -84,6 +102,7 @@ def run(
 def serve() -> None:
     """Serve WarehouseVisionService on WV_GRPC_ADDRESS (token required; TLS/mTLS optional)."""
     settings = CentreSettings.startup()
+    _check_redis(settings)
     serve_grpc(
         ServiceConfig.from_settings(settings),
         metrics_host=settings.metrics_host,
@@ -97,20 +116,32 @@ def windows(
         0, "--rebuild-minutes", min=0, help="First rewrite the last N minutes of windows from the database."
     ),
 ) -> None:
-    """Maintain per-facility per-minute windows from the facility streams (consumer group)."""
+    """Maintain per-facility per-minute windows from the facility streams (consumer group).
+
+    Windows Redis lost (a failover to a replica that lacked the last writes, a restart without
+    persistence, entries ingest could not publish) are rebuilt from the database on their own:
+    the last WV_WINDOW_REBUILD_MINUTES on a new Redis data history, the announced minutes on a
+    fan-out gap (realtime.windows.aggregator). --rebuild-minutes forces a rebuild at start.
+    """
     settings = CentreSettings.startup()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    _check_redis(settings)
+    client = connect(settings.redis_url, socket_timeout=10, failover_s=15.0)
+    connector = Connector(settings.database_url, application_name="wv-windows")
     if rebuild_minutes:
         end = datetime.now(UTC)
-        connector = Connector(settings.database_url, application_name="wv-windows")
-        with connector.connection() as conn:
+        with _unreachable_services(settings), connector.connection() as conn:
             for facility in settings.facilities:
                 start = end - timedelta(minutes=rebuild_minutes)
                 written = rebuild(client, conn, facility, start, end, ttl_s=settings.window_ttl_s)
                 typer.echo(f"{facility}: {written} windows rebuilt")
-        connector.close()
+    repair = WindowRepair(
+        connector.connection, ttl_s=settings.window_ttl_s, recent_minutes=settings.window_rebuild_minutes
+    )
     metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
-    WindowAggregator(client, ttl_s=settings.window_ttl_s).run(_stop_on_signals())
+    try:
+        WindowAggregator(client, ttl_s=settings.window_ttl_s, repair=repair).run(_stop_on_signals())
+    finally:
+        connector.close()
 
 
 @app.command()

@@ -37,6 +37,11 @@ DB_RETRIES = Counter("wv_db_retries", "Database calls retried after a transient 
 BREAKER_OPEN = Gauge("wv_db_circuit_open", "1 while the database circuit breaker is open.", ["component"])
 STREAM_PUBLISH_FAILURES = Counter("wv_stream_publish_failures", "Redis stream fan-out failures.")
 WINDOW_ENTRIES = Counter("wv_window_entries", "Stream entries applied to windows.", ["kind", "outcome"])
+WINDOW_REBUILDS = Counter(
+    "wv_window_rebuilds",
+    "Automatic window rebuilds from the database: 'lineage' (Redis lost data), 'gap' (fan-out entries not published).",
+    ["reason"],
+)
 GRPC_SECONDS = Histogram(
     "wv_grpc_server_handling_seconds", "gRPC handling time.", ["method", "code"], buckets=_LATENCY_BUCKETS
 )

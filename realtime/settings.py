@@ -72,6 +72,12 @@ class CentreSettings(
     )
     stream_maxlen: int = Field(100_000, gt=0, description="Approximate cap of each facility's Redis stream.")
     window_ttl_s: int = Field(6 * 3600, gt=0, description="How long per-minute Redis windows are kept.")
+    window_rebuild_minutes: int = Field(
+        60,
+        gt=0,
+        description="How far back `wv realtime windows` rebuilds windows from the database when Redis lost data "
+        "(a failover, a restart without persistence).",
+    )
     rules_file: Path | None = Field(
         None, description="Anomaly rules YAML; default: the packaged default rules."
     )

@@ -31,6 +31,8 @@ import redis
 from psycopg import sql
 
 from bench.fixtures.events import DEFAULT_CAMERAS
+from foundation.redaction import display_url
+from foundation.redis_connect import RedisMisconfigured, connect, require_sentinels, with_db
 from foundation.settings import ConfigError
 from orchestration.settings import OrchestrationSettings
 from realtime.storage.bootstrap import bootstrap
@@ -153,11 +155,15 @@ _REDIS_CLAIM = "wv:test-session:redis-db:{}"
 @pytest.fixture(scope="session")
 def _redis_db_index(settings: PlatformSettings) -> Iterator[int]:
     """Claim a Redis database index no other test session uses (claims live in the configured db)."""
-    home = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        require_sentinels(settings.redis_url)  # a sentinel URL naming no sentinels or an unknown service
+    except RedisMisconfigured as exc:
+        pytest.fail(str(exc))
+    home = connect(settings.redis_url, socket_timeout=5)
     try:
         home.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis at {settings.redis_url} does not answer ({exc}); {_SERVICES_HINT}")
+        pytest.fail(f"Redis at {display_url(settings.redis_url)} does not answer ({exc}); {_SERVICES_HINT}")
     configured = home.connection_pool.connection_kwargs.get("db", 0)
     token = uuid.uuid4().hex
     for index in range(15, 0, -1):
@@ -173,16 +179,15 @@ def _redis_db_index(settings: PlatformSettings) -> Iterator[int]:
 
 @pytest.fixture
 def redis_url(settings: PlatformSettings, _redis_db_index: int) -> str:
-    parts = urlsplit(settings.redis_url)
-    url = parts._replace(path=f"/{_redis_db_index}").geturl()
-    with redis.Redis.from_url(url) as client:
+    url = with_db(settings.redis_url, _redis_db_index)
+    with connect(url) as client:
         client.flushdb()
     return url
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     yield client
     client.close()
 

@@ -46,9 +46,9 @@ class RedisResource(dg.ConfigurableResource):
     url: str = Field(description="Redis URL (WV_REDIS_URL).")
 
     def client(self) -> redis.Redis:
-        import redis
+        from foundation.redis_connect import connect
 
-        return redis.Redis.from_url(self.url)
+        return connect(self.url)
 
 
 class KafkaResource(dg.ConfigurableResource):

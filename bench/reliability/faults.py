@@ -36,6 +36,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from foundation.redis_connect import connect
 from wv.services.base import free_port
 from wv.services.kafka import api_versions_probe, tansu_binary
 
@@ -267,7 +268,7 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            with connect(self.url, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
                 return bool(client.ping())
         except (redis.RedisError, OSError):
             return False

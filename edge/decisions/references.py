@@ -64,10 +64,11 @@ class SkuReferences:
         self._breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=10.0)
         self._redis = None
         if redis_url:
-            import redis
+            from foundation.redis_connect import connect
 
-            self._redis = redis.Redis.from_url(
-                redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            # a cache: rather miss than wait for a failover (the breaker skips Redis meanwhile)
+            self._redis = connect(
+                redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, failover_s=0
             )
 
     @staticmethod

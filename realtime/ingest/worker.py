@@ -22,12 +22,12 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from foundation.redis_connect import connect
 from realtime import kafka, metrics
 from realtime.codec import Decoded, Validator
 from realtime.dead_letters import DeadLetterPublisher
@@ -105,7 +105,9 @@ class IngestWorker:
         self._producer = kafka.producer(
             config.bootstrap, client_id=config.client_id, max_request_bytes=2 * config.max_message_bytes
         )
-        self._redis = redis.Redis.from_url(config.redis_url, socket_timeout=2) if config.redis_url else None
+        self._redis = (
+            connect(config.redis_url, socket_timeout=2, failover_s=2.0) if config.redis_url else None
+        )
         self.sink = EventSink(
             self._connections.connection,
             component="ingest",

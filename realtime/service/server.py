@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from contract.proto import warehouse_vision_pb2 as pb
 from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
+from foundation.redis_connect import connect
 from foundation.resilience import BreakerState
 from foundation.settings import ConfigError
 from realtime import kafka, metrics
@@ -139,7 +139,7 @@ def start_server(config: ServiceConfig) -> RunningServer:
     if config.kafka_bootstrap:
         producer = kafka.producer(config.kafka_bootstrap, client_id="wv-grpc")
         closers.append(lambda: producer.close(timeout=5))
-    redis_client = redis.Redis.from_url(config.redis_url, socket_timeout=2) if config.redis_url else None
+    redis_client = connect(config.redis_url, socket_timeout=2, failover_s=2.0) if config.redis_url else None
     if redis_client is not None:
         closers.append(redis_client.close)
     sink = EventSink(

@@ -5,6 +5,29 @@ and counts it only if its event id (or anomaly id) is new to the window, so a re
 re-claimed entry never counts twice. A consumer that dies leaves its read-but-unacked entries
 pending; every aggregator periodically takes over entries idle longer than ``min_idle_ms``
 with ``XAUTOCLAIM`` and applies them. Several aggregators may run side by side.
+
+**Windows lost with Redis data are rebuilt from the database on their own** (given a
+:class:`~realtime.windows.recompute.WindowRepair`). Two rules, both idempotent because a rebuilt
+window keeps the same per-id records the script checks:
+
+1. *Lineage.* The windows are valid for one Redis data history, named by the master's
+   replication id (``master_replid`` in ``INFO replication``). The aggregator keeps the id the
+   windows were built under in ``wv:windows:lineage``. When the key is missing (Redis restarted
+   without persistence, flushed, or a fresh server) or names another id (a replica was promoted
+   — it takes a new replication id — after a failover; a restart), writes the old master had not
+   yet passed to its replica may be gone: windows *and* stream entries. The aggregator then
+   rebuilds the last ``rebuild_minutes`` of every facility's windows from the database before
+   it applies anything else, and records the current id. It checks at start, after every Redis
+   error it recovers from, and every ``lineage_every_s``.
+2. *Gaps.* Entries that ingest could not publish while Redis was unreachable are announced by a
+   ``gap`` entry (see :mod:`realtime.windows.streams`); the aggregator rebuilds that facility's
+   minutes from the database, then acknowledges the gap entry (left pending, and retried, when
+   the database is down).
+
+A rebuild reads the database after the lost writes were committed (ingest commits before it
+publishes), so nothing committed is missed; entries still arriving for rebuilt minutes are
+recognised as counted. A restart of a Redis with persistence changes the replication id too and
+costs one needless (harmless) rebuild.
 """
 
 from __future__ import annotations
@@ -15,17 +38,22 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import redis
 
 from realtime import metrics
 from realtime.windows.model import NO_LATENCY, minute_of, window_keys
+from realtime.windows.recompute import WindowRepair
 from realtime.windows.streams import STREAM_PREFIX
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "wv-windows"
+LINEAGE_KEY = "wv:windows:lineage"
+"""The replication id of the Redis data history the windows were built in (see the module docstring)."""
 
 _APPLY = """
 local applied = 0
@@ -100,6 +128,8 @@ class WindowAggregator:
         block_ms: int = 1000,
         min_idle_ms: int = 30_000,
         discover_every_s: float = 10.0,
+        repair: WindowRepair | None = None,
+        lineage_every_s: float = 2.0,
     ) -> None:
         self._client = client
         self.group = group
@@ -112,6 +142,28 @@ class WindowAggregator:
         self._streams: list[str] = []
         self._discovered_at = -float("inf")
         self._script = client.register_script(_APPLY)
+        self._repair = repair
+        self._lineage_every_s = lineage_every_s
+        self._lineage_at = -float("inf")
+
+    # --- lineage: rebuilding what a lost Redis history took with it ---------------------------
+    def check_lineage(self) -> bool:
+        """Rebuild recent windows if Redis is not the data history they were built in; True if rebuilt."""
+        if self._repair is None:
+            return False
+        replid = str(self._client.info("replication")["master_replid"])
+        raw: Any = self._client.get(LINEAGE_KEY)
+        recorded = raw.decode() if isinstance(raw, bytes) else raw
+        self._lineage_at = time.monotonic()
+        if recorded == replid:
+            return False
+        reason = "no lineage recorded" if recorded is None else f"replication id was {recorded}"
+        log.warning("Redis data history changed (%s, now %s): rebuilding recent windows", reason, replid)
+        written = self._repair.recent(self._client)
+        self._client.set(LINEAGE_KEY, replid)
+        metrics.WINDOW_REBUILDS.labels("lineage").inc()
+        log.info("rebuilt %d windows from the database", written)
+        return True
 
     # --- streams and groups ---------------------------------------------------------------
     def streams(self) -> list[str]:
@@ -135,6 +187,9 @@ class WindowAggregator:
         """Count (if new) and acknowledge each entry atomically; returns how many were new."""
         if not entries:
             return 0
+        gaps = [(i, f) for i, f in entries if f.get(b"type") == b"gap"]
+        if gaps:
+            entries = [(i, f) for i, f in entries if f.get(b"type") != b"gap"]
         counted = []  # per pipeline command: does its reply say "counted" (scripts) or not (acks)
         with self._client.pipeline(transaction=False) as pipe:
             for entry_id, fields in entries:
@@ -150,11 +205,36 @@ class WindowAggregator:
                     args=[kind, self.group, entry_id, self._ttl, ident, *rest],
                     client=pipe,
                 )
-            results = pipe.execute()
+            results = pipe.execute() if entries else []
         applied = sum(1 for r, script in zip(results, counted, strict=True) if script and r == 1)
         metrics.WINDOW_ENTRIES.labels("stream", "applied").inc(applied)
         metrics.WINDOW_ENTRIES.labels("stream", "duplicate").inc(len(entries) - applied)
+        for entry_id, fields in gaps:
+            self._fill_gap(stream, entry_id, fields)
         return applied
+
+    def _fill_gap(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Rebuild the minutes a ``gap`` entry names, then acknowledge it (pending if that fails)."""
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        if self._repair is None:
+            log.warning("fan-out gap in %s (%s entries) not repaired: no database", stream, f.get("dropped"))
+        else:
+            try:
+                first, last = minute_of(int(f["first_ms"])), minute_of(int(f["last_ms"])) + 60
+                start, end = datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)
+                written = self._repair.span(self._client, f["facility_id"], start, end)
+            except (KeyError, ValueError):
+                log.warning("malformed gap entry skipped: %s", f)
+            except psycopg.Error as exc:  # keep the entry pending: XAUTOCLAIM retries it
+                log.warning("fan-out gap in %s not repaired yet (%s); retrying later", stream, exc)
+                return
+            else:
+                metrics.WINDOW_REBUILDS.labels("gap").inc()
+                log.info(
+                    "fan-out gap of %s entries in %s: %d windows rebuilt (%s to %s)",
+                    f.get("dropped"), stream, written, start.isoformat(), end.isoformat(),
+                )  # fmt: skip
+        self._client.xack(stream, self.group, entry_id)
 
     def step(self, block_ms: int | None = None) -> int:
         """Read new entries of every stream once (blocking up to ``block_ms``) and apply them."""
@@ -194,12 +274,22 @@ class WindowAggregator:
         delay = 0.1
         while not stop.is_set():
             try:
+                if time.monotonic() - self._lineage_at > self._lineage_every_s:
+                    self.check_lineage()
                 if time.monotonic() - recovered_at > recover_every_s:
                     self.recover()
                     recovered_at = time.monotonic()
                 self.step()
                 delay = 0.1
             except redis.RedisError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost the stream or group: find them again now
+                    self._discovered_at = -float("inf")
+                self._lineage_at = -float("inf")  # whatever failed, Redis may have lost data
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except psycopg.Error as exc:  # a rebuild's database error: retried, never fatal
+                self._lineage_at = -float("inf")  # the pending lineage rebuild comes first again
+                log.warning("window rebuild failed (%s); retrying in %.1f s", exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)

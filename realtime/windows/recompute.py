@@ -1,10 +1,16 @@
 """Windows computed from the database: the reference the Redis figures must match, and the
-repair after a Redis outage (when fan-out entries were lost, the stored rows were not)."""
+repair after Redis lost data (fan-out entries or windows were lost, the stored rows were not).
+
+:class:`WindowRepair` is what the window aggregator calls on its own when it detects such a loss
+(see :mod:`realtime.windows.aggregator`); ``wv realtime windows --rebuild-minutes N`` forces one.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import redis
@@ -106,3 +112,41 @@ def rebuild(
                 pipe.expire(key, ttl_s)
             pipe.execute()
     return len(minutes)
+
+
+class WindowRepair:
+    """Rebuilds windows from the database for the aggregator: recent ones, or one facility's span.
+
+    ``connection`` yields a database connection (e.g. ``Connector.connection``); ``recent_minutes``
+    is how far back :meth:`recent` rebuilds every registered facility (``facilities`` table).
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+        *,
+        ttl_s: int,
+        recent_minutes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connection = connection
+        self.ttl_s = ttl_s
+        self.recent_minutes = recent_minutes
+        self._clock = clock
+
+    def _facilities(self, conn: psycopg.Connection) -> Iterator[str]:
+        for (facility,) in conn.execute("SELECT facility_id FROM facilities ORDER BY facility_id"):
+            yield str(facility)
+
+    def recent(self, client: redis.Redis) -> int:
+        """Rebuild every facility's windows of the last ``recent_minutes`` (and a few ahead: clock skew)."""
+        now = self._clock()
+        start, end = now - timedelta(minutes=self.recent_minutes), now + timedelta(minutes=5)
+        with self._connection() as conn:
+            return sum(
+                rebuild(client, conn, f, start, end, ttl_s=self.ttl_s) for f in list(self._facilities(conn))
+            )
+
+    def span(self, client: redis.Redis, facility_id: str, start: datetime, end: datetime) -> int:
+        with self._connection() as conn:
+            return rebuild(client, conn, facility_id, start, end, ttl_s=self.ttl_s)

@@ -3,14 +3,19 @@
 Entries are flat string maps so any live consumer (dashboards, the window aggregator) can read
 them without the proto. Streams are capped with ``MAXLEN ~`` (approximate trimming is O(1)).
 Publishing is best effort: a Redis outage never stops ingest (after a failure, fan-out pauses
-with a growing back-off so a hanging Redis does not slow every batch); lost entries are counted
-and logged, and :func:`realtime.windows.recompute.rebuild` restores the windows from the
-database afterwards.
+with a growing back-off so a hanging Redis does not slow every batch). Entries that could not be
+published are counted and logged, and remembered per facility as a *gap* (how many, and the
+range of their event times); the first publish that succeeds afterwards appends one ``gap``
+entry per facility to its stream, after the entries of that batch. Every event of a gap was
+committed before the gap entry was written, so the window aggregator, on reading it, rebuilds
+those minutes from the database (:mod:`realtime.windows.recompute`) and the windows are whole
+again without anyone acting.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -76,6 +81,18 @@ def anomaly_entry(flag: pb.AnomalyFlag, event: pb.DetectionEvent | None = None) 
     }
 
 
+def gap_entry(facility_id: str, first_ms: int, last_ms: int, dropped: int) -> dict[str, str]:
+    """The entry announcing ``dropped`` entries of ``facility_id`` with event times in ``[first_ms, last_ms]``
+    that never reached the stream (all of them committed to the database before this entry)."""
+    return {
+        "type": "gap",
+        "facility_id": facility_id,
+        "first_ms": str(first_ms),
+        "last_ms": str(last_ms),
+        "dropped": str(dropped),
+    }
+
+
 _XADD_MANY = """
 local width = tonumber(ARGV[2])
 local added = 0
@@ -110,9 +127,12 @@ class StreamPublisher:
         self._clock = clock
         self._paused_until = 0.0
         self._pause_s = 0.0
+        self._lock = threading.Lock()  # several writer threads publish through one publisher
+        self._gaps: dict[str, tuple[int, int, int]] = {}
+        """Per facility, entries not published since the last success: (first, last event ms, count)."""
 
     def publish(self, events: Sequence[pb.DetectionEvent], flags: Sequence[pb.AnomalyFlag] = ()) -> int:
-        """Publish; returns entries added, 0 (logged and counted) when Redis is unavailable."""
+        """Publish; returns entries added, 0 (logged, counted, remembered as a gap) when Redis is unavailable."""
         entries = [(e.facility_id, decision_entry(e)) for e in events if e.kind == pb.EVENT_KIND_DECISION]
         entries += [(e.facility_id, anomaly_entry(f, e)) for e in events for f in e.anomalies]
         entries += [(f.facility_id, anomaly_entry(f)) for f in flags]
@@ -120,9 +140,11 @@ class StreamPublisher:
             return 0
         if self._clock() < self._paused_until:  # Redis failed lately: do not slow ingest down
             metrics.STREAM_PUBLISH_FAILURES.inc(len(entries))
+            self._remember_gap(entries)
             return 0
         groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
-        for facility, entry in entries:
+        gaps = self._take_gaps()  # announced after this batch's entries, in the same pipeline
+        for facility, entry in [*entries, *gaps]:
             groups[(stream_key(facility), tuple(entry))].extend(entry.values())
         try:
             with self._client.pipeline(transaction=False) as pipe:
@@ -133,6 +155,8 @@ class StreamPublisher:
                 pipe.execute()
         except redis.RedisError as exc:
             metrics.STREAM_PUBLISH_FAILURES.inc(len(entries))
+            self._remember_gap(entries)
+            self._restore_gaps(gaps)
             self._pause_s = min(max(2 * self._pause_s, 0.5), 30.0)
             self._paused_until = self._clock() + self._pause_s
             log.warning(
@@ -143,4 +167,30 @@ class StreamPublisher:
             )
             return 0
         self._pause_s = 0.0
+        if gaps:
+            log.info(
+                "stream fan-out resumed; gaps announced: %s", ", ".join(g["facility_id"] for _, g in gaps)
+            )
         return len(entries)
+
+    def _remember_gap(self, entries: Sequence[tuple[str, dict[str, str]]]) -> None:
+        with self._lock:
+            for facility, entry in entries:
+                when = int(entry.get("event_time_ms") or entry["flagged_at_ms"])
+                first, last, count = self._gaps.get(facility, (when, when, 0))
+                self._gaps[facility] = (min(first, when), max(last, when), count + 1)
+
+    def _take_gaps(self) -> list[tuple[str, dict[str, str]]]:
+        with self._lock:
+            taken, self._gaps = self._gaps, {}
+        return [(f, gap_entry(f, first, last, n)) for f, (first, last, n) in sorted(taken.items())]
+
+    def _restore_gaps(self, gaps: Sequence[tuple[str, dict[str, str]]]) -> None:
+        """Put back gaps whose announcement failed (merged with any remembered meanwhile)."""
+        with self._lock:
+            for facility, entry in gaps:
+                first, last, n = int(entry["first_ms"]), int(entry["last_ms"]), int(entry["dropped"])
+                if facility in self._gaps:
+                    f0, l0, n0 = self._gaps[facility]
+                    first, last, n = min(first, f0), max(last, l0), n + n0
+                self._gaps[facility] = (first, last, n)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from foundation.redis_connect import connect
 from wv.services.base import Launched, Service, find_binary, spawn, wait_healthy
 
 
@@ -18,7 +19,7 @@ class RedisService(Service):
 
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
         try:
-            with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+            with connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, failover_s=0) as client:
                 client.ping()
         except (redis.RedisError, OSError, ValueError) as exc:
             return str(exc) or type(exc).__name__
