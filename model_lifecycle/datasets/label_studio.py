@@ -10,7 +10,8 @@ was not cancelled counts. `JSON_MIN` tasks carry `image`, the rectangles under `
 choices as plain keys.
 
 Image URLs: `/data/local-files/?d=<path>` is looked up under `--images` (the Local Storage root),
-`/data/upload/<project>/<hash>-<name>` by its name; remote `http(s)://` images are refused
+`/data/upload/<project>/<hash>-<name>` as `upload/…` under `--images` (Label Studio's `media`
+folder) or by its name; remote `http(s)://` images are refused
 (download them first).
 """
 
@@ -31,7 +32,8 @@ def _local_names(url: str) -> list[str]:
     if "d" in parse_qs(parsed.query):
         return [unquote(parse_qs(parsed.query)["d"][0])]
     name = unquote(Path(parsed.path).name)
-    names = [unquote(parsed.path.lstrip("/")), name]
+    path = unquote(parsed.path.lstrip("/"))
+    names = [path, path.removeprefix("data/"), name]  # <media root>/upload/<project>/<file>
     head, sep, rest = name.partition("-")
     if sep and len(head) == 8 and all(c in "0123456789abcdef" for c in head):
         names.append(rest)  # uploads are stored as <8 hex>-<original name>
@@ -83,21 +85,22 @@ class LabelStudioFormat:
         path = next((p for name in _local_names(url) if (p := find_image(name, roots))), None)
         return SourceImage(key=key, file=file, where=f"{where} ({url})", path=path, normalized=True)
 
-    def _rectangle(self, r: Mapping[str, Any], where: str, file: str, report: Report) -> SourceBox | None:
+    def _rectangle(
+        self, r: Mapping[str, Any], where: str, file: str, report: Report, img: SourceImage
+    ) -> SourceBox | None:
         v = r.get("value", r)
+        at = f"{img.where}, {where}"
         labels = v.get("rectanglelabels") or v.get("labels") or []
         if v.get("rotation"):
-            report.error(
-                "rotated_box", file, where, f"rotated rectangle ({v['rotation']} deg) is not supported"
-            )
+            report.error("rotated_box", file, at, f"rotated rectangle ({v['rotation']} deg) is not supported")
             return None
         try:
             x, y, w, h = (float(v[k]) / 100 for k in ("x", "y", "width", "height"))
         except (KeyError, TypeError, ValueError):
-            report.error("parse_error", file, where, "rectangle needs numeric x, y, width, height")
+            report.error("parse_error", file, at, "rectangle needs numeric x, y, width, height")
             return None
         if len(labels) != 1:
-            report.error("unknown_class", file, where, f"rectangle needs exactly one label, has {labels}")
+            report.error("unknown_class", file, at, f"rectangle needs exactly one label, has {labels}")
             return None
         return SourceBox(x, y, x + w, y + h, str(labels[0]), where)
 
@@ -127,7 +130,7 @@ class LabelStudioFormat:
         for r in results:
             kind = r.get("type")
             if kind == "rectanglelabels":
-                box = self._rectangle(r, f"region {r.get('id')}", file, report)
+                box = self._rectangle(r, f"region {r.get('id')}", file, report, img)
                 if box is not None:
                     boxes[str(r.get("id"))] = box
                     ow, oh = r.get("original_width"), r.get("original_height")
@@ -162,7 +165,7 @@ class LabelStudioFormat:
                       if isinstance(v, str | list) and k not in ("image", "label") and not isinstance(v, dict)}  # fmt: skip
         task_attrs = {k: v for k, v in task_attrs.items() if k == options.rules.attribute}
         for k, r in enumerate(task.get("label") or [], start=1):
-            box = self._rectangle(r, f"label {k}", file, report)
+            box = self._rectangle(r, f"label {k}", file, report, img)
             if box is not None:
                 box.attributes = dict(task_attrs)
                 img.boxes.append(box)
