@@ -21,6 +21,7 @@ DEPLOY = Path(__file__).resolve().parent
 CHART = DEPLOY / "charts" / "warehouse-vision"
 VALUES = DEPLOY / "values"
 RELEASE = "wv"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~20x faster on the 47-facility render
 NAMESPACE = "warehouse-vision"
 
 
@@ -63,7 +64,7 @@ def objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
     """Every Kubernetes object of a render, in template order (empty documents dropped)."""
     found: list[dict[str, Any]] = []
     for path in sorted(manifests):
-        for doc in yaml.safe_load_all(manifests[path]):
+        for doc in yaml.load_all(manifests[path], Loader=_LOADER):
             if doc:
                 found.append(doc)
     return found

@@ -133,6 +133,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ include "wv.fullname" $root }}-{{ .name }}
+  namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "wv.labels" $labels | nindent 4 }}
 spec:
