@@ -10,6 +10,8 @@ Every helper acts only on what it started (by pid) or on the one database it is 
   :class:`S3Store` (moto's S3 look-alike in its own process) the broker keeps its log and the
   group offsets across restarts and SIGKILLs, like a real durable cluster.
 - :class:`RedisServer`: a private ``redis-server`` without persistence (a restart starts empty).
+- :class:`SentinelRedis`: a private master + replica + three sentinels; SIGKILL the master, wait
+  for the promotion, bring the old master back as a replica.
 - :class:`PostgresOutage`: terminate every connection to one database and refuse new ones
   (``ALLOW_CONNECTIONS false``) for a while, on the shared server, touching no other database.
 - :func:`corrupt_file`: overwrite or truncate a file in place (a model gone bad on disk).
@@ -36,9 +38,10 @@ import psycopg
 import redis
 from psycopg import sql
 
-from foundation.redis_connect import connect
+from foundation.redis_connect import connect, parse_sentinel_url
 from wv.services.base import free_port
 from wv.services.kafka import api_versions_probe, tansu_binary
+from wv.services.redis_sentinel import RedisSentinelService, wait_promoted
 
 
 class FaultError(RuntimeError):
@@ -282,6 +285,85 @@ class RedisServer:
 
     def stop(self) -> None:
         self.process.stop(10)
+
+
+class SentinelRedis:
+    """Redis with automatic failover (``wv.services.redis_sentinel``: a master, a replica, three
+    sentinels) whose master can be SIGKILLed and brought back as a replica."""
+
+    def __init__(self, home: Path, service: str = "wv-redis", db: int = 0) -> None:
+        self.home = home
+        self.plugin = RedisSentinelService()
+        self._configured = f"redis+sentinel://127.0.0.1:26379/{service}/{db}"
+        self.url = ""
+        self.killed: str | None = None
+        """The data node killed last (``master`` or ``replica``), until :meth:`restore`."""
+
+    def start(self) -> None:
+        self.url = self.plugin.start(self.home, free_port(), self._configured).url
+
+    def master(self) -> tuple[str, int]:
+        """The master's address as the sentinels name it."""
+        parts = parse_sentinel_url(self.url)
+        for host, port in parts.sentinels:
+            try:
+                with redis.Redis(host=host, port=port, socket_timeout=1, socket_connect_timeout=1) as c:
+                    found = c.sentinel_get_master_addr_by_name(parts.service)
+            except (redis.RedisError, OSError):
+                continue
+            if found:
+                host = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
+                return host, int(found[1])
+        raise FaultError("no sentinel names a master")
+
+    def kill_master(self) -> tuple[str, int]:
+        """SIGKILL the master's redis-server (the machine is gone); returns its address."""
+        address = self.master()
+        found = self.plugin.node_at(self.home, address[1])
+        if found is None:
+            raise FaultError(f"no redis-server of ours listens on {address[1]}")
+        self.killed, pid = found
+        os.kill(pid, signal.SIGKILL)
+        return address
+
+    def wait_promoted(self, old: tuple[str, int], timeout: float = 30.0) -> tuple[str, int]:
+        return wait_promoted(self.url, old, timeout)
+
+    def restore(self, timeout: float = 30.0) -> None:
+        """Start the killed node again as a replica of the new master; return once it is synced and
+        every sentinel counts it as a healthy replica (so the next kill can fail over)."""
+        if self.killed is None:
+            return
+        master = self.master()
+        self.plugin.restart_node(self.home, self.killed, replica_of=master)
+        self.killed = None
+        wait_until(
+            lambda: self._replicas_ready(master), timeout, "the restarted redis node synced as a replica"
+        )
+
+    def _replicas_ready(self, master: tuple[str, int]) -> bool:
+        try:
+            with redis.Redis(host=master[0], port=master[1], socket_timeout=1, socket_connect_timeout=1) as c:
+                info = c.info("replication")
+            if int(info.get("connected_slaves", 0)) < 1 or info.get("slave0", {}).get("state") != "online":
+                return False
+            parts = parse_sentinel_url(self.url)
+            for host, port in parts.sentinels:
+                with redis.Redis(
+                    host=host, port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
+                ) as c:
+                    replicas = c.sentinel_slaves(parts.service)
+                if not any(
+                    r.get("is_slave") and not r.get("is_sdown") and r.get("master-link-status") == "ok"
+                    for r in replicas
+                ):
+                    return False
+        except (redis.RedisError, OSError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        self.plugin.stop(self.home, 0, timeout=5)
 
 
 def _admin_url(database_url: str) -> str:

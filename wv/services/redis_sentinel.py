@@ -22,6 +22,8 @@ stops every process whose pid file is under the home.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -167,7 +169,41 @@ class RedisSentinelService(Service):
     def _spawn(self, command: list[str], directory: Path) -> None:
         process = spawn(command, directory)
         (directory / "pid").write_text(f"{process.pid}\n")
+        (directory / "command.json").write_text(json.dumps(command) + "\n")
         self._processes[directory] = process
+
+    def restart_node(self, home: Path, node: str, replica_of: tuple[str, int] | None = None) -> int:
+        """Start a stopped node (``master``, ``replica``, ``sentinel-N``) again; its pid.
+
+        A data node is started as a replica of ``replica_of`` (the current master: after a failover
+        the old master must not come back as a master, even for a moment); the sentinels would
+        otherwise convert it themselves. Its append-only file is replaced by a resync.
+        """
+        directory = home / node
+        command: list[str] = json.loads((directory / "command.json").read_text())
+        if "--replicaof" in command:
+            at = command.index("--replicaof")
+            del command[at : at + 3]
+        if node in DATA_NODES and replica_of is not None:
+            command += ["--replicaof", replica_of[0], str(replica_of[1])]
+        process = spawn(command, directory)
+        (directory / "pid").write_text(f"{process.pid}\n")
+        self._processes[directory] = process
+        return process.pid
+
+    def node_at(self, home: Path, port: int) -> tuple[str, int] | None:
+        """(node name, pid) of the running data node listening on ``port``."""
+        for node in DATA_NODES:
+            pid_file = home / node / "pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text().strip() or 0)
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if re.search(rf":{port}\b", cmdline) and self.process_name in cmdline:
+                    return node, pid
+        return None
 
     def _wait(self, directory: Path, probe: Any, what: str, timeout: float = 30.0) -> None:
         process = self._processes[directory]
@@ -247,7 +283,9 @@ def wait_promoted(url: str, old: tuple[str, int], timeout: float = 30.0) -> tupl
                     found = c.sentinel_get_master_addr_by_name(parts.service)
             except (redis.RedisError, OSError):
                 continue
-            if found and (found[0], int(found[1])) != old:
-                return str(found[0]), int(found[1])
+            if found:
+                host = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
+                if (host, int(found[1])) != tuple(old):
+                    return host, int(found[1])
         time.sleep(0.05)
     raise ServiceError(f"no new master for {parts.service!r} within {timeout:.0f} s")
