@@ -41,7 +41,7 @@ from psycopg import sql
 from foundation.redis_connect import connect, parse_sentinel_url
 from wv.services.base import free_port
 from wv.services.kafka import api_versions_probe, tansu_binary
-from wv.services.redis_sentinel import RedisSentinelService, wait_promoted
+from wv.services.redis_sentinel import DATA_NODES, RedisSentinelService, wait_promoted
 
 
 class FaultError(RuntimeError):
@@ -325,6 +325,24 @@ class SentinelRedis:
         self.killed, pid = found
         os.kill(pid, signal.SIGKILL)
         return address
+
+    def replica_pid(self) -> int:
+        """The pid of the data node that is not the master."""
+        master = self.plugin.node_at(self.home, self.master()[1])
+        for node in DATA_NODES:
+            if master is None or node != master[0]:
+                return int((self.home / node / "pid").read_text())
+        raise FaultError("no replica")
+
+    def cut_replica(self) -> int:
+        """SIGSTOP the replica and drop its link: it receives nothing the master writes from now on
+        (the master keeps it in its backlog); returns the replica's pid for the SIGCONT."""
+        pid = self.replica_pid()
+        os.kill(pid, signal.SIGSTOP)  # frozen, it cannot reconnect and catch up
+        host, port = self.master()
+        with redis.Redis(host=host, port=port, socket_timeout=2) as c:
+            c.client_kill_filter(_type="replica")  # what a stopped process would still read from its socket
+        return pid
 
     def wait_promoted(self, old: tuple[str, int], timeout: float = 30.0) -> tuple[str, int]:
         return wait_promoted(self.url, old, timeout)
