@@ -39,7 +39,31 @@ def train(
     frames: Annotated[
         int, typer.Option(help="Synthetic training frames (i.i.d. simulator indices).")
     ] = 20000,
-    data: Annotated[Path | None, typer.Option(help="Train on a `wv data` dataset dir instead.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Train on a dataset dir (`wv data` or `wv model import`) instead.")
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation dataset dir (default: a package split of --data).")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="With --data and no --val: share of packages held out for validation.")
+    ] = 0.1,
+    from_version: Annotated[
+        Path | None, typer.Option(help="Fine-tune a model version (its config and weights) on --data.")
+    ] = None,
+    backbone: Annotated[
+        Path | None,
+        typer.Option(
+            help="DINOv2/DINOv3 backbone file or Hugging Face folder; the backbone takes its shape."
+        ),
+    ] = None,
+    freeze_backbone: Annotated[
+        int | None,
+        typer.Option(help="Keep the patch embedding and the first N blocks fixed (N >= depth: heads only)."),
+    ] = None,
+    export_onnx: Annotated[
+        bool, typer.Option("--export/--no-export", help="With --save-version: ONNX + INT8 + parity.")
+    ] = True,
     sim_seed: Annotated[int, typer.Option(help="Simulator seed of the training frames.")] = 1,
     damage_mix: Annotated[str | None, typer.Option(help="e.g. 'ok=0.5,crushed=0.125,...'")] = None,
     cache: Annotated[bool, typer.Option(help="Render all frames once, keep them on the device.")] = False,
@@ -67,25 +91,42 @@ def train(
         float | None, typer.Option(help="Stop (with a checkpoint) after this many seconds.")
     ] = None,
 ) -> None:
-    """Train the detector on simulator frames (single process, or every rank under `torchrun`)."""
+    """Train the detector on simulator frames or a dataset dir (single process, or every rank under `torchrun`)."""
+    import dataclasses
     import os
 
     from torch.utils.data import Dataset
 
     from edge.model.config import get_config
+    from edge.model.version import read_version
     from edge.model.version import save_version as write_version
     from model_lifecycle.data import CachedSamples, FrameDataset, render_samples
     from model_lifecycle.sources import DirectoryFrames, SimulatedFrames, parse_mix, training_frames
     from model_lifecycle.train import TrainOptions, state_dir
     from model_lifecycle.train import train as run_training
 
-    size = _input_size(input_size) or get_config(config).input_size
+    model_cfg = read_version(from_version).config if from_version else get_config(config)
+    backbone_origin: dict[str, object] = {}
+    if backbone is not None or init_checkpoint is not None:
+        from model_lifecycle.checkpoints import describe_checkpoint
+
+        bb_cfg, backbone_origin = describe_checkpoint(backbone or init_checkpoint)  # type: ignore[arg-type]
+        if backbone is not None:
+            model_cfg = dataclasses.replace(model_cfg, backbone=bb_cfg)
+    patch = model_cfg.backbone.patch_size
+    size = _input_size(input_size) or model_cfg.input_size
+    size = (max(patch, round(size[0] / patch) * patch), max(patch, round(size[1] / patch) * patch))
     out = out or state_dir() / "runs" / f"{config}-{time.strftime('%Y%m%d-%H%M%S')}"
     source: SimulatedFrames | DirectoryFrames = (
         DirectoryFrames(data)
         if data
         else training_frames(sim_seed, parse_mix(damage_mix) if damage_mix else None)
     )
+    validation: DirectoryFrames | None = None
+    if val is not None:
+        validation = DirectoryFrames(val)
+    elif isinstance(source, DirectoryFrames) and val_fraction > 0:
+        source, validation = source.split(val_fraction)
     frames = len(source) if isinstance(source, DirectoryFrames) else frames
     frame_data = FrameDataset(source, frames, size)
     dataset: Dataset = frame_data
@@ -114,12 +155,19 @@ def train(
         resume=resume,
         teacher=teacher,
         distill_weight=distill_weight,
-        init_checkpoint=init_checkpoint,
+        init_checkpoint=backbone or init_checkpoint,
+        model_config=model_cfg.to_dict(),
+        init_version=from_version,
+        freeze_blocks=freeze_backbone,
+        backbone_origin=backbone_origin,
         wandb=wandb,
         progress=progress,
         log_every=log_every,
         time_limit_s=time_limit,
-        data_description={**source.describe(), "frames": frames},
+        data_description={
+            "train": {**source.describe(), "frames": frames},
+            "validation": validation.describe() if validation is not None else None,
+        },
     )
     result = run_training(opts, dataset)
     if rank != 0:
@@ -127,10 +175,21 @@ def train(
     console.print(f"trained {result.step} steps -> {out}/checkpoints/last.pt")
     if save_version:
         from edge.model.version import load_detector
+        from model_lifecycle.release import complete_version
 
         model = load_detector(out / "checkpoints" / "last.pt")
         write_version(model, save_version, {"options": json.loads(json.dumps(vars(opts), default=str))})
+        calib_source = source if isinstance(source, DirectoryFrames) else None
+        calibration = (
+            [calib_source(i).image for i in range(0, len(calib_source), max(1, len(calib_source) // 64))][:64]
+            if calib_source is not None
+            else None
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            done = complete_version(save_version, validation, calibration, export=export_onnx)
         console.print(f"model version written to {save_version}")
+        if "eval_torch" in done:
+            console.print(_eval_table(f"{save_version} · validation", done["eval_torch"]))
 
 
 def _eval_table(title: str, report: dict) -> Table:

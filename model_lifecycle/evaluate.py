@@ -40,8 +40,24 @@ def evaluate(
     iou_threshold: float = 0.5,
     batch_size: int = 16,
 ) -> EvalReport:
+    return score(engine, frames, score_threshold, iou_threshold, batch_size)[0]
+
+
+def score(
+    engine: Engine,
+    frames: Sequence[Frame],
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+    batch_size: int = 16,
+) -> tuple[EvalReport, list[list[Detection]]]:
+    """The report and the detections it was computed from (for `datasets.coco.results`).
+
+    `frames` may be a lazy sequence (`sources.DirectoryFrames`): images are read one batch at a
+    time, and its `truths()` gives the labels without reading them again."""
     dets = detect(engine, frames, batch_size, iou_threshold=iou_threshold)
-    return evaluate_detections(dets, [f.truth for f in frames], score_threshold)
+    truths_fn = getattr(frames, "truths", None)
+    truths = truths_fn() if callable(truths_fn) else [f.truth for f in frames]
+    return evaluate_detections(dets, truths, score_threshold), dets
 
 
 @dataclass

@@ -15,6 +15,7 @@ turns `scaled_dot_product_attention` into plain MatMul/Softmax nodes that ORT fu
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from contract.frames import Frame
 from edge.backends import EngineSpec, load_engine
 from edge.backends.onnxruntime import OnnxRuntimeEngine
 from edge.backends.torch import TorchEngine
@@ -81,7 +83,12 @@ def max_abs_diff(model: PackageDetector, onnx_path: Path | str, batch: np.ndarra
 
 
 def export_version(
-    version_dir: Path | str, calibration_frames: int = 64, parity_frames: int = 0, record: bool = True
+    version_dir: Path | str,
+    calibration_frames: int = 64,
+    parity_frames: int = 0,
+    record: bool = True,
+    calibration: Sequence[np.ndarray] | None = None,
+    parity_set: Sequence[Frame] | None = None,
 ) -> dict[str, Any]:
     """Build a version's `model.onnx` and `model.int8.onnx` (what the edge runs) from its weights.
 
@@ -89,6 +96,8 @@ def export_version(
     holds the file sizes and the torch-vs-ONNX difference; with `parity_frames` it adds the INT8
     vs FP32 parity on that many held-out frames and, with `record`, stores it as `parity` in
     metrics.json (a build of a committed version checks parity without rewriting its card).
+    A model trained on other data passes its own `calibration` images (BGR frames) and `parity_set`
+    (labelled frames, e.g. its validation side) instead of the simulator's.
     """
     from edge.model.preprocess import preprocess
     from edge.model.version import load_detector, read_version, write_metrics
@@ -99,7 +108,7 @@ def export_version(
     version = read_version(version_dir)
     model = load_detector(version.path)
     export_onnx(model, version.onnx_path)
-    calib = calibration_images(calibration_frames)
+    calib = list(calibration) if calibration is not None else calibration_images(calibration_frames)
     diffs = max_abs_diff(model, version.onnx_path, preprocess(calib[:4], version.input_size))
     quantize_int8(
         version.onnx_path, version.int8_onnx_path, FrameCalibrationReader(calib, version.input_size)
@@ -111,10 +120,10 @@ def export_version(
         "int8_mb": round(sizes[1] / 1e6, 2),
         "torch_vs_onnx_max_abs_diff": {k: float(np.format_float_scientific(v, 2)) for k, v in diffs.items()},
     }
-    if parity_frames:
+    if parity_frames or parity_set is not None:
         fp32 = load_engine(version.path, EngineSpec("onnxruntime", "fp32"), warmup=False)
         int8 = load_engine(version.path, EngineSpec("onnxruntime", "int8"), warmup=False)
-        frames = heldout_frames(parity_frames)
+        frames = list(parity_set) if parity_set is not None else heldout_frames(parity_frames)
         report.update(parity(fp32, int8, frames, version.score_threshold, sizes).as_dict())
         if record:
             write_metrics(version.path, "parity", report)

@@ -7,13 +7,14 @@ evaluation frames; training uses its own seed (1 by default), so the three never
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from contract.frames import Frame
+from contract.frames import Frame, PackageTruth
 
 if TYPE_CHECKING:
     from simulator.conveyor import ConveyorSimulator
@@ -70,23 +71,70 @@ class SimulatedFrames:
 _SIMULATORS: dict[SimulatedFrames, ConveyorSimulator] = {}
 
 
-class DirectoryFrames:
-    """`index -> Frame` over a dataset written by `wv data` (annotations.jsonl + images)."""
+class DirectoryFrames(Sequence[Frame]):
+    """`index -> Frame` over a project dataset (`wv data` or `wv model import`: annotations.jsonl +
+    images), optionally a subset of its records (`indices`, e.g. one side of a package split).
 
-    def __init__(self, path: Path | str) -> None:
+    It is also a lazy `Sequence[Frame]`: each access reads one image, so evaluation over thousands
+    of full-size photographs never holds them all in memory."""
+
+    def __init__(self, path: Path | str, indices: Sequence[int] | None = None) -> None:
         from simulator.dataset import ImageDataset
 
         self.dataset = ImageDataset(Path(path))
+        self.indices = list(range(len(self.dataset))) if indices is None else list(indices)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.indices)
 
     def __call__(self, index: int) -> Frame:
-        return self.dataset.frame(index)
+        return self.dataset.frame(self.indices[index])
+
+    @overload
+    def __getitem__(self, index: int) -> Frame: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Frame]: ...
+    def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
+        if isinstance(index, slice):
+            return [self(i) for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self(index % len(self))
+
+    def __iter__(self) -> Iterator[Frame]:
+        return (self(i) for i in range(len(self)))
+
+    def truths(self) -> list[list[PackageTruth]]:
+        """Ground truth of every frame, without reading the images."""
+        return [self.dataset.truth(i) for i in self.indices]
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[DirectoryFrames, DirectoryFrames]:
+        """(train, validation) by package: no package or track id on both sides (`datasets.split`)."""
+        from model_lifecycle.datasets.split import split_by_package
+
+        records = [self.dataset.records[i] for i in self.indices]
+        train, val = split_by_package(records, val_fraction, seed)
+        path = self.dataset.path
+        return (
+            DirectoryFrames(path, [self.indices[i] for i in train]),
+            DirectoryFrames(path, [self.indices[i] for i in val]),
+        )
 
     def describe(self) -> dict[str, object]:
         meta = self.dataset.meta
-        return {"source": str(self.dataset.path), "seed": meta.get("seed"), "frames": len(self)}
+        described: dict[str, object] = {
+            "source": str(self.dataset.path),
+            "format": meta.get("format"),
+            "frames": len(self),
+            "packages": sum(len(self.dataset.records[i]["packages"]) for i in self.indices),
+        }
+        if "seed" in meta:
+            described["seed"] = meta["seed"]
+        if "source" in meta:
+            described["imported_from"] = meta["source"]
+        if len(self) != len(self.dataset):
+            described["subset_of"] = len(self.dataset)
+        return described
 
 
 def training_frames(seed: int = 1, damage_mix: dict[str, float] | None = None) -> SimulatedFrames:

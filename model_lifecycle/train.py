@@ -56,6 +56,15 @@ class TrainOptions:
     distill_weight: float = 1.0
     init_checkpoint: Path | None = None
     """DINOv2/DINOv3 backbone weights loaded through `checkpoints.load_backbone` before training."""
+    model_config: dict[str, Any] | None = None
+    """A full `ModelConfig.to_dict()` (e.g. a backbone shaped like the checkpoint); overrides `config`."""
+    init_version: Path | None = None
+    """Start from a model version's (or training checkpoint's) weights: fine-tuning on new data."""
+    freeze_blocks: int | None = None
+    """Keep the patch embedding, positions and the first N backbone blocks fixed (N >= depth: the
+    whole backbone, heads only)."""
+    backbone_origin: dict[str, Any] = field(default_factory=dict)
+    """Where `init_checkpoint` came from (path, sha256, naming, load report), for the model card."""
     wandb: bool = True
     progress: bool = True
     """Rich progress bar; without it each log row is printed as a JSON line."""
@@ -112,6 +121,25 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         is_vector = p.ndim <= 1 or name.endswith(("cls_token", "pos_embed", "register_tokens"))
         (no_decay if is_vector else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def freeze_backbone(model: PackageDetector, blocks: int) -> list[str]:
+    """Fix the patch embedding, the position/cls/register tokens and the first `blocks` blocks (all
+    of the backbone, final norm included, when `blocks` >= depth); returns the frozen names."""
+    bb = model.backbone
+    depth = len(bb.blocks)
+    if blocks < 0:
+        raise ValueError(f"--freeze-backbone takes a block count >= 0, got {blocks}")
+    modules: list[nn.Module] = [bb.patch_embed, *bb.blocks[: min(blocks, depth)]]
+    if blocks >= depth:
+        modules.append(bb.norm)
+    for m in modules:
+        m.requires_grad_(False)
+    for name in ("cls_token", "pos_embed", "register_tokens"):
+        p = getattr(bb, name, None)
+        if isinstance(p, nn.Parameter):
+            p.requires_grad_(False)
+    return [n for n, p in model.named_parameters() if not p.requires_grad]
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -218,16 +246,20 @@ def train(opts: TrainOptions, dataset: Dataset) -> TrainResult:
     rank, world, device = _setup_distributed(opts.device)
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
-    cfg = get_config(opts.config)
+    cfg = ModelConfig.from_dict(opts.model_config) if opts.model_config else get_config(opts.config)
     if opts.input_size:
         cfg = cfg.with_input_size(*opts.input_size)
     model = PackageDetector(cfg)
+    if opts.init_version:
+        model.load_state_dict(load_detector(opts.init_version).state_dict())
     if opts.init_checkpoint:
         from model_lifecycle.checkpoints import load_backbone
 
         report = load_backbone(model.backbone, opts.init_checkpoint)
         if rank == 0:
             log.info("backbone init: %s", report.summary())
+    if opts.freeze_blocks is not None:
+        freeze_backbone(model, opts.freeze_blocks)
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(opts.warmup_steps, opts.steps))
@@ -300,7 +332,7 @@ def train(opts: TrainOptions, dataset: Dataset) -> TrainResult:
                         loss = loss + opts.distill_weight * losses["distill"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
                 opt.step()
                 sched.step()
                 step += 1

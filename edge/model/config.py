@@ -34,6 +34,8 @@ class BackboneConfig:
     pos_encoding: PosEncoding = "learned"
     """`learned`: absolute `pos_embed` (DINOv2); `rope`: 2-D rotary embedding (DINOv3)."""
     rope_base: float = 100.0
+    norm_eps: float = 1e-6
+    """LayerNorm epsilon: 1e-6 in DINOv2 and timm, 1e-5 in DINOv3 (checkpoints load with theirs)."""
 
     @property
     def head_dim(self) -> int:

@@ -105,10 +105,10 @@ class Block(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         dim = cfg.embed_dim
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn = Attention(dim, cfg.num_heads, cfg.qkv_bias)
         self.ls1 = LayerScale(dim, cfg.layerscale_init) if cfg.layerscale_init else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         self.ls2 = LayerScale(dim, cfg.layerscale_init) if cfg.layerscale_init else nn.Identity()
 
@@ -149,7 +149,7 @@ class VisionTransformer(nn.Module):
             self.pos_embed = None
             self.rope_embed = RopeEmbedding(cfg.head_dim, cfg.rope_base)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self._init_weights()
 
     def _init_weights(self) -> None:
