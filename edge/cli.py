@@ -26,10 +26,21 @@ def run(
         str | None,
         typer.Option(help="One-camera shorthand: synthetic://seed=1 | file:///clip.mp4 | rtsp://…"),
     ] = None,
-    policy: Annotated[str, typer.Option(help="One-camera shorthand: latest | every.")] = "latest",
-    drain_timeout: Annotated[float, typer.Option(help="Seconds to empty the outbox at shutdown.")] = 10.0,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="One-camera shorthand: latest | every (default: every for a file:// source, else latest)."
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to empty the outbox at shutdown (within shutdown.timeout_s).")
+    ] = 10.0,
 ) -> None:
-    """Stream decisions from the cameras to the centre until SIGTERM (or until finite sources end)."""
+    """Stream decisions from the cameras to the centre until SIGTERM (or until finite sources end).
+
+    Exit codes: 0 stopped cleanly, 2 configuration or start-up error, 3 the watchdog found a stalled
+    thread, 4 the stop overran shutdown.timeout_s (or a second signal came). The last line on
+    stderr sums up frames read, processed and dropped, and the events left in the outbox."""
     from edge.backends.base import EngineError
     from edge.config import build_config, load_config, single_camera
     from edge.hotswap.manager import NoModelError
@@ -56,8 +67,22 @@ def run(
     except (OutboxError, NoModelError, EngineError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    service_shutdown_ok = len(service.outbox) == 0 if hasattr(service, "outbox") else True
-    if not service_shutdown_ok:
+    typer.echo(service.summary(), err=True)
+    if service.outbox_left:
         typer.echo(
-            f"{len(service.outbox)} events left in the outbox; they are replayed on the next start", err=True
+            f"{service.outbox_left} events left in the outbox; they are replayed on the next start", err=True
         )
+    if service.abandoned:  # a stuck thread would hold the interpreter's exit: end the process here
+        _exit_now(service.exit_code)
+    raise typer.Exit(service.exit_code)
+
+
+def _exit_now(code: int) -> None:
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

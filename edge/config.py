@@ -85,12 +85,35 @@ class ReconnectConfig(_Strict):
 class CameraConfig(_Strict):
     id: str = Field(min_length=1)
     source: str = Field(min_length=1, description="synthetic://…, file:///path.mp4 or rtsp://…")
-    policy: Literal["latest", "every"] = "latest"
+    policy: Literal["latest", "every"] = Field(
+        default="latest",
+        description=(
+            "latest: drop frames the engine cannot keep up with (live cameras) | every: never drop, "
+            "hold the source back. Default: every for a file:// source read as fast as possible "
+            "(each recorded frame is processed), latest otherwise."
+        ),
+    )
     queue_size: int = Field(default=8, ge=1, le=1024, description="Frames waiting for inference (`every`).")
     zones: list[ZoneSpec] = Field(default_factory=list)
     routes: dict[str, str] = Field(default_factory=dict, description="SKU glob → expected zone.")
     reconnect: ReconnectConfig = ReconnectConfig()
     restart_at_end: bool = Field(default=False, description="Reopen a finite source (file) when it ends.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_policy(cls, data: Any) -> Any:
+        """A recorded file not paced at its frame rate is processed frame by frame (`every`)."""
+        if isinstance(data, dict) and data.get("policy") is None and isinstance(data.get("source"), str):
+            from edge.sources.capture import FileSource
+            from edge.sources.factory import open_source
+
+            try:
+                source = open_source(data["source"], "validation")
+            except ValueError:
+                return data  # the source validator names the problem
+            every = isinstance(source, FileSource) and not source.realtime
+            data = {**data, "policy": "every" if every else "latest"}
+        return data
 
     @field_validator("source")
     @classmethod
@@ -321,6 +344,31 @@ class HotswapConfig(_Strict):
     max_failures: int = Field(default=5, ge=1, description="Consecutive inference failures before rollback.")
 
 
+class WatchdogConfig(_Strict):
+    stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "A working thread (inference loop, camera reader, outbox relay) that has work but made no "
+            "progress for this long fails /healthz and wv_edge_healthy, and the edge exits with code 3."
+        ),
+        json_schema_extra=env_default("EDGE_STALL_S"),
+    )
+
+
+class ShutdownConfig(_Strict):
+    timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description=(
+            "SIGTERM/SIGINT stop the edge within this (inside Kubernetes' 30 s grace), flushing what it "
+            "can; unsent events stay in the outbox for the next start. Past it, or on a second signal, "
+            "the process exits at once with code 4."
+        ),
+        json_schema_extra=env_default("EDGE_SHUTDOWN_TIMEOUT_S"),
+    )
+
+
 class MetricsConfig(_Strict):
     host: str
     port: int = Field(ge=0, le=65535, description="0 disables the endpoint.")
@@ -337,6 +385,8 @@ class EdgeConfig(_Strict):
     outbox: OutboxConfig
     transport: TransportConfig
     hotswap: HotswapConfig = HotswapConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     metrics: MetricsConfig
     redis_url: str | None = Field(default=None, description="SKU reference cache; none: local cache only.")
     state_dir: Path
@@ -441,8 +491,8 @@ def load_config(path: Path, settings: EdgeSettings) -> EdgeConfig:
 
 
 def single_camera(
-    facility: str, camera: str, source: str, settings: EdgeSettings, policy: str = "latest"
+    facility: str, camera: str, source: str, settings: EdgeSettings, policy: str | None = None
 ) -> EdgeConfig:
-    """The `wv edge run --facility F --camera C --source URI` shorthand."""
+    """The `wv edge run --facility F --camera C --source URI` shorthand (policy None: the source's default)."""
     data = {"facility": facility, "cameras": [{"id": camera, "source": source, "policy": policy}]}
     return build_config(data, settings, "command-line options")

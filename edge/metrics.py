@@ -7,12 +7,26 @@ collector, so the components hold plain counters and never depend on Prometheus.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from wsgiref.simple_server import make_server
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.registry import Collector
+
+from foundation.settings import ConfigError
+
+Health = Callable[[], tuple[bool, dict[str, Any]]]
+"""``/healthz``: (alive, details); alive False answers 503."""
+
+
+class MetricsPortError(ConfigError):
+    """The metrics endpoint cannot bind its port (in use, or not allowed)."""
+
 
 STAGE_BUCKETS = (
     0.001,
@@ -65,12 +79,35 @@ class EdgeMetrics:
     def add_collector(self, read: Callable[[], Iterable[Metric]]) -> None:
         self.registry.register(_Callback(read))
 
-    def serve(self, host: str, port: int) -> int:
-        """Expose /metrics on host:port (0 = disabled); returns the bound port."""
+    def serve(self, host: str, port: int, health: Health | None = None) -> int:
+        """Expose /metrics (and /healthz when `health` is given) on host:port (0 = disabled).
+
+        Returns the bound port; a port that cannot be bound raises MetricsPortError naming the
+        settings that choose it."""
         if port == 0:
             return 0
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._server.server_port)
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") in ("/healthz", "/livez") and health is not None:
+                alive, details = health()
+                body = json.dumps(details, sort_keys=True).encode()
+                status = "200 OK" if alive else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+                return [body]
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+        try:
+            server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+        except OSError as exc:
+            raise MetricsPortError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                "(the port comes from WV_METRICS_PORT or edge.yaml metrics.port, the address from "
+                "WV_METRICS_HOST or metrics.host: choose a free port, or 0 to disable the endpoint)"
+            ) from None
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        return int(server.server_port)
 
     def close(self) -> None:
         if self._server is not None:

@@ -32,6 +32,7 @@ from edge.model.preprocess import preprocess
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.tracking.iou import IouTracker
+from edge.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,15 @@ class Pipeline:
         self.frames_by_camera: Counter[str] = Counter()
         self.e2e_ms: deque[float] = deque(maxlen=100_000)
         """End-to-end latency of the most recent frames (capture to outbox), for benchmarks."""
+        self.heartbeat = Heartbeat("inference", has_work=lambda: hub.pending() > 0)
+        """Beats once per loop turn; stalled when frames wait and the loop does not come back."""
 
     # -- loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Process frames until `stop` is set or every (finite) source ended, then finish tracks."""
         while not stop.is_set():
+            self.heartbeat.beat()
             items = self.next_batch(stop)
             if items:
                 self._process_guarded(items)
@@ -123,6 +127,7 @@ class Pipeline:
             if not items:
                 return
             self._process_guarded(items)
+            self.heartbeat.beat()
 
     def _process_guarded(self, items: list[Captured]) -> None:
         """One batch; an unexpected error drops (and counts) its frames instead of the service."""

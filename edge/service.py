@@ -1,19 +1,38 @@
 """The edge service: wires capture, batching, engines, tracking, decisions, outbox and transport.
 
-Threads: one reader per camera, one inference loop, the outbox relay, the model manager, and the
-Prometheus server. `run()` blocks until SIGTERM/SIGINT (or until every finite source ended), then
+Threads: one reader per camera, one inference loop, the outbox relay, the model manager, the
+Prometheus server (``/metrics``, ``/healthz``) and the watchdog. `run()` blocks until
+SIGTERM/SIGINT (or until every finite source ended, or the watchdog found a stalled thread), then
 shuts down in dependency order: stop the cameras, process what is queued, end every track (its
 decision is written), give the relay a bounded time to empty the outbox, close RocksDB. Whatever
 the centre has not acknowledged by then stays in the outbox and is replayed on the next start.
+
+Every step of the stop is bounded by ``shutdown.timeout_s`` from the moment it was asked for; a
+step that overruns it (a stuck engine, a hung transport) is abandoned, and the watchdog thread
+ends the process with :data:`~edge.watchdog.EXIT_SHUTDOWN_DEADLINE` if the stop as a whole has
+not finished by the deadline. The outbox needs no flush for that: each write is in RocksDB's log.
+
+Signals: the handler only counts the signal (it takes no lock, logs nothing); the watchdog thread
+turns the count into a stop. A handler that set a ``threading.Event`` deadlocked the main thread
+when the signal landed while that same thread held the event's lock inside ``Event.wait`` (the
+hang of issue 24: no *stopping* line, every thread in a futex wait, SIGTERM and SIGINT ignored).
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
+import os
 import signal
+import sys
 import threading
+import time
+import traceback
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from prometheus_client.core import Metric
@@ -38,6 +57,7 @@ from edge.sources.base import FrameSource
 from edge.sources.factory import open_source
 from edge.sources.simulated import SyntheticSource
 from edge.tracking.iou import IouTracker
+from edge.watchdog import EXIT_OK, EXIT_SHUTDOWN_DEADLINE, EXIT_STALLED, Watchdog
 from foundation.resilience import CircuitBreaker
 from simulator.identity import SimulatorIdentity
 
@@ -71,25 +91,76 @@ def camera_zones(camera: CameraConfig, source: FrameSource) -> list[ZoneSpec]:
     ]
 
 
+WATCH_INTERVAL_S = 0.1
+"""How often the watchdog thread looks at signals, heartbeats and the stop deadline."""
+
+
+def _hard_exit(code: int) -> None:
+    """End the process now, whatever its threads are doing (the outbox is already durable)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a broken pipe must not keep a stuck process alive
+            stream.flush()
+    os._exit(code)
+
+
 class EdgeService:
     def __init__(
-        self, config: EdgeConfig, grpc_token: str | None = None, transport: Transport | None = None
+        self,
+        config: EdgeConfig,
+        grpc_token: str | None = None,
+        transport: Transport | None = None,
+        hard_exit: Callable[[int], None] = _hard_exit,
     ) -> None:
         self.config = config
         self._grpc_token = grpc_token
         self._transport = transport
+        self._hard_exit = hard_exit
+        """Ends the process when a stop overruns its deadline (tests pass a recorder)."""
         self.stop_event = threading.Event()
         self.metrics = EdgeMetrics()
         self.metrics_port = 0
+        self.watchdog = Watchdog(config.watchdog.stall_s)
         self._pipeline_thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
         self._started = False
         self._stopped = False
+        self._finished = threading.Event()
+        self._signals: list[int] = []
+        """Signal numbers received; appended by the handler (no lock), acted on by the watchdog."""
+        self._stop_asked_at: float | None = None
+        self.stop_reason = ""
+        self.stalls: list[str] = []
+        """Components the watchdog found stalled (then the exit code is EXIT_STALLED)."""
+        self.abandoned: list[str] = []
+        """Threads still running when the stop gave up on them (then EXIT_SHUTDOWN_DEADLINE)."""
         self.outbox_left = 0
         """Unacknowledged events left in the outbox at shutdown (replayed on the next start)."""
+        self.outbox_flushed = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 after a clean stop; EXIT_STALLED after a watchdog stop; EXIT_SHUTDOWN_DEADLINE when
+        a thread had to be abandoned."""
+        if self.stalls:
+            return EXIT_STALLED
+        if self.abandoned:
+            return EXIT_SHUTDOWN_DEADLINE
+        return EXIT_OK
 
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Build and start every component; on failure, release what was already started."""
+        cfg = self.config
+        # The endpoint first: a port in use fails at once, before the outbox or a model is opened.
+        self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port, self.health)
+        try:
+            self._start()
+        except BaseException:
+            self.metrics.close()
+            raise
+
+    def _start(self) -> None:
         cfg = self.config
         base = cfg.state_dir / "edge" / cfg.facility
         self.outbox = Outbox(
@@ -123,16 +194,17 @@ class EdgeService:
         self.relay.start()  # replay starts at once, before the first frame
         try:
             self.manager.start()
-        except Exception:
+            self.references = SkuReferences(
+                cfg.redis_url, cfg.decisions.reference_capacity, cfg.decisions.reference_min_count
+            )
+            self.hub = FrameHub()
+            self.cameras = {c.id: self._camera(c) for c in cfg.cameras}
+        except BaseException:
             self.relay.stop()
             self.transport.close()
             self.outbox.close()
+            self.manager.stop()
             raise
-        self.references = SkuReferences(
-            cfg.redis_url, cfg.decisions.reference_capacity, cfg.decisions.reference_min_count
-        )
-        self.hub = FrameHub()
-        self.cameras = {c.id: self._camera(c) for c in cfg.cameras}
         b = cfg.budgets
         self.controller = BatchController(b.latency_ms, b.inference_deadline_ms, b.max_batch)
         self.runner = StragglerRunner(self.manager, b.inference_deadline_ms, b.fallback)
@@ -149,7 +221,11 @@ class EdgeService:
             b.latency_ms,
         )
         self.metrics.add_collector(self._collect)
-        self.metrics_port = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        self.watchdog.watch(
+            self.pipeline.heartbeat,
+            self.relay.heartbeat,
+            *(c.reader.heartbeat for c in self.cameras.values()),
+        )
         for cam in self.cameras.values():
             cam.reader.start()
         self._pipeline_thread = threading.Thread(
@@ -166,6 +242,8 @@ class EdgeService:
                 "engine": e.name,
                 "precision": e.precision,
                 "metrics_port": self.metrics_port,
+                "stall_s": cfg.watchdog.stall_s,
+                "shutdown_timeout_s": cfg.shutdown.timeout_s,
             },
         )
 
@@ -191,23 +269,114 @@ class EdgeService:
     # -- run and stop -----------------------------------------------------------------------
 
     def run(self, install_signals: bool = True, drain_timeout_s: float = 10.0) -> None:
-        """Start, serve until a signal or the end of every source, then shut down cleanly."""
+        """Start, serve until a signal, the end of every source or a stall, then shut down.
+
+        The stop takes at most ``shutdown.timeout_s`` from the signal (or the stall); the relay
+        gets at most `drain_timeout_s` of it to empty the outbox."""
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda signum, frame: self.request_stop())
-        self.start()
+                signal.signal(sig, self._on_signal)
+        self._watch_thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._watch_thread.start()
         try:
+            self.start()
             while (
                 not self.stop_event.is_set()
                 and self._pipeline_thread is not None
                 and self._pipeline_thread.is_alive()
             ):
-                self.stop_event.wait(0.2)
+                self.stop_event.wait(0.2)  # safe: the signal handler never touches this event
         finally:
-            self.shutdown(drain_timeout_s)
+            try:
+                self.shutdown(drain_timeout_s)
+            finally:
+                self._finished.set()
 
-    def request_stop(self) -> None:
+    def _on_signal(self, signum: int, frame: object) -> None:
+        """Record the signal and return: no lock, no logging (either can deadlock a handler)."""
+        self._signals.append(signum)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask for a stop (from any thread but a signal handler); the deadline starts now."""
+        if self._stop_asked_at is None:
+            self._stop_asked_at = time.monotonic()
+            self.stop_reason = reason
         self.stop_event.set()
+
+    def _deadline(self) -> float:
+        asked = self._stop_asked_at if self._stop_asked_at is not None else time.monotonic()
+        return asked + self.config.shutdown.timeout_s
+
+    def _remaining(self) -> float:
+        return max(0.0, self._deadline() - time.monotonic())
+
+    def _watch(self) -> None:
+        """The watchdog thread: signals → stop, stalls → stop with EXIT_STALLED, and a stop that
+        overruns its deadline (or a second signal) → the process ends at once."""
+        seen = 0
+        while not self._finished.wait(WATCH_INTERVAL_S):
+            signals = list(self._signals)
+            if len(signals) > seen:
+                seen = len(signals)
+                name = signal.Signals(signals[-1]).name
+                if self._stop_asked_at is not None and seen > 1:
+                    self._force_exit(f"second {name} while stopping")
+                    return
+                log.info("%s received: stopping within %.0f s", name, self.config.shutdown.timeout_s)
+                self.request_stop(name)
+            if self._started and not self.stop_event.is_set():
+                stalls = self.watchdog.stalls()
+                if stalls:
+                    self.stalls = [s.component for s in stalls]
+                    for stall in stalls:
+                        log.error(
+                            "watchdog: %s made no progress for %.1f s while it had work; stopping "
+                            "(exit code %d) so the supervisor restarts the edge",
+                            stall.component,
+                            stall.seconds,
+                            EXIT_STALLED,
+                        )
+                    self._log_stacks(set(self.stalls))
+                    self.request_stop("stalled: " + ", ".join(self.stalls))
+            if self._stop_asked_at is not None and time.monotonic() > self._deadline():
+                self._force_exit(f"stop not finished within {self.config.shutdown.timeout_s:.0f} s")
+                return
+
+    def _force_exit(self, why: str) -> None:
+        left = len(self.outbox) if hasattr(self, "outbox") else 0
+        code = EXIT_STALLED if self.stalls else EXIT_SHUTDOWN_DEADLINE
+        log.error(
+            "%s: exiting now with code %d; %d unacknowledged events stay in the outbox for the next start",
+            why,
+            code,
+            left,
+        )
+        faulthandler.dump_traceback(all_threads=True)  # what was stuck, for the post-mortem
+        self._hard_exit(code)
+
+    def _log_stacks(self, components: set[str]) -> None:
+        """The current stack of each stalled thread (named like its heartbeat) and of the engine
+        worker the inference loop waits on, in the log."""
+        frames = sys._current_frames()
+        for thread in threading.enumerate():
+            if thread.name in components or ("inference" in components and thread.name.startswith("primary")):
+                frame = frames.get(thread.ident or -1)
+                if frame is not None:
+                    stack = "".join(traceback.format_stack(frame))
+                    log.error("watchdog: stack of thread %s:\n%s", thread.name, stack)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``/healthz``: alive unless a component stalled or the edge is stopping."""
+        state = self.watchdog.state()
+        stalled = [name for name, s in state.items() if s["stalled"]] or self.stalls
+        status = (
+            "stalled"
+            if stalled
+            else "stopping"
+            if self.stop_event.is_set()
+            else ("ok" if self._started else "starting")
+        )
+        return status in ("ok", "starting"), {"status": status, "stalled": stalled, "components": state}
 
     def wait_finished(self, timeout: float) -> bool:
         """Block until the inference loop ended (finite sources) or `timeout`; True if it ended."""
@@ -217,31 +386,69 @@ class EdgeService:
         return not self._pipeline_thread.is_alive()
 
     def shutdown(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop every component in dependency order, each step bounded by the stop deadline."""
         if not self._started or self._stopped:
             return
         self._stopped = True
-        log.info("edge service stopping")
+        self.request_stop(self.stop_reason or "sources ended")
+        log.info("edge service stopping", extra={"reason": self.stop_reason, "within_s": self._remaining()})
+        reserve = min(2.0, self.config.shutdown.timeout_s * 0.1)
+        """Kept back from the waits below for closing the outbox and the rest."""
         for cam in self.cameras.values():
             cam.reader.stop()
         for cam in self.cameras.values():  # the loop still runs, so `every` readers can hand over
-            cam.reader.join(timeout=5)
+            cam.reader.join(timeout=min(5.0, max(0.0, self._remaining() - reserve)))
         self.hub.close()  # releases a reader still blocked if the loop is stuck
         self.stop_event.set()
         if self._pipeline_thread is not None:
-            self._pipeline_thread.join()
-        delivered = self.relay.drain(drain_timeout_s)
-        self.relay.stop()
+            self._pipeline_thread.join(max(0.0, self._remaining() - reserve))
+        pipeline_done = self._pipeline_thread is None or not self._pipeline_thread.is_alive()
+        if not pipeline_done:
+            self.abandoned.append("inference")
+            log.error("inference loop did not finish in time; the frames it holds are not processed")
+        delivered = self.relay.drain(max(0.0, min(drain_timeout_s, self._remaining() - reserve)))
+        if not self.relay.stop(max(0.0, min(self.relay.timeout_s + 5, self._remaining() - reserve / 2))):
+            self.abandoned.append("outbox-relay")
+            log.error("outbox relay did not stop in time (a send still running)")
+        self.metrics.close()
         self.transport.close()
         left = self.outbox_left = len(self.outbox)
-        self.outbox.flush()
-        self.outbox.close()
+        if pipeline_done and "outbox-relay" not in self.abandoned:
+            self.outbox.flush()
+            self.outbox.close()
+            self.outbox_flushed = True
         self.runner.close()
         self.manager.stop()
         self.references.close()
-        self.metrics.close()
+        for cam in self.cameras.values():
+            if cam.reader.heartbeat.has_work():
+                self.abandoned.append(f"camera-{cam.camera_id}")
         log.info(
             "edge service stopped",
-            extra={"outbox_left": left, "outbox_flushed": delivered, **self.pipeline.counters},
+            extra={
+                "reason": self.stop_reason,
+                "outbox_left": left,
+                "outbox_flushed": delivered,
+                "abandoned": self.abandoned,
+                **self.pipeline.counters,
+            },
+        )
+
+    def summary(self) -> str:
+        """The exit summary line: frames read, processed and dropped (by reason), events left."""
+        if not self._started:
+            return "edge stopped before it started"
+        captured = sum(c.reader.counters["frames"] for c in self.cameras.values())
+        drops: Counter[str] = Counter()
+        for (_camera, reason), n in self.hub.drops.items():
+            drops[reason] += n
+        dropped = sum(drops.values())
+        detail = f" ({', '.join(f'{r} {n}' for r, n in drops.most_common())})" if dropped else ""
+        return (
+            f"edge stopped ({self.stop_reason}): {captured} frames read, "
+            f"{self.pipeline.counters['frames']} processed, {dropped} dropped{detail}; "
+            f"{self.relay.counters['delivered']} events delivered, {self.outbox_left} left in the outbox"
+            + (f"; abandoned: {', '.join(self.abandoned)}" if self.abandoned else "")
         )
 
     # -- metrics ----------------------------------------------------------------------------
@@ -339,6 +546,24 @@ class EdgeService:
         )
         yield counter("wv_edge_model_swaps", "Model promotions.", [], {(): mgr.swaps})
         yield counter("wv_edge_model_rollbacks", "Automatic rollbacks.", [], {(): mgr.rollbacks})
+        state = self.watchdog.state()
+        yield gauge(
+            "wv_edge_healthy",
+            "1 while no working thread is stalled (what /healthz answers), 0 once one is.",
+            0.0 if self.stalls or any(s["stalled"] for s in state.values()) else 1.0,
+        )
+        yield gauge(
+            "wv_edge_progress_age_seconds",
+            "Seconds since each working thread last made progress.",
+            labels=["component"],
+            values={(name,): float(s["progress_age_s"]) for name, s in state.items()},
+        )
+        yield gauge(
+            "wv_edge_stalled",
+            "1 for a working thread without progress for watchdog.stall_s while it had work.",
+            labels=["component"],
+            values={(name,): float(bool(s["stalled"])) for name, s in state.items()},
+        )
         st = self.references.stats
         yield counter("wv_edge_sku_reference_lookups", "SKU reference lookups.", [], {(): st.lookups})
         yield counter(

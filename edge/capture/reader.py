@@ -12,6 +12,7 @@ import numpy as np
 from edge.capture.queues import CameraQueue, Captured
 from edge.retry import Backoff
 from edge.sources.base import EndOfStream, FrameSource
+from edge.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class CameraReader:
         """frames, reconnects, read_errors, bad_frames."""
         self.finished = threading.Event()
         self._stop = threading.Event()
+        self.heartbeat = Heartbeat(f"camera-{self.camera_id}", has_work=self._has_work)
+        """Beats per frame read (or failed attempt); idle while backing off or held by a full queue."""
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
 
     def start(self) -> None:
@@ -47,9 +50,13 @@ class CameraReader:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    def _has_work(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set() and not self.finished.is_set()
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self.heartbeat.beat()
                 if not self._step():
                     break
         finally:
@@ -72,7 +79,8 @@ class CameraReader:
             self.source.close()
             delay = self.backoff.next_delay()
             log.warning("camera %s: %s; reconnecting in %.2fs", self.camera_id, exc, delay)
-            self._stop.wait(delay)
+            with self.heartbeat.idle():
+                self._stop.wait(delay)
             self.counters["reconnects"] += 1
             return True
         ended, ended_wall = time.monotonic(), time.time()
@@ -92,7 +100,10 @@ class CameraReader:
             return True
         self.backoff.reset()
         self.counters["frames"] += 1
-        if not self.queue.put(Captured(frame, captured_at, decode_ms)):
+        self.heartbeat.beat()
+        with self.heartbeat.idle():  # an `every` queue that is full holds the reader: backpressure
+            accepted = self.queue.put(Captured(frame, captured_at, decode_ms))
+        if not accepted:
             self.queue.hub.drop(self.camera_id, "shutdown")
             return False
         return True

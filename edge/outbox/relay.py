@@ -20,6 +20,7 @@ from contract.proto import warehouse_vision_pb2 as pb
 from edge.outbox.store import Outbox
 from edge.publish.base import Transport, TransportError
 from edge.retry import Backoff
+from edge.watchdog import Heartbeat
 from foundation.resilience import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Relay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_expire = 0.0
+        self.heartbeat = Heartbeat("outbox-relay", has_work=lambda: len(outbox) > 0)
+        """Beats per iteration; idle while waiting for events, backing off or the circuit is open."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
@@ -62,6 +65,7 @@ class Relay:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.heartbeat.beat()
             try:
                 self.step()
             except Exception:  # a bug must not silently stop delivery: log, back off, go on
@@ -81,7 +85,8 @@ class Relay:
             return 0
         entries = self.outbox.pending(self.batch_events)
         if not entries:
-            self._wake.wait(0.5)
+            with self.heartbeat.idle():
+                self._wake.wait(0.5)
             self._wake.clear()
             return 0
         events, keys_by_id, corrupt = [], {}, []
@@ -132,7 +137,8 @@ class Relay:
         return len(delivery.acked)
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        with self.heartbeat.idle():
+            self._stop.wait(seconds)
 
     def drain(self, timeout_s: float) -> bool:
         """Wait (at shutdown) until the running relay emptied the outbox or `timeout_s` passed.
@@ -141,15 +147,19 @@ class Relay:
         the outbox for the next start. Returns True when the outbox is empty."""
         deadline = time.monotonic() + timeout_s
         self.notify()
-        while len(self.outbox) and time.monotonic() < deadline:
+        while len(self.outbox) and time.monotonic() < deadline and self._thread is not None:
             if not self.breaker.allow() and self.breaker.seconds_until_probe() > deadline - time.monotonic():
                 break
             time.sleep(0.02)
         return len(self.outbox) == 0
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Stop the thread, waiting at most `timeout_s` (default: one send plus 5 s); True once it ended."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 5)
+            self._thread.join(timeout=self.timeout_s + 5 if timeout_s is None else max(0.0, timeout_s))
+            if self._thread.is_alive():
+                return False
             self._thread = None
+        return True
