@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -227,21 +228,31 @@ def eval_(
     engine: Annotated[
         str, typer.Option(help="torch | onnx | int8 (ONNX files of the version dir)")
     ] = "torch",
-    frames: Annotated[int, typer.Option(help="Held-out frames.")] = 400,
+    frames: Annotated[
+        int | None,
+        typer.Option(help="Frames to score (default: 400 held-out simulator frames, or all of --data)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Held-out simulator seed (default HELDOUT_SEED).")] = None,
     drift: Annotated[str | None, typer.Option(help="Simulator drift preset, e.g. six_weeks_later.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Evaluate on a `wv data` dataset dir instead.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Evaluate on a dataset dir (`wv data` or `wv model import`) instead.")
+    ] = None,
+    coco_results: Annotated[
+        Path | None,
+        typer.Option(help="Also write the detections as COCO results JSON (image ids as `export-dataset`)."),
+    ] = None,
     device: str = "cpu",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     write: Annotated[bool, typer.Option(help="Store the result in the version's metrics.json.")] = False,
 ) -> None:
     """mAP@0.5, condition accuracy on matched packages and per-condition P/R on the held-out set."""
+    from contract.frames import Frame
     from edge.backends import Engine, EngineSpec, load_engine
     from edge.backends.torch import TorchEngine
     from edge.model.version import load_detector, read_version, write_metrics
-    from model_lifecycle.evaluate import evaluate
-    from model_lifecycle.sources import HELDOUT_SEED, DirectoryFrames, heldout_frames
+    from model_lifecycle.evaluate import SCORE_FLOOR, score
+    from model_lifecycle.sources import DEFAULT_HELDOUT_FRAMES, HELDOUT_SEED, DirectoryFrames, heldout_frames
 
     version = read_version(model) if model.is_dir() else None
     thr, iou = (version.score_threshold, version.iou_threshold) if version else (0.3, 0.5)
@@ -258,12 +269,21 @@ def eval_(
     else:
         raise typer.BadParameter("engine must be torch, or onnx/int8 with a version dir that was exported")
     seed = HELDOUT_SEED if seed is None else seed
+    eval_frames: Sequence[Frame]
     if data:
         source = DirectoryFrames(data)
-        eval_frames = [source(i) for i in range(min(frames, len(source)))]
+        n = len(source) if frames is None else min(frames, len(source))
+        eval_frames = DirectoryFrames(data, range(n)) if n < len(source) else source
     else:
-        eval_frames = heldout_frames(frames, seed, drift)
-    report = evaluate(model_engine, eval_frames, thr, iou).as_dict()
+        eval_frames = heldout_frames(frames or DEFAULT_HELDOUT_FRAMES, seed, drift)
+    result, detections = score(model_engine, eval_frames, thr, iou)
+    report = result.as_dict()
+    if coco_results is not None:
+        from model_lifecycle.datasets.coco import results
+
+        coco_results.parent.mkdir(parents=True, exist_ok=True)
+        coco_results.write_text(json.dumps(results(detections)))
+        report.update(coco_results=str(coco_results), coco_score_floor=SCORE_FLOOR)
     report.update(engine=engine, heldout_seed=seed, drift=drift or "none", score_threshold=thr)
     if data:
         report.update(heldout_seed=None, data=str(data))
