@@ -65,7 +65,7 @@ def test_redis_master_killed_under_load_replica_takes_over_and_windows_are_rebui
     pipeline.ingest(endpoints)
     edge = pipeline.edge(FACILITY, endpoints, cameras=["synthetic://seed=13&fps=10"])
     windows.start()
-    pipeline.start(wait_events=40)
+    pipeline.start(wait_events=20)
     wait_until(lambda: read_windows(client, FACILITY, started, datetime.now(UTC)), 30, "live windows")
     first_history = _replid(client)
     wait_until(lambda: client.get(LINEAGE_KEY) == first_history.encode(), 30, "lineage recorded")
@@ -94,7 +94,7 @@ def test_redis_master_killed_under_load_replica_takes_over_and_windows_are_rebui
     assert any(name == "wv_window_rebuilds_total" and ("reason", "lineage") in labels and value >= 2
                for (name, labels), value in rebuilds.items()), rebuilds  # fmt: skip
 
-    edge.wait_written(edge.written() + 40)
+    edge.wait_written(edge.written() + 20)
     assert edge.process.stop() == 0
     ledger = wait_stored(pipeline.journals, database_url, [FACILITY], 60)
     assert not ledger.lost and ledger.duplicated == 0 and not ledger.extra, ledger.summary()
