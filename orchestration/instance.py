@@ -2,7 +2,7 @@
 
 ``prepare_instance`` creates the Dagster database when missing, installs ``dagster.yaml`` from the
 template, and returns the environment the webserver, daemon and tests need. Credentials travel
-only in that environment (``DAGSTER_PG_*``), never in a file.
+only in that environment (``DAGSTER_PG_URL``), never in a file.
 """
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, urlencode
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from foundation.redaction import display_url
 from foundation.settings import ConfigError
 from orchestration.settings import OrchestrationSettings
 from realtime.storage.migrate import ensure_database
@@ -26,21 +30,29 @@ def dagster_home(settings: OrchestrationSettings) -> Path:
 
 
 def storage_env(url: str) -> dict[str, str]:
-    """``DAGSTER_PG_*`` variables read by ``dagster.yaml`` for the storage URL ``url``."""
-    parts = urlsplit(url)
-    db_name = parts.path.lstrip("/")
-    if not parts.hostname or not db_name:
+    """``DAGSTER_PG_URL``, read by ``dagster.yaml``: the storage URL ``url`` in SQLAlchemy's form.
+
+    A libpq multi-host URL (a Patroni cluster) becomes SQLAlchemy's ``?host=h1:p1&host=h2:p2``,
+    ``target_session_attrs`` kept, so Dagster's storage follows the leader like every other client.
+    """
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"WV_DAGSTER_DATABASE_URL/WV_DATABASE_URL: {exc}") from None
+    db_name = params.pop("dbname", "")
+    hosts = params.pop("host", "").split(",")
+    ports = params.pop("port", "5432").split(",")
+    if not hosts[0] or not db_name:
         raise ConfigError(
             "WV_DAGSTER_DATABASE_URL/WV_DATABASE_URL: need host and database name for Dagster storage, "
-            f"got {url!r}"
+            f"got {display_url(url)!r}"
         )
-    return {
-        "DAGSTER_PG_HOST": parts.hostname,
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": db_name,
-    }
+    ports += ports[-1:] * (len(hosts) - len(ports))
+    user = quote(params.pop("user", "postgres"), safe="")
+    password = params.pop("password", "")
+    userinfo = f"{user}:{quote(password, safe='')}" if password else user
+    query = [("host", f"{h}:{p}") for h, p in zip(hosts, ports, strict=True)] + sorted(params.items())
+    return {"DAGSTER_PG_URL": f"postgresql+psycopg2://{userinfo}@/{quote(db_name)}?{urlencode(query)}"}
 
 
 def prepare_instance(settings: OrchestrationSettings, home: Path | None = None) -> dict[str, str]:

@@ -40,8 +40,10 @@ def _default(info: FieldInfo) -> str:
         return "(unset)"
     if isinstance(value, SecretStr):
         return "(secret)"
-    if isinstance(value, list):
-        value = ",".join(str(v) for v in value)
+    if isinstance(value, list | frozenset):
+        value = ",".join(str(v) for v in (value if isinstance(value, list) else sorted(value)))
+        if not value:
+            return "(none)"
     if isinstance(value, date | Path):
         value = str(value)
     return f"`{value}`"

@@ -41,6 +41,8 @@ class Service(ABC):
     variable: ClassVar[str]  # the WV_ variable holding its URL
     field: ClassVar[str]  # the Settings field of that variable
     process_name: ClassVar[str]  # what the running process's command line contains
+    folder: ClassVar[str] = ""  # its folder under <state_dir>/services/ (default: its name)
+    replicated: ClassVar[bool] = False  # a single server answering at the default URL does not do
 
     @abstractmethod
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
@@ -49,6 +51,10 @@ class Service(ABC):
     @abstractmethod
     def start(self, home: Path, port: int, configured_url: str) -> Launched:
         """Start a private instance in ``home`` listening on 127.0.0.1:``port``, wait until healthy."""
+
+    def describe(self, url: str, home: Path) -> list[str]:
+        """Extra status lines (members, roles, replication lag) for a service with several servers."""
+        return []
 
     def stop(self, home: Path, pid: int, timeout: float = 20.0) -> None:
         """Stop the instance started earlier (only if ``pid`` is still that process)."""

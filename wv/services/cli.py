@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from wv.services.base import ServiceError
-from wv.services.manager import ServiceManager
+from wv.services.manager import ServiceManager, services_for
 from wv.settings import PlatformSettings
 
 app = typer.Typer(help="Start, stop and check local PostgreSQL, Redis and Kafka.", no_args_is_help=True)
@@ -17,7 +17,8 @@ Names = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka 
 
 def _manager() -> ServiceManager:
     """The manager of this checkout's services; every tier's settings are checked first."""
-    return ServiceManager(PlatformSettings.startup().state_dir)
+    settings = PlatformSettings.startup()
+    return ServiceManager(settings.state_dir, services=services_for(settings.services_ha))
 
 
 @app.command()

@@ -22,11 +22,18 @@ from typing import Literal
 from foundation.redaction import display_url
 from wv.services.base import Launched, Service, ServiceError, free_port, port_taken, process_matches
 from wv.services.kafka import KafkaService
+from wv.services.patroni import PatroniService
 from wv.services.postgres import PostgresService
 from wv.services.redis import RedisService
 from wv.settings import PlatformSettings
 
-SERVICES: tuple[Service, ...] = (PostgresService(), RedisService(), KafkaService())
+
+def services_for(ha: frozenset[str] = frozenset()) -> tuple[Service, ...]:
+    """The service plugins: a Patroni cluster for ``postgres`` when it is in ``ha``, else one server."""
+    postgres: Service = PatroniService() if "postgres" in ha else PostgresService()
+    return (postgres, RedisService(), KafkaService())
+
+
 Origin = Literal["configured", "default", "local"]
 
 
@@ -38,6 +45,7 @@ class ServiceState:
     origin: Origin
     problem: str | None  # None when healthy
     pid: int | None = None
+    details: tuple[str, ...] = ()  # members and their roles, for a replicated service
 
     @property
     def healthy(self) -> bool:
@@ -46,7 +54,7 @@ class ServiceState:
     def line(self) -> str:
         who = f"local (pid {self.pid})" if self.origin == "local" else self.origin
         health = "healthy" if self.healthy else f"UNHEALTHY: {self.problem}"
-        return f"{self.name:<9} {display_url(self.url):<55} {who:<18} {health}"
+        return "\n".join([f"{self.name:<9} {display_url(self.url):<55} {who:<18} {health}", *self.details])
 
 
 class ServiceManager:
@@ -54,15 +62,15 @@ class ServiceManager:
         self,
         state_dir: Path,
         environ: Mapping[str, str] | None = None,
-        services: Sequence[Service] = SERVICES,
+        services: Sequence[Service] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.environ = os.environ if environ is None else environ
-        self.services = {s.name: s for s in services}
+        self.services = {s.name: s for s in (services_for() if services is None else services)}
 
     # --- records ------------------------------------------------------------------------
     def home(self, service: Service) -> Path:
-        return self.state_dir / "services" / service.name
+        return self.state_dir / "services" / (service.folder or service.name)
 
     def _record(self, service: Service) -> dict[str, object] | None:
         path = self.home(service) / "service.json"
@@ -129,7 +137,10 @@ class ServiceManager:
             problem = service.probe(str(record["url"]))
             if problem is None and not process_matches(pid, service.process_name):
                 problem = f"process {pid} is gone"
-            return ServiceState(service.name, service.variable, str(record["url"]), "local", problem, pid)
+            details = tuple(service.describe(str(record["url"]), self.home(service)))
+            return ServiceState(
+                service.name, service.variable, str(record["url"]), "local", problem, pid, details
+            )
         return ServiceState(service.name, service.variable, url, origin, service.probe(url))
 
     def _select(self, names: Sequence[str] | None) -> list[Service]:
@@ -161,7 +172,7 @@ class ServiceManager:
                 return state
             self._stop(service)  # a stale record: process gone or wedged
             state = self._state(service)
-        if state.healthy and not private:
+        if state.healthy and not private and not service.replicated:
             return state
         home = self.home(service)
         last_error: ServiceError | None = None

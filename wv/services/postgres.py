@@ -60,7 +60,12 @@ def _ensure_system_user() -> pwd.struct_passwd:
     return pwd.getpwnam(SYSTEM_USER)
 
 
-def _as(owner: pwd.struct_passwd | None) -> dict[str, object]:
+def server_owner() -> pwd.struct_passwd | None:
+    """The user PostgreSQL runs as: ``wv-postgres`` when ``wv`` runs as root, else ``wv``'s own."""
+    return _ensure_system_user() if os.geteuid() == 0 else None
+
+
+def as_user(owner: pwd.struct_passwd | None) -> dict[str, object]:
     """subprocess arguments that run a command as ``owner`` (nothing to change when not root)."""
     return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
 
@@ -73,6 +78,45 @@ def _reachable_by(user: pwd.struct_passwd, path: Path) -> bool:
     return probe.returncode == 0
 
 
+def server_home(
+    home: Path, owner: pwd.struct_passwd | None, names: tuple[str, ...] = ("data", "server.log")
+) -> Path:
+    """Where a server's ``names`` live: ``home``, unless the server's user cannot reach it.
+
+    When the checkout is private to root (e.g. under /root), they go where that user can reach,
+    linked from ``home`` so the layout looks the same.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    if owner is None:
+        return home
+    if _reachable_by(owner, home.parent.resolve()):
+        os.chown(home, owner.pw_uid, owner.pw_gid)
+        return home
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    outside = Path("/var/lib") / SYSTEM_USER / digest
+    outside.mkdir(parents=True, exist_ok=True)
+    for path in (outside.parent, outside):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    for name in names:
+        if not (home / name).is_symlink():
+            (home / name).unlink(missing_ok=True)
+            (home / name).symlink_to(outside / name)
+    return outside
+
+
+def probe_postgres(url: str, timeout: float = 3.0) -> str | None:
+    """None when a server accepts a connection at ``url`` (a missing database counts: `wv db upgrade`
+    creates it); otherwise why not. For a multi-host URL: when a writable member answers."""
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
+    except psycopg.OperationalError as exc:
+        message = str(exc).strip()
+        if re.search(r'database "[^"]+" does not exist', message):
+            return None
+        return message.splitlines()[0] if message else type(exc).__name__
+    return None
+
+
 class PostgresService(Service):
     name = "postgres"
     variable = "WV_DATABASE_URL"
@@ -80,42 +124,13 @@ class PostgresService(Service):
     process_name = "postgres"
 
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
-        try:
-            psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
-        except psycopg.OperationalError as exc:
-            message = str(exc).strip()
-            # The server answers; `wv db upgrade` creates the database.
-            if re.search(r'database "[^"]+" does not exist', message):
-                return None
-            return message.splitlines()[0] if message else type(exc).__name__
-        return None
-
-    def _cluster_dir(self, home: Path, owner: pwd.struct_passwd | None) -> Path:
-        """Where ``data/`` and ``server.log`` live: ``home``, unless the server's user cannot reach it."""
-        home.mkdir(parents=True, exist_ok=True)
-        if owner is None:
-            return home
-        if _reachable_by(owner, home.parent.resolve()):
-            os.chown(home, owner.pw_uid, owner.pw_gid)
-            return home
-        # The checkout is private to root (e.g. under /root): keep the cluster where its user can go,
-        # linked from ``home`` so the layout looks the same.
-        digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
-        outside = Path("/var/lib") / SYSTEM_USER / digest
-        outside.mkdir(parents=True, exist_ok=True)
-        for path in (outside.parent, outside):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-        for name in ("data", "server.log"):
-            if not (home / name).is_symlink():
-                (home / name).unlink(missing_ok=True)
-                (home / name).symlink_to(outside / name)
-        return outside
+        return probe_postgres(url, timeout)
 
     def start(self, home: Path, port: int, configured_url: str) -> Launched:
         bindir = server_bindir()
-        owner = _ensure_system_user() if os.geteuid() == 0 else None
-        as_owner = _as(owner)
-        cluster = self._cluster_dir(home.resolve(), owner)
+        owner = server_owner()
+        as_owner = as_user(owner)
+        cluster = server_home(home.resolve(), owner)
         data, log = cluster / "data", cluster / "server.log"
         if owner and not log.exists():
             log.touch()
@@ -157,7 +172,7 @@ class PostgresService(Service):
     def stop(self, home: Path, pid: int, timeout: float = 30.0) -> None:
         data = home / "data"
         if (data / "postmaster.pid").exists():
-            as_owner = _as(pwd.getpwnam(SYSTEM_USER) if os.geteuid() == 0 else None)
+            as_owner = as_user(pwd.getpwnam(SYSTEM_USER) if os.geteuid() == 0 else None)
             command = [str(server_bindir() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast", "-w", "stop"]
             subprocess.run(command, capture_output=True, check=False, **as_owner)  # type: ignore[call-overload]
         terminate(pid, self.process_name, timeout)

@@ -63,13 +63,7 @@ def instance(settings, tmp_path):
         f"""
 storage:
   postgres:
-    postgres_db:
-      hostname: "{env["DAGSTER_PG_HOST"]}"
-      port: {env["DAGSTER_PG_PORT"]}
-      username: "{env["DAGSTER_PG_USER"]}"
-      password: "{env["DAGSTER_PG_PASSWORD"]}"
-      db_name: "{env["DAGSTER_PG_DB"]}"
-      scheme: postgresql+psycopg2
+    postgres_url: "{env["DAGSTER_PG_URL"]}"
 run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
