@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def test_entries_ingest_could_not_publish_are_rebuilt_from_their_gap_entry(db, c
         server.start()
         now[0] += 60  # the pause is over
         sink.store(events[half + 20 :], source="test")
-        entries = client.xrange(stream_key(FACILITY))
+        entries: Any = client.xrange(stream_key(FACILITY))
         gaps = [f for _, f in entries if f[b"type"] == b"gap"]
         assert len(gaps) == 1 and entries[-1][1][b"type"] == b"gap"  # after the batch's own entries
         expected = sum(1 for e in events[: half + 20] if e.kind == pb.EVENT_KIND_DECISION) + sum(
