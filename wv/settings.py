@@ -16,11 +16,12 @@ from realtime.settings import CentreSettings
 class ServicesSettings(StateSettings):
     """What ``wv services up`` starts locally when the configured services do not answer."""
 
-    services_ha: Annotated[frozenset[Literal["postgres"]], NoDecode] = Field(
+    services_ha: Annotated[frozenset[Literal["postgres", "redis"]], NoDecode] = Field(
         frozenset(),
         description=(
             "Services `wv services up` starts replicated, comma-separated: `postgres` = one etcd and "
-            "two Patroni members (leader + synchronous standby)."
+            "two Patroni members (leader + synchronous standby); `redis` = a master, a replica and "
+            "three Sentinels."
         ),
     )
 

@@ -25,13 +25,15 @@ from wv.services.kafka import KafkaService
 from wv.services.patroni import PatroniService
 from wv.services.postgres import PostgresService
 from wv.services.redis import RedisService
+from wv.services.redis_sentinel import RedisSentinelService
 from wv.settings import PlatformSettings
 
 
 def services_for(ha: frozenset[str] = frozenset()) -> tuple[Service, ...]:
-    """The service plugins: a Patroni cluster for ``postgres`` when it is in ``ha``, else one server."""
+    """The service plugins: replicated for the names in ``ha`` (Patroni, Redis Sentinel), else one server."""
     postgres: Service = PatroniService() if "postgres" in ha else PostgresService()
-    return (postgres, RedisService(), KafkaService())
+    redis: Service = RedisSentinelService() if "redis" in ha else RedisService()
+    return (postgres, redis, KafkaService())
 
 
 Origin = Literal["configured", "default", "local"]
@@ -54,7 +56,12 @@ class ServiceState:
     def line(self) -> str:
         who = f"local (pid {self.pid})" if self.origin == "local" else self.origin
         health = "healthy" if self.healthy else f"UNHEALTHY: {self.problem}"
-        return "\n".join([f"{self.name:<9} {display_url(self.url):<55} {who:<18} {health}", *self.details])
+        return "\n".join(
+            [
+                f"{self.name:<9} {display_url(self.url):<55} {who:<18} {health}",
+                *("  " + d for d in self.details),
+            ]
+        )
 
 
 class ServiceManager:

@@ -82,7 +82,7 @@ class Member:
 
     def line(self) -> str:
         lag = "" if self.lag_bytes is None else f"  lag {self.lag_bytes} B"
-        return f"  {self.name:<9} 127.0.0.1:{self.port:<6} {self.role:<13} {self.state}{lag}"
+        return f"{self.name:<9} 127.0.0.1:{self.port:<6} {self.role:<13} {self.state}{lag}"
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ class PatroniService(Service):
             ):
                 return
             time.sleep(0.2)
-        lines = "\n".join(m.line() for m in self.members(home)) or "  (no member answers)"
+        lines = "\n".join("  " + m.line() for m in self.members(home)) or "  (no member answers)"
         raise ServiceError(f"no synchronous standby after {timeout:.0f} s:\n{lines}")
 
     def kill_member(self, home: Path, index: int) -> None:
@@ -325,7 +325,7 @@ class PatroniService(Service):
             raise ServiceError(f"switchover refused: {exc.read().decode(errors='replace')}") from None
 
     def describe(self, url: str, home: Path) -> list[str]:
-        return [m.line() for m in self.members(home)] or ["  (no Patroni member answers)"]
+        return [m.line() for m in self.members(home)] or ["(no Patroni member answers)"]
 
     # --- stop -----------------------------------------------------------------------------
     def stop(self, home: Path, pid: int, timeout: float = 30.0) -> None:
