@@ -392,8 +392,8 @@ def import_(
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
     for line in report.lines():
-        console.print(line, markup=False)
-    console.print(
+        typer.echo(line)
+    typer.echo(
         f"imported {report.counts['images_imported']} images, {report.counts['boxes_imported']} boxes -> {dest}"
     )
 
@@ -415,7 +415,7 @@ def export_dataset_cmd(
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    console.print(f"{format} dataset written to {dest}: {json.dumps(summary)}")
+    typer.echo(f"{format} dataset written to {dest}: {json.dumps(summary)}")
 
 
 @app.command("build-engine")
