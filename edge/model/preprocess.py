@@ -1,7 +1,18 @@
 """Frame preprocessing shared by training and every inference engine (numpy + OpenCV only, no torch).
 
-Frames of any size are resized (stretched, no letterbox) to the model input; the model predicts
-boxes in normalised coordinates, so `postprocess.decode` maps them back to each frame exactly.
+The resize rule — one function, `resize_rgb`, used by training (`model_lifecycle.data.frame_to_sample`)
+and by every engine (`preprocess`):
+
+- a BGR uint8 frame of any size and aspect ratio is stretched to the model input (height, width):
+  no letterbox, no crop; INTER_AREA when it shrinks both sides, INTER_LINEAR otherwise; then RGB;
+- box targets are the frame's pixel boxes divided by the frame's width and height, and the model
+  predicts normalised boxes, so `postprocess.decode` multiplies by each frame's own size and boxes
+  map back exactly whatever the aspect;
+- why not letterbox: every input token sees picture (no padding tokens to pay for on a 2-core
+  edge box) and a fixed camera always has the same aspect, so a model trained on its frames
+  learns its stretch once. Photographs far from the input's aspect (portrait phone photos on the
+  16:9 default) are squeezed: train and run such data with `--input-size` near its aspect.
+
 Normalisation uses the ImageNet mean/std that DINOv2/DINOv3 checkpoints were trained with.
 """
 
