@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -308,19 +309,39 @@ def test_the_grpc_service_is_probed_on_its_health_service(chart: Any, objects: l
         assert container["livenessProbe"]["grpc"] == {"port": port}  # "": SERVING while the process runs
 
 
-def test_migrations_run_as_a_hook_before_install_and_upgrade(chart: Any, objects: list[Obj]) -> None:
-    (job,) = chart.named(objects, "Job").values()
-    annotations = job["metadata"]["annotations"]
-    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
-    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
-    pod = chart.pod_spec(job)
-    (container,) = pod["containers"]
-    assert container["args"] == ["db", "upgrade"]
-    assert pod["restartPolicy"] == "Never"
-    # Hooks run before the release's ConfigMap and ServiceAccount exist on a first install.
-    assert "envFrom" not in container and "serviceAccountName" not in pod
-    env = {e["name"] for e in container["env"]}
-    assert {"WV_DATABASE_URL", "WV_FACILITIES"} <= env
+def test_migrations_then_camera_registration_run_as_hooks_before_install_and_upgrade(
+    chart: Any, objects: list[Obj]
+) -> None:
+    jobs = {name.rpartition("-")[2] if name.endswith("-migrations") else "cameras": job
+            for name, job in chart.named(objects, "Job").items()}  # fmt: skip
+    assert set(jobs) == {"migrations", "cameras"}
+    for job in jobs.values():
+        annotations = job["metadata"]["annotations"]
+        assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+        pod = chart.pod_spec(job)
+        (container,) = pod["containers"]
+        assert pod["restartPolicy"] == "Never"
+        # Hooks run before the release's ConfigMap and ServiceAccount exist on a first install.
+        assert "envFrom" not in container and "serviceAccountName" not in pod
+        env = {e["name"] for e in container["env"]}
+        assert {"WV_DATABASE_URL", "WV_FACILITIES"} <= env
+    weight = {k: int(j["metadata"]["annotations"]["helm.sh/hook-weight"]) for k, j in jobs.items()}
+    assert weight["migrations"] < weight["cameras"], "the schema first"
+    (migrate,) = chart.pod_spec(jobs["migrations"])["containers"]
+    assert migrate["args"] == ["db", "upgrade"]
+    (register,) = chart.pod_spec(jobs["cameras"])["containers"]
+    registered = {
+        tuple(shlex.split(line)[4:6]) for line in register["args"][0].splitlines() if line.startswith("wv db")
+    }
+    edge_cameras = {
+        (cfg["facility"], cam["id"])
+        for cm in chart.named(objects, "ConfigMap").values()
+        if "edge.yaml" in cm.get("data", {})
+        for cfg in [yaml.safe_load(cm["data"]["edge.yaml"])]
+        for cam in cfg["cameras"]
+    }
+    assert registered == edge_cameras
 
 
 def test_every_referenced_config_map_is_rendered_and_secrets_are_the_documented_ones(
