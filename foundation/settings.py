@@ -191,7 +191,11 @@ class DatabaseSettings(WVSettings):
 
 
 class RedisSettings(WVSettings):
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for streams, windows and caches.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for streams, windows and caches; `redis+sentinel://host:port,host:port/<service>[/<db>]` "
+        "follows the master Sentinel names.",
+    )
 
     @field_validator("redis_url")
     @classmethod
