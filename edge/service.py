@@ -93,6 +93,8 @@ def camera_zones(camera: CameraConfig, source: FrameSource) -> list[ZoneSpec]:
 
 WATCH_INTERVAL_S = 0.1
 """How often the watchdog thread looks at signals, heartbeats and the stop deadline."""
+BACKSTOP_MARGIN_S = 5.0
+"""The native backstop fires this long after the watchdog itself should have acted."""
 
 
 def _hard_exit(code: int) -> None:
@@ -312,9 +314,32 @@ class EdgeService:
 
     def _watch(self) -> None:
         """The watchdog thread: signals → stop, stalls → stop with EXIT_STALLED, and a stop that
-        overruns its deadline (or a second signal) → the process ends at once."""
-        seen = 0
+        overruns its deadline (or a second signal) → the process ends at once.
+
+        It needs the interpreter lock to run at all, so it keeps re-arming a native backstop
+        (``faulthandler.dump_traceback_later``, a C thread): should a native call ever hold that
+        lock for good, every thread's stack is dumped and the process exits with code 1 once
+        2 × ``stall_s`` (or the stop deadline) has passed without a re-arm."""
+        backstop = self._hard_exit is _hard_exit  # only in a real process: never inside tests
+        try:
+            self._watch_loop(backstop)
+        finally:
+            if backstop:
+                faulthandler.cancel_dump_traceback_later()
+
+    def _arm_backstop(self) -> None:
+        if self._stop_asked_at is not None:
+            timeout = self._remaining() + BACKSTOP_MARGIN_S
+        else:
+            timeout = 2 * self.config.watchdog.stall_s + BACKSTOP_MARGIN_S
+        faulthandler.dump_traceback_later(timeout, exit=True)
+
+    def _watch_loop(self, backstop: bool) -> None:
+        seen, armed = 0, 0.0
         while not self._finished.wait(WATCH_INTERVAL_S):
+            if backstop and time.monotonic() - armed >= 1.0:
+                self._arm_backstop()
+                armed = time.monotonic()
             signals = list(self._signals)
             if len(signals) > seen:
                 seen = len(signals)

@@ -9,14 +9,17 @@ line per event (``event_id  kind  anomaly  event_time_ms``) to the journal and f
 OS — a SIGKILL cannot lose a line for an event already in the outbox (a line may only be missing
 for the last write, whose events then show up as extra, never as lost).
 
-It also registers the ``wv-fault-injecting`` engine: ONNX Runtime that raises while a file named
-``FAULT`` exists in its model version directory (an engine that starts failing mid-run).
+It also registers two engines: ``wv-fault-injecting``, ONNX Runtime that raises while a file named
+``FAULT`` exists in its model version directory (an engine that starts failing mid-run), and
+``wv-stall-injecting``, ONNX Runtime that blocks in ``infer`` while a file named ``STALL`` exists
+there (an engine stuck in a call: the watchdog's case).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -31,6 +34,7 @@ from edge.outbox.store import Outbox
 from wv.cli import main as cli_main
 
 FAULT_MARKER = "FAULT"
+STALL_MARKER = "STALL"
 
 
 @register
@@ -40,6 +44,16 @@ class FaultInjectingEngine(OnnxRuntimeEngine):
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if (self.model.path / FAULT_MARKER).exists():
             raise EngineError(f"injected fault in {self.model.version}")
+        return super().infer(batch)
+
+
+@register
+class StallInjectingEngine(OnnxRuntimeEngine):
+    name = "wv-stall-injecting"
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        while (self.model.path / STALL_MARKER).exists():  # stuck, as a hung driver call would be
+            time.sleep(0.05)
         return super().infer(batch)
 
 
