@@ -26,7 +26,7 @@ export WANDB_DATA_DIR := $(CURDIR)/$(STATE)/wandb/data
 export TQDM_DISABLE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup system-packages services test demo bench proto lint format clean
+.PHONY: help setup system-packages services test demo bench proto lint deploy-check format clean
 
 help:
 	@echo "make setup     install system packages (when missing), .venv, the project"
@@ -36,6 +36,7 @@ help:
 	@echo "make bench     every benchmark in quick mode (bench/*.py)"
 	@echo "make proto     regenerate the protobuf/gRPC code"
 	@echo "make lint      ruff + mypy + the layer contracts (import-linter)"
+	@echo "make deploy-check  checkov over the rendered Kubernetes chart and the Dockerfiles (deploy/check.sh)"
 	@echo "make clean     stop local services, remove .local and .venv"
 
 setup: system-packages $(STAMP) $(PGLITE_STAMP) $(SHIPPED_ONNX)
@@ -112,6 +113,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy foundation contract simulator quality edge model_lifecycle realtime assets orchestration wv bench
 	$(BIN)/lint-imports
+
+# checkov in its own virtual environment (.local/checkov: it pins older boto3/networkx/packaging than
+# the project); tests/deploy/ runs the schema validation and the focused policy checks in `make test`.
+deploy-check: setup
+	PYTHON=$(PYTHON) bash deploy/check.sh
 
 format: setup
 	$(BIN)/ruff check --fix .
