@@ -41,21 +41,30 @@ def arithmetic(bytes_per_package: float | None = None) -> list[tuple[str, str]]:
     add = rows.append
     avg = PACKAGES_PER_DAY / 86_400
     peak_events = PEAK_PACKAGES_S * EVENTS_PER_PACKAGE
-    add(("packages/s: average, peak", f"{avg:.1f}, {PEAK_PACKAGES_S} (peak = {PEAK_PACKAGES_S / avg:.1f}x average)"))
+    add(
+        (
+            "packages/s: average, peak",
+            f"{avg:.1f}, {PEAK_PACKAGES_S} (peak = {PEAK_PACKAGES_S / avg:.1f}x average)",
+        )
+    )
     add(("events/s at peak (x5 per package)", f"{peak_events:,}"))
     add(("events/day", f"{PACKAGES_PER_DAY * EVENTS_PER_PACKAGE / 1e6:.1f} M"))
     lo, hi = INGEST_EVENTS_S
     add(("ingest workers the peak needs", f"{peak_events / hi:.3f}-{peak_events / lo:.3f} of one worker"))
-    add((
-        "ingest CPU at peak (worker + PostgreSQL)",
-        f"{peak_events * INGEST_CLIENT_US[0] / 1e6:.3f}-{peak_events * INGEST_CLIENT_US[1] / 1e6:.3f} + "
-        f"{peak_events * INGEST_PG_US[0] / 1e6:.3f}-{peak_events * INGEST_PG_US[1] / 1e6:.3f} cores",
-    ))
+    add(
+        (
+            "ingest CPU at peak (worker + PostgreSQL)",
+            f"{peak_events * INGEST_CLIENT_US[0] / 1e6:.3f}-{peak_events * INGEST_CLIENT_US[1] / 1e6:.3f} + "
+            f"{peak_events * INGEST_PG_US[0] / 1e6:.3f}-{peak_events * INGEST_PG_US[1] / 1e6:.3f} cores",
+        )
+    )
     backlog = PACKAGES_PER_DAY * EVENTS_PER_PACKAGE * OUTBOX_TTL_H / 24
-    add((
-        f"replay of a {OUTBOX_TTL_H} h network-wide outage ({backlog / 1e6:.0f} M events)",
-        f"{backlog / lo / 60:.0f} min on 1 slow worker; {backlog / (2 * hi) / 60:.0f} min on 2 fast ones",
-    ))
+    add(
+        (
+            f"replay of a {OUTBOX_TTL_H} h network-wide outage ({backlog / 1e6:.0f} M events)",
+            f"{backlog / lo / 60:.0f} min on 1 slow worker; {backlog / (2 * hi) / 60:.0f} min on 2 fast ones",
+        )
+    )
     per_facility_events = PACKAGES_PER_DAY * EVENTS_PER_PACKAGE / FACILITIES
     outbox_mb = per_facility_events * EVENT_BYTES * OUTBOX_TTL_H / 24 / 1e6
     add(("events/day per facility", f"{per_facility_events:,.0f}"))
@@ -67,18 +76,27 @@ def arithmetic(bytes_per_package: float | None = None) -> list[tuple[str, str]]:
     cameras_per_facility = CAMERAS / FACILITIES
     add(("cameras per facility", f"{cameras_per_facility:.2f} (39 x 4 + 8 x 3)"))
     need = 4 * CAMERA_FPS
-    add((
-        "edge, GPU (measured H100 path): 4 cameras x 30 FPS",
-        f"{need} frames/s wanted; one process did {GPU_FRAMES_S[3]} of 90 (3 cameras) and "
-        f"{GPU_FRAMES_S[8]} of 240 (8): ~1 GPU node per facility, 2 instances of 2 cameras "
-        f"({GPU_FRAMES_S[2]} of 60 each) to keep every frame",
-    ))
-    add((
-        "edge, CPU only (2 vCPU ONNX Runtime INT8)",
-        f"{CPU_FRAMES_S:.0f} frames/s per 2 vCPU: {math.ceil(CAMERAS * CAMERA_FPS / CPU_FRAMES_S) * 2} vCPU "
-        f"for every frame of {CAMERAS} cameras",
-    ))
-    add(("per shard at peak (8 shards)", f"{peak_events / SHARDS:.0f} events/s, ~{FACILITIES / SHARDS:.1f} facilities"))
+    add(
+        (
+            "edge, GPU (measured H100 path): 4 cameras x 30 FPS",
+            f"{need} frames/s wanted; one process did {GPU_FRAMES_S[3]} of 90 (3 cameras) and "
+            f"{GPU_FRAMES_S[8]} of 240 (8): ~1 GPU node per facility, 2 instances of 2 cameras "
+            f"({GPU_FRAMES_S[2]} of 60 each) to keep every frame",
+        )
+    )
+    add(
+        (
+            "edge, CPU only (2 vCPU ONNX Runtime INT8)",
+            f"{CPU_FRAMES_S:.0f} frames/s per 2 vCPU: {math.ceil(CAMERAS * CAMERA_FPS / CPU_FRAMES_S) * 2} vCPU "
+            f"for every frame of {CAMERAS} cameras",
+        )
+    )
+    add(
+        (
+            "per shard at peak (8 shards)",
+            f"{peak_events / SHARDS:.0f} events/s, ~{FACILITIES / SHARDS:.1f} facilities",
+        )
+    )
     if bytes_per_package is not None:
         day_gb = bytes_per_package * PACKAGES_PER_DAY / 1e9
         add(("PostgreSQL bytes per package (measured, tables + indexes)", f"{bytes_per_package:,.0f}"))
@@ -120,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.measure:
         per_package, sizes = measure(args.rows)
         for table, size in sizes.items():
-            print(f"{table:<22} {size / 1e6:8.1f} MB  {size / (args.rows // EVENTS_PER_PACKAGE):6.0f} B/package")
+            print(
+                f"{table:<22} {size / 1e6:8.1f} MB  {size / (args.rows // EVENTS_PER_PACKAGE):6.0f} B/package"
+            )
     width = max(len(k) for k, _ in arithmetic(per_package))
     for key, value in arithmetic(per_package):
         print(f"{key:<{width}}  {value}")

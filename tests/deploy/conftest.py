@@ -86,7 +86,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def render_error(values: dict[str, Any]) -> str:
     """The message of a render that must fail (Helm's `fail`)."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - helm_python's HelmRenderError
+    with pytest.raises(Exception) as caught:
         renderer().render(values)
     return re.sub(r"\s+", " ", str(caught.value))
 

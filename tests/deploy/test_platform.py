@@ -44,7 +44,9 @@ def test_kafka_cluster_topics_and_partitions_match_the_reference_values(chart: A
     assert set(topics) == {f"{prefix}{t}" for t in ("detections", "anomalies", "dead-letter")}
     assert topics[f"{prefix}detections"]["spec"]["partitions"] == values["kafka"]["partitions"]
     assert values["ingest"]["createTopics"] is False, "Strimzi owns the topics"
-    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"] for t in topics.values())
+    assert all(
+        t["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"] for t in topics.values()
+    )
 
 
 def test_redis_sentinel_matches_the_url_the_tiers_use(chart: Any) -> None:
@@ -71,5 +73,7 @@ def test_database_clusters_are_where_the_network_policies_allow(chart: Any) -> N
     assert app["spec"]["bootstrap"]["initdb"]["database"] == "warehouse_vision"
     assert app["metadata"]["namespace"] in _namespaces(values["networkPolicy"]["postgres"]["peers"])
     dagster = yaml.safe_load((chart.DEPLOY / "helm/values.yaml").read_text())["postgresql"]
-    assert clusters["wv-dagster-db"]["spec"]["bootstrap"]["initdb"]["database"] == dagster["postgresqlDatabase"]
+    assert (
+        clusters["wv-dagster-db"]["spec"]["bootstrap"]["initdb"]["database"] == dagster["postgresqlDatabase"]
+    )
     assert dagster["postgresqlHost"] == "wv-dagster-db-rw.databases.svc"
