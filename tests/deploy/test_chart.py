@@ -382,6 +382,14 @@ def test_every_referenced_config_map_is_rendered_and_secrets_are_the_documented_
         assert "WV_DATABASE_URL" not in names
 
 
+def test_values_the_schema_does_not_know_are_refused(chart: Any) -> None:
+    """values.schema.json: a misspelt key or a variable without the WV_ prefix fails before rendering."""
+    typo = {"edge": {"instances": [{"facility": "FAC-001", "camera": []}]}}
+    assert "additional properties 'camera' not allowed" in chart.render_error(typo)
+    assert "'replica' not allowed" in chart.render_error({"ingest": {"replica": 3}})
+    assert "'FOO' does not match" in chart.render_error({"config": {"env": {"FOO": "x"}}})
+
+
 def test_bad_values_are_refused_at_render_time(chart: Any) -> None:
     too_many = {"ingest": {"autoscaling": {"maxReplicas": 7}}, "kafka": {"partitions": 6}}
     assert "exceeds kafka.partitions" in chart.render_error(too_many)
