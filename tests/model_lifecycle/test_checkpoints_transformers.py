@@ -22,6 +22,7 @@ from edge.model.vit import VisionTransformer
 from model_lifecycle.checkpoints import describe_checkpoint, load_backbone
 
 transformers = pytest.importorskip("transformers")
+from transformers.initialization import no_init_weights  # noqa: E402
 
 DEPTH = 2
 S, B = {"hidden_size": 384, "num_attention_heads": 6}, {"hidden_size": 768, "num_attention_heads": 12}
@@ -54,9 +55,9 @@ def _randomize(model: torch.nn.Module) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_patch_tokens_match_transformers(case: str, tmp_path: Path) -> None:
     config_cls, model_cls, kw = CASES[case]
-    hf = getattr(transformers, model_cls)(
-        getattr(transformers, config_cls)(num_hidden_layers=DEPTH, **kw)
-    ).eval()
+    config = getattr(transformers, config_cls)(num_hidden_layers=DEPTH, **kw)
+    with no_init_weights():  # every parameter is overwritten below: skip transformers' slow init
+        hf = getattr(transformers, model_cls)(config).eval()
     _randomize(hf)
     hf.save_pretrained(tmp_path)
 
