@@ -304,14 +304,32 @@ def export(
     record: Annotated[
         bool, typer.Option("--record/--no-record", help="Store the parity report in metrics.json.")
     ] = True,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Calibrate on, and check parity on, this dataset dir instead of simulator frames."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write model.onnx (FP32, dynamic batch) and model.int8.onnx (static QDQ), print the parity report."""
     from model_lifecycle.export import export_version
+    from model_lifecycle.sources import DirectoryFrames
 
+    calibration = parity_set = None
+    if data is not None:
+        frames = DirectoryFrames(data)
+        step = max(1, len(frames) // calibration_frames)
+        calibration = [frames[i].image for i in range(0, len(frames), step)][:calibration_frames]
+        parity_set = DirectoryFrames(data, range(min(parity_frames, len(frames))))
     # ONNX Runtime's calibrator prints its histogram settings: keep stdout for the report.
     with contextlib.redirect_stdout(sys.stderr):
-        report = export_version(version_dir, calibration_frames, parity_frames, record)
+        report = export_version(
+            version_dir,
+            calibration_frames,
+            parity_frames,
+            record,
+            calibration=calibration,
+            parity_set=parity_set,
+        )
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return

@@ -34,7 +34,12 @@ class VocFormat:
         roots = [r for r in (options.images, source / "JPEGImages", ann_dir, source) if r is not None]
         files = sorted(ann_dir.glob("*.xml"))
         split_file = source / "ImageSets" / "Main" / f"{options.split}.txt"
-        if options.split and split_file.is_file():
+        if options.split:
+            if not split_file.is_file():
+                report.error(
+                    "missing_split", str(split_file), "-", f"no split {options.split!r} in this VOC folder"
+                )
+                return
             wanted = {ln.split()[0] for ln in split_file.read_text().splitlines() if ln.strip()}
             files = [f for f in files if f.stem in wanted]
         for xml in files:
