@@ -23,6 +23,7 @@ This module imports ``redis`` only when a client is opened: the settings validat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -131,6 +132,29 @@ def _retry(failover_s: float) -> Any:
     )
 
 
+@functools.cache
+def _following_connection_class() -> type:
+    """redis-py's Sentinel connection that asks the sentinels again on *every* reconnect.
+
+    redis-py 8.2 reconnects a connection whose command failed through ``connect_check_health``,
+    which retries the address the connection had (the dead master) instead of asking the
+    sentinels: a command in flight when the master dies keeps knocking on the dead address for the
+    whole retry budget and fails, although the replica was promoted seconds earlier (seen in
+    ``bench.redis_failover`` and the failover test). Routing that path through ``connect()``
+    (rediscovery before each attempt) fixes it.
+    """
+    from redis.sentinel import SentinelManagedConnection
+
+    class FollowingConnection(SentinelManagedConnection):
+        def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+            if retry_socket_connect and not self._sock:
+                self.connect()  # retries _connect_retry: ask the sentinels, then connect_to(address)
+                return
+            super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+    return FollowingConnection
+
+
 def connect(
     url: str,
     *,
@@ -163,6 +187,7 @@ def connect(
     )
     return sentinel.master_for(
         parts.service,
+        connection_class=_following_connection_class(),
         db=parts.db,
         username=parts.username,
         password=parts.password,
