@@ -42,6 +42,11 @@ WINDOW_REBUILDS = Counter(
     "Automatic window rebuilds from the database: 'lineage' (Redis lost data), 'gap' (fan-out entries not published).",
     ["reason"],
 )
+RULE_PASSES = Counter(
+    "wv_rule_passes",
+    "Rule evaluation passes: 'ok', or 'postponed' while the database is unavailable.",
+    ["outcome"],
+)
 GRPC_SECONDS = Histogram(
     "wv_grpc_server_handling_seconds", "gRPC handling time.", ["method", "code"], buckets=_LATENCY_BUCKETS
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from wv.services.base import free_port
 from wv.services.patroni import MEMBERS, PatroniService
@@ -41,6 +42,11 @@ class PatroniCluster:
         self.url = self.service.start(self.home, free_port(), f"postgresql:///{self.database}").url
         return self.url
 
+    @property
+    def probe_url(self) -> str:
+        """The cluster's maintenance database (it exists before any application database does)."""
+        return make_conninfo(self.url, dbname="postgres")
+
     def stop(self) -> None:
         """Stop every member and etcd (also after a start that failed half-way)."""
         self.service.stop(self.home, self.service.etcd_pid(self.home) or 0)
@@ -65,7 +71,7 @@ class PatroniCluster:
         failed = 0
         while True:
             try:
-                with psycopg.connect(self.url, connect_timeout=1, autocommit=True) as conn:
+                with psycopg.connect(self.probe_url, connect_timeout=1, autocommit=True) as conn:
                     conn.execute("CREATE TABLE IF NOT EXISTS failover_probe (at timestamptz)")
                     conn.execute("INSERT INTO failover_probe VALUES (now())")
                 break

@@ -18,6 +18,7 @@ import psycopg
 from kafka import KafkaProducer
 
 from contract.proto import warehouse_vision_pb2 as pb
+from realtime.metrics import RULE_PASSES
 from realtime.resilience import TRANSIENT_ERRORS
 from realtime.rules.config import RuleSet
 from realtime.rules.engine import evaluate
@@ -78,6 +79,8 @@ class RuleRunner:
             try:
                 self.evaluate(since - self._overlap, now, give_up=stop.is_set)
                 since = now
+                RULE_PASSES.labels("ok").inc()
             except TRANSIENT_ERRORS as exc:
+                RULE_PASSES.labels("postponed").inc()
                 log.warning("rule evaluation postponed, database unavailable: %s", exc)
             stop.wait(interval_s)

@@ -19,7 +19,7 @@ from wv.services.base import ServiceError
 from wv.settings import PlatformSettings
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatroniCluster]:
     home: Path = tmp_path_factory.mktemp("patroni")
     ha = PatroniCluster(home)
@@ -32,7 +32,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatroniCluster
     ha.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def database_url(cluster: PatroniCluster, settings: PlatformSettings) -> str:
     """The cluster's multi-host URL, migrated and seeded like every test database."""
     bootstrap(

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from bench.reliability.faults import wait_until
-from bench.reliability.pipeline import metric_value, wait_stored
+from bench.reliability.pipeline import ServiceNode, metric_value, wait_stored
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.service import client
 from wv.services.base import free_port
@@ -37,6 +37,10 @@ def _report(address: str, token: str) -> pb.AnomalyReport | None:
             return None
 
 
+def _rule_passes(rules: ServiceNode) -> float:
+    return metric_value(rules.metrics(), "wv_rule_passes_total", outcome="ok")
+
+
 @pytest.mark.timeout(300)
 def test_leader_death_rejoin_and_switchover_under_load_lose_and_duplicate_nothing(
     cluster, pipeline, broker, endpoints_for, database_url, grpc_token
@@ -46,8 +50,11 @@ def test_leader_death_rejoin_and_switchover_under_load_lose_and_duplicate_nothin
     address = f"127.0.0.1:{free_port()}"
     service = pipeline.service("serve", endpoints, "realtime", "serve")
     service.process.env.update(WV_GRPC_ADDRESS=address, WV_GRPC_TOKEN=grpc_token)
+    rules = pipeline.service("rules", endpoints, "realtime", "rules")
+    rules.process.env.update(WV_RULES_INTERVAL_S="0.5")
     edge = pipeline.edge(FACILITY, endpoints, cameras=["synthetic://seed=5&fps=10"])
     service.start()
+    rules.start()
     pipeline.start(wait_events=40)
     wait_until(
         lambda: len(wait_stored(pipeline.journals, database_url, [FACILITY], 0).stored), 30, "events stored"
@@ -63,6 +70,8 @@ def test_leader_death_rejoin_and_switchover_under_load_lose_and_duplicate_nothin
         "ingest writing on the new leader",
     )
     wait_until(lambda: _report(address, grpc_token) is not None, 30, "gRPC answering from the new leader")
+    passes = _rule_passes(rules)
+    wait_until(lambda: _rule_passes(rules) > passes, 30, "a rule pass on the new leader")
 
     cluster.rejoin()
     assert sorted(cluster.roles().values()) == ["leader", "sync_standby"]
@@ -80,4 +89,4 @@ def test_leader_death_rejoin_and_switchover_under_load_lose_and_duplicate_nothin
     assert ledger.duplicated == 0 and not ledger.extra, ledger.summary()
     assert len(ledger.stored) > 200, ledger.summary()
     assert metric_value(ingest.metrics(), "wv_db_retries_total") > 0  # it did see the leader go
-    assert ingest.process.alive and service.process.alive
+    assert ingest.process.alive and service.process.alive and rules.process.alive

@@ -1,0 +1,200 @@
+"""PostgreSQL high availability: time to write again after the leader dies, and what a synchronous
+standby costs ingest.
+
+    python -m bench.failover [--quick] [--kills N] [--events N]
+
+1. **Ingest with a synchronous standby vs a single instance**, same run, same binaries and
+   settings: ``IngestWorker`` (the code behind ``wv realtime run``) drains the same backlog into a
+   private single PostgreSQL and into a private Patroni cluster (leader + synchronous standby,
+   ``synchronous_commit = on``: each commit waits for the standby's flush). Ratio = cluster / single.
+2. **Failover series:** a writer commits a row every 20 ms through the multi-host URL
+   (``target_session_attrs=read-write``), reconnecting on every error, as the centre's clients do.
+   The leader's Patroni and PostgreSQL are SIGKILLed together ``--kills`` times; each time the
+   figure is kill → the writer's first commit on the new leader. The killed member then rejoins
+   (pg_rewind) before the next kill. At the end every acknowledged row must be in the table
+   (``lost``) exactly once.
+3. **Switchover:** one planned ``POST /switchover`` under the same writer.
+
+Both servers run under ``.local/bench/failover/`` and are stopped and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from bench._report import write_report
+from bench.ingest import CAMERAS, make_events, sustained
+from bench.reliability.patroni import PatroniCluster
+from realtime.ingest.worker import IngestConfig
+from realtime.storage.bootstrap import bootstrap
+from wv.services.base import free_port
+from wv.services.postgres import PostgresService
+from wv.settings import PlatformSettings
+
+DATABASE = "wv_bench_failover"
+
+
+@dataclass
+class Writer:
+    """Commits one row every ``interval_s`` through ``url`` until stopped; remembers what was acknowledged."""
+
+    url: str
+    interval_s: float = 0.02
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, id)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS failover_writes (id bigint PRIMARY KEY, at timestamptz)")
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        next_id = 0
+        conn: psycopg.Connection | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=1)
+                conn.execute("INSERT INTO failover_writes VALUES (%s, now())", (next_id,))
+                self.acked.append((time.monotonic(), next_id))
+                next_id += 1
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                # An unacknowledged insert may have committed: the next id is new either way.
+                next_id += 1
+            self._stop.wait(self.interval_s)
+
+    def first_ack_after(self, moment: float, timeout: float = 60.0) -> float:
+        """Seconds from ``moment`` to the first acknowledgement after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            first = next((at for at, _ in self.acked if at > moment), None)
+            if first is not None:
+                return first - moment
+            time.sleep(0.01)
+        raise TimeoutError(f"no write acknowledged within {timeout:.0f} s of the kill")
+
+    def audit(self) -> tuple[int, int]:
+        """(lost, duplicated): acknowledged ids missing from the table, ids stored twice."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            stored = [row[0] for row in conn.execute("SELECT id FROM failover_writes").fetchall()]
+        acked = {i for _, i in self.acked}
+        return len(acked - set(stored)), len(stored) - len(set(stored))
+
+
+def ingest_rate(settings: PlatformSettings, url: str, events: int, per_message: int) -> float:
+    bootstrap(url, facilities=settings.facilities, retention_days=settings.retention_days, cameras=CAMERAS)
+    config = IngestConfig.from_settings(settings, database_url=url, redis_url=None, group_id="bench-failover")
+    return sustained(settings, config, url, make_events(events), per_message, 1).rate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 kills, 50k events (about 2 minutes)")
+    parser.add_argument("--kills", type=int, help="leader kills (default 5, quick 2)")
+    parser.add_argument("--events", type=int, help="ingest backlog per target (default 200k, quick 50k)")
+    parser.add_argument("--per-message", type=int, default=250, help="events per DetectionBatch message")
+    args = parser.parse_args(argv)
+    kills = args.kills or (2 if args.quick else 5)
+    events = args.events or (50_000 if args.quick else 200_000)
+    settings = PlatformSettings.load()
+    home = (settings.state_dir / "bench" / "failover").resolve()
+    shutil.rmtree(home, ignore_errors=True)
+
+    single_service, single_home = PostgresService(), home / "single"
+    single = single_service.start(single_home, free_port(), f"postgresql:///{DATABASE}")
+    cluster = PatroniCluster(home / "cluster", DATABASE)
+    try:
+        cluster.start()
+        single_rate = ingest_rate(settings, single.url, events, args.per_message)
+        sync_rate = ingest_rate(settings, cluster.url, events, args.per_message)
+
+        writer = Writer(make_conninfo(cluster.url, dbname="postgres"))
+        writer.start()
+        failovers, rejoins = [], []
+        for _ in range(kills):
+            time.sleep(1.0)  # some acknowledged writes on the leader that is about to die
+            killed_at = time.monotonic()
+            cluster.service.kill_member(cluster.home, cluster.wait_leader())
+            failovers.append(writer.first_ack_after(killed_at))
+            rejoins.append(cluster.rejoin())
+        switched_at = time.monotonic()
+        switchover = cluster.switchover()
+        switch_write = writer.first_ack_after(switched_at)
+        time.sleep(1.0)
+        writer.stop()
+        lost, duplicated = writer.audit()
+    finally:
+        cluster.stop()
+        single_service.stop(single_home, single.pid)
+        shutil.rmtree(home, ignore_errors=True)
+
+    metrics: dict[str, float] = {
+        "kills": kills,
+        "failover_s_median": round(statistics.median(failovers), 2),
+        "failover_s_max": round(max(failovers), 2),
+        **{f"failover_s_kill_{i + 1}": round(s, 2) for i, s in enumerate(failovers)},
+        "rejoin_s_median": round(statistics.median(rejoins), 2),
+        "switchover_s": round(switchover, 2),
+        "switchover_write_gap_s": round(switch_write, 2),
+        "acknowledged_writes": len(writer.acked),
+        "lost": lost,
+        "duplicated": duplicated,
+        "ingest_sync_standby_events_per_s": round(sync_rate),
+        "ratio_sync_to_single": round(sync_rate / single_rate, 3),
+    }
+    baseline = {"ingest_single_instance_events_per_s": round(single_rate)}
+    rows = [
+        {
+            "measure": "ingest, single PostgreSQL (baseline)",
+            "value": f"{single_rate:,.0f} events/s",
+            "goal": "",
+        },
+        {
+            "measure": "ingest, leader + synchronous standby",
+            "value": f"{sync_rate:,.0f} events/s ({sync_rate / single_rate:.0%})",
+            "goal": "≥ 70 %",
+        },
+        {
+            "measure": f"leader killed → first commit on the new leader ({kills} kills)",
+            "value": f"median {statistics.median(failovers):.1f} s, max {max(failovers):.1f} s",
+            "goal": "≤ 15 s",
+        },
+        {
+            "measure": "killed member back as synchronous standby",
+            "value": f"median {statistics.median(rejoins):.1f} s",
+            "goal": "",
+        },
+        {
+            "measure": "planned switchover (until a sync standby again)",
+            "value": f"{switchover:.1f} s (writes paused {switch_write:.1f} s)",
+            "goal": "",
+        },
+        {
+            "measure": "acknowledged writes lost / duplicated",
+            "value": f"{lost} / {duplicated} of {len(writer.acked)}",
+            "goal": "0 / 0",
+        },
+    ]
+    write_report("failover", metrics, baseline, rows)
+
+
+if __name__ == "__main__":
+    main()
