@@ -7,9 +7,10 @@ three sentinels, ``down-after-milliseconds`` 2000) in a scratch folder. Each rou
 thread XADDs through the same client the centre uses (``foundation.redis_connect.connect`` with a
 ``redis+sentinel://`` URL, ``failover_s`` 10) about every 10 ms; the master's redis-server is
 SIGKILLed; a poller without retries (a fresh sentinel lookup each attempt, every 20 ms) measures
-the time from the kill to the first write acknowledged by the promoted replica. The writer
-reports what a real client sees: its longest wait between two acknowledged writes and any error
-that reached it. Then the killed server is restarted as a replica and the round repeats once
+the time from the kill to the first write acknowledged by the promoted replica. The writer, and
+a reader looping on ``XREAD BLOCK 200`` (a command in flight at the kill, like the window
+aggregator's), report what a real client sees: the longest wait between two answered calls and
+any error that reached them. Then the killed server is restarted as a replica and the round repeats once
 it is synced and every sentinel counts it (the next kill must be able to fail over).
 """
 
@@ -33,11 +34,14 @@ STREAM = "wv:bench:failover"
 
 
 class Writer(threading.Thread):
-    """XADDs through the factory client until stopped; keeps success times and errors."""
+    """XADDs (or, as ``reader``, blocking XREADs: a command nearly always in flight at the kill,
+    like the window aggregator's) through the factory client until stopped; keeps success times
+    and errors."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reader: bool = False) -> None:
         super().__init__(daemon=True)
         self.client = connect(url, socket_timeout=1, socket_connect_timeout=1, failover_s=10)
+        self.reader = reader
         self.stop = threading.Event()
         self.acknowledged: list[float] = []
         self.errors: list[str] = []
@@ -45,11 +49,15 @@ class Writer(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                self.client.xadd(STREAM, {"at": repr(time.time())}, maxlen=10_000, approximate=True)
+                if self.reader:
+                    self.client.xread({STREAM: "$"}, count=1, block=200)
+                else:
+                    self.client.xadd(STREAM, {"at": repr(time.time())}, maxlen=10_000, approximate=True)
                 self.acknowledged.append(time.monotonic())
             except redis.RedisError as exc:
                 self.errors.append(f"{time.monotonic():.2f} {type(exc).__name__}: {exc}")
-            self.stop.wait(0.01)
+            if not self.reader:
+                self.stop.wait(0.01)
 
     def longest_wait(self, after: float) -> float:
         """The longest gap between two acknowledged writes around ``after`` (the kill)."""
@@ -84,25 +92,29 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         server.start()
         start_s = time.monotonic() - started
-        rows, failover, blocked, errors = [], [], [], 0
+        rows, failover, blocked, read_blocked, errors, read_errors = [], [], [], [], 0, 0
         try:
             for kill in range(1, args.kills + 1):
-                writer = Writer(server.url)
+                writer, reader = Writer(server.url), Writer(server.url, reader=True)
                 writer.start()
+                reader.start()
                 time.sleep(0.5)  # steady writes before the kill
                 old = server.kill_master()
                 killed_at = time.monotonic()
                 seconds = _first_write(server, old, killed_at)
                 new = server.wait_promoted(old)
                 time.sleep(1.0)  # the writer goes on through the new master
-                writer.stop.set()
-                writer.join(30)
-                writer.client.close()
+                for thread in (writer, reader):
+                    thread.stop.set()
+                    thread.join(30)
+                    thread.client.close()
                 failover.append(seconds)
                 blocked.append(writer.longest_wait(killed_at))
+                read_blocked.append(reader.longest_wait(killed_at))
                 errors += len(writer.errors)
-                for error in writer.errors:
-                    print(f"kill {kill} (at {killed_at:.2f}): the writer saw {error}")
+                read_errors += len(reader.errors)
+                for error in writer.errors + reader.errors:
+                    print(f"kill {kill} (at {killed_at:.2f}): a client saw {error}")
                 rows.append(
                     {
                         "kill": kill,
@@ -111,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                         "kill → first write on the new master s": f"{seconds:.2f}",
                         "writer's longest wait s": f"{blocked[-1]:.2f}",
                         "errors reaching the writer": len(writer.errors),
+                        "blocking reader's longest wait s": f"{read_blocked[-1]:.2f}",
+                        "errors reaching the reader": len(reader.errors),
                     }
                 )
                 server.restore()
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         "kill → first write on the new master s": f"{statistics.median(failover):.2f} / {max(failover):.2f}",
         "writer's longest wait s": f"{statistics.median(blocked):.2f} / {max(blocked):.2f}",
         "errors reaching the writer": errors,
+        "blocking reader's longest wait s": f"{statistics.median(read_blocked):.2f} / {max(read_blocked):.2f}",
+        "errors reaching the reader": read_errors,
     }
     print(f"HA layout started in {start_s:.1f} s (replica synced, sentinels discovered)")
     path = write_report(
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
             "writer_wait_s_median": statistics.median(blocked),
             "writer_wait_s_max": max(blocked),
             "writer_errors": errors,
+            "reader_wait_s_median": statistics.median(read_blocked),
+            "reader_wait_s_max": max(read_blocked),
+            "reader_errors": read_errors,
             "kills": len(failover),
             "start_s": start_s,
         },
