@@ -6,14 +6,16 @@ standby costs ingest.
 1. **Ingest with a synchronous standby vs a single instance**, same run, same binaries and
    settings: ``IngestWorker`` (the code behind ``wv realtime run``) drains the same backlog into a
    private single PostgreSQL and into a private Patroni cluster (leader + synchronous standby,
-   ``synchronous_commit = on``: each commit waits for the standby's flush). Ratio = cluster / single.
+   ``synchronous_commit = on``: each commit waits for the standby's flush), ``--rounds`` times each,
+   interleaved; ratio = median cluster / median single.
 2. **Failover series:** a writer commits a row every 20 ms through the multi-host URL
    (``target_session_attrs=read-write``), reconnecting on every error, as the centre's clients do.
    The leader's Patroni and PostgreSQL are SIGKILLed together ``--kills`` times; each time the
    figure is kill → the writer's first commit on the new leader. The killed member then rejoins
    (pg_rewind) before the next kill. At the end every acknowledged row must be in the table
    (``lost``) exactly once.
-3. **Switchover:** one planned ``POST /switchover`` under the same writer.
+3. **Switchover:** one planned ``POST /switchover`` under the same writer (the longest pause
+   between two acknowledged writes while it ran).
 
 Both servers run under ``.local/bench/failover/`` and are stopped and deleted afterwards.
 """
@@ -21,6 +23,7 @@ Both servers run under ``.local/bench/failover/`` and are stopped and deleted af
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import threading
@@ -81,6 +84,11 @@ class Writer:
                 next_id += 1
             self._stop.wait(self.interval_s)
 
+    def longest_pause(self, start: float, end: float) -> float:
+        """The longest time without an acknowledgement between ``start`` and ``end``."""
+        times = [start, *(at for at, _ in self.acked if start < at < end), end]
+        return max(b - a for a, b in itertools.pairwise(times))
+
     def first_ack_after(self, moment: float, timeout: float = 60.0) -> float:
         """Seconds from ``moment`` to the first acknowledgement after it."""
         deadline = time.monotonic() + timeout
@@ -100,6 +108,7 @@ class Writer:
 
 
 def ingest_rate(settings: PlatformSettings, url: str, events: int, per_message: int) -> float:
+    """Events/s one ingest worker drains a backlog at into the database of ``url``."""
     bootstrap(url, facilities=settings.facilities, retention_days=settings.retention_days, cameras=CAMERAS)
     config = IngestConfig.from_settings(settings, database_url=url, redis_url=None, group_id="bench-failover")
     return sustained(settings, config, url, make_events(events), per_message, 1).rate
@@ -107,12 +116,14 @@ def ingest_rate(settings: PlatformSettings, url: str, events: int, per_message: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 kills, 50k events (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="2 kills, 50k events, 1 round (about 2 minutes)")
     parser.add_argument("--kills", type=int, help="leader kills (default 5, quick 2)")
     parser.add_argument("--events", type=int, help="ingest backlog per target (default 200k, quick 50k)")
     parser.add_argument("--per-message", type=int, default=250, help="events per DetectionBatch message")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved ingest runs per target (median)")
     args = parser.parse_args(argv)
     kills = args.kills or (2 if args.quick else 5)
+    args.rounds = 1 if args.quick else args.rounds
     events = args.events or (50_000 if args.quick else 200_000)
     settings = PlatformSettings.load()
     home = (settings.state_dir / "bench" / "failover").resolve()
@@ -123,22 +134,25 @@ def main(argv: list[str] | None = None) -> None:
     cluster = PatroniCluster(home / "cluster", DATABASE)
     try:
         cluster.start()
-        single_rate = ingest_rate(settings, single.url, events, args.per_message)
-        sync_rate = ingest_rate(settings, cluster.url, events, args.per_message)
+        singles, syncs = [], []
+        for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits both
+            singles.append(ingest_rate(settings, single.url, events, args.per_message))
+            syncs.append(ingest_rate(settings, cluster.url, events, args.per_message))
+        single_rate, sync_rate = statistics.median(singles), statistics.median(syncs)
 
         writer = Writer(make_conninfo(cluster.url, dbname="postgres"))
         writer.start()
         failovers, rejoins = [], []
         for _ in range(kills):
             time.sleep(1.0)  # some acknowledged writes on the leader that is about to die
-            killed_at = time.monotonic()
             cluster.service.kill_member(cluster.home, cluster.wait_leader())
+            killed_at = time.monotonic()  # returns once every process of the member is gone
             failovers.append(writer.first_ack_after(killed_at))
             rejoins.append(cluster.rejoin())
         switched_at = time.monotonic()
         switchover = cluster.switchover()
-        switch_write = writer.first_ack_after(switched_at)
         time.sleep(1.0)
+        switch_write = writer.longest_pause(switched_at, time.monotonic())
         writer.stop()
         lost, duplicated = writer.audit()
     finally:

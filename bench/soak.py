@@ -4,13 +4,18 @@
 
 Three facilities, each a real edge process (``wv edge run`` with an event journal, INT8 ONNX
 Runtime; synthetic cameras dense enough for ~rate/3 events/s), a private Tansu broker, one ingest worker
-(``wv realtime run``), the window aggregator (``wv realtime windows``), a private Redis and a
-fresh database. Faults rotate through: the broker hung for 15 s (SIGSTOP; with
+(``wv realtime run``), the window aggregator (``wv realtime windows``), and the centre's stores
+as production runs them: a private Patroni cluster (etcd, leader + synchronous standby; the
+database reached through its multi-host URL) and Redis with Sentinel (master, replica, three
+sentinels). Faults rotate through: the broker hung for 15 s (SIGSTOP; with
 ``--durable-broker`` — Tansu on moto's S3, which here sustains far less than 280 events/s — it is
 killed and restarted instead; the test suite covers that case), PostgreSQL connections
-killed and refused (30 s), Redis killed and restarted empty, an edge SIGKILLed and restarted, the
+killed and refused (30 s), the Redis master killed after its replica missed 2 s of writes
+(windows rebuilt from the database), an edge SIGKILLed and restarted, the
 ingest worker SIGKILLed and restarted, an edge's outbox quota reached (its broker unreachable,
-quota 50 kB), a model that starts raising (rollback) plus a corrupt one (refused).
+quota 50 kB), a model that starts raising (rollback) plus a corrupt one (refused), the
+PostgreSQL leader's machine lost (Patroni and PostgreSQL SIGKILLed; it rejoins by pg_rewind), and
+the Redis master SIGKILLed (the replica promoted; the old master back as a replica).
 
 Counted by event_id from the edges' journals to the database: generated, stored, lost (beyond
 counted quota drops), duplicated, dead-lettered; end-to-end latency (event time → committed row)
@@ -40,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from bench._report import host_info, markdown_table, write_report
 from bench.reliability import diagnostics
@@ -49,13 +53,14 @@ from bench.reliability.faults import (
     FaultError,
     ManagedProcess,
     PostgresOutage,
-    RedisServer,
     S3Store,
+    SentinelRedis,
     corrupt_file,
     wait_until,
 )
 from bench.reliability.journaled_edge import FAULT_MARKER
 from bench.reliability.models import has_verdict, make_version, model_status, point_to
+from bench.reliability.patroni import PatroniCluster
 from bench.reliability.pipeline import (
     ROOT,
     EdgeNode,
@@ -66,10 +71,19 @@ from bench.reliability.pipeline import (
 )
 from realtime.storage.bootstrap import bootstrap
 from wv.services.base import free_port
-from wv.settings import PlatformSettings
 
 FACILITIES = ("FAC-001", "FAC-002", "FAC-003")
-FAULTS = ("broker", "database", "redis", "edge_kill", "ingest_kill", "outbox_quota", "model")
+FAULTS = (
+    "broker",
+    "database",
+    "redis",
+    "edge_kill",
+    "ingest_kill",
+    "outbox_quota",
+    "model",
+    "pg_leader",
+    "redis_master",
+)
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 ENGINE_PRECISION, ENGINE_FILE = "int8", "model.int8.onnx"
@@ -169,6 +183,13 @@ class Tracker:
         ]
         if not pending:
             return True
+        try:
+            self._check_stored(pending)
+        except psycopg.OperationalError:
+            return False  # the leader is failing over: ask again on the next poll
+        return all(e[0] in self.stored for e in pending)
+
+    def _check_stored(self, pending: list[tuple[str, datetime]]) -> None:
         with psycopg.connect(self.database_url, connect_timeout=5) as conn:
             for i in range(0, len(pending), 5000):
                 chunk = pending[i : i + 5000]
@@ -179,7 +200,6 @@ class Tracker:
                     (min(times), max(times) + timedelta(milliseconds=1), [i for i, _ in chunk]),
                 ).fetchall()
                 self.stored.update(r[0] for r in found)
-        return all(e[0] in self.stored for e in pending)
 
     def missing(self, marks: dict[str, int]) -> int:
         """Events owed at ``marks`` not stored (as of the last :meth:`caught_up`)."""
@@ -243,10 +263,7 @@ class Soak:
             Path(os.environ.get("WV_STATE_DIR", ROOT / ".local")) / "soak" / time.strftime("%Y%m%d-%H%M%S")
         )
         self.home.mkdir(parents=True)
-        settings = PlatformSettings.load()
         self.dbname = f"wv_soak_{uuid.uuid4().hex[:8]}"
-        self.database_url = settings.database_url.rsplit("/", 1)[0] + f"/{self.dbname}"
-        self.admin_url = settings.database_url.rsplit("/", 1)[0] + "/postgres"
         self.faults: list[Fault] = []
         self.memory = Memory()
         self.quota_dropped = 0
@@ -255,14 +272,16 @@ class Soak:
 
     # --- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
-        log(f"database {self.dbname}, state under {self.home}")
+        log(f"database {self.dbname} on a Patroni cluster, state under {self.home}")
+        self.cluster = PatroniCluster(self.home / "patroni", self.dbname)
+        self.database_url = self.cluster.start()
         bootstrap(self.database_url, facilities=list(FACILITIES), retention_days=30, timezone="UTC")
         self.s3 = S3Store(self.home / "s3") if self.args.durable_broker else None
         if self.s3 is not None:
             self.s3.start()
         self.broker = Broker(self.home / "broker", storage=self.s3)
         self.broker.start()
-        self.redis = RedisServer(self.home / "redis")
+        self.redis = SentinelRedis(self.home / "redis")
         self.redis.start()
         self.endpoints = Endpoints(self.database_url, self.broker.bootstrap, self.redis.url, "soak.")
         self.endpoints.ensure_topics(partitions=6)
@@ -298,7 +317,6 @@ class Soak:
             "windows": self.windows.process,
             "broker": self.broker.process,
             **({"s3 (moto)": self.s3.process} if self.s3 is not None else {}),
-            "redis": self.redis.process,
         }
 
     def start(self) -> None:
@@ -379,10 +397,28 @@ class Soak:
                 with PostgresOutage(self.database_url).during() as outage:
                     time.sleep(self.args.pg_outage_s)
                 f.detail = f"{outage.terminated} connections killed, refused {self.args.pg_outage_s:.0f} s"
-            elif kind == "redis":
-                self.redis.kill()
-                time.sleep(5 if quick else 15)
-                self.redis.start()
+            elif kind == "redis":  # the promoted replica misses what the master took last
+                replica = self.redis.cut_replica()
+                time.sleep(2)
+                old = self.redis.kill_master()
+                os.kill(replica, signal.SIGCONT)
+                self.redis.wait_promoted(old, timeout=60)
+                self.redis.restore(timeout=60)
+                f.detail = (
+                    "replica cut off for 2 s, then the master SIGKILLed: windows rebuilt from the database"
+                )
+            elif kind == "redis_master":
+                old = self.redis.kill_master()
+                new = self.redis.wait_promoted(old, timeout=60)
+                self.redis.restore(timeout=60)
+                f.detail = f"master :{old[1]} SIGKILLed, :{new[1]} promoted, the old one back as a replica"
+            elif kind == "pg_leader":
+                failover = self.cluster.kill_leader()
+                rejoined = self.cluster.rejoin()
+                f.detail = (
+                    f"{failover.killed} SIGKILLed (Patroni + PostgreSQL), {failover.promoted} writing after "
+                    f"{failover.seconds_to_write:.1f} s; {failover.killed} back as sync standby in {rejoined:.0f} s"
+                )
             elif kind == "edge_kill":
                 edge = self.edges[self._pick(kind)]
                 edge.process.kill()
@@ -526,11 +562,11 @@ class Soak:
         for process in self.processes().values():
             with contextlib.suppress(Exception):
                 process.kill()
+        with contextlib.suppress(Exception):
+            self.redis.stop()
         if not self.args.keep:
-            with psycopg.connect(self.admin_url, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.dbname))
-                )
+            with contextlib.suppress(Exception):
+                self.cluster.stop()
 
 
 def _flat(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], prefix: str) -> dict[str, float]:
