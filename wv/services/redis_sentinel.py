@@ -233,17 +233,21 @@ class RedisSentinelService(Service):
 
     @staticmethod
     def _sentinel_ready(port: int, service: str) -> str | None:
+        """None once the sentinel on ``port`` sees both other sentinels and a promotable replica."""
         try:
             with redis.Redis(
                 port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
             ) as c:
                 state = c.execute_command("SENTINEL", "MASTER", service)
+                fields = (
+                    state if isinstance(state, dict) else dict(zip(state[::2], state[1::2], strict=False))
+                )
+                others = int(fields.get("num-other-sentinels", 0))
+                healthy = [r for r in c.sentinel_slaves(service) if _eligible(r)]
         except (redis.RedisError, OSError) as exc:
             return str(exc)
-        fields = state if isinstance(state, dict) else dict(zip(state[::2], state[1::2], strict=False))
-        replicas, others = int(fields.get("num-slaves", 0)), int(fields.get("num-other-sentinels", 0))
-        if replicas < 1 or others < SENTINELS - 1:
-            return f"knows {replicas} replica(s) and {others} other sentinel(s)"
+        if not healthy or others < SENTINELS - 1:
+            return f"knows {len(healthy)} healthy replica(s) and {others} other sentinel(s)"
         return None
 
     # --- stopping ---------------------------------------------------------------------------
@@ -270,6 +274,16 @@ class RedisSentinelService(Service):
             f"--- {d.name}\n{log_tail(d, lines)}"
             for d in [home / n for n in DATA_NODES] + sorted(home.glob("sentinel-*"))
         )
+
+
+def _eligible(replica: dict[str, Any]) -> bool:
+    """Whether a sentinel's view of a replica lets it be promoted: up, linked, recently seen."""
+    return bool(
+        replica.get("is_slave")
+        and not replica.get("is_sdown")
+        and not replica.get("is_disconnected")
+        and replica.get("master-link-status") == "ok"
+    )
 
 
 def wait_promoted(url: str, old: tuple[str, int], timeout: float = 30.0) -> tuple[str, int]:
