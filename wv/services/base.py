@@ -52,6 +52,10 @@ class Service(ABC):
     def start(self, home: Path, port: int, configured_url: str) -> Launched:
         """Start a private instance in ``home`` listening on 127.0.0.1:``port``, wait until healthy."""
 
+    def heal(self, home: Path) -> None:
+        """Restart what is down in a replicated service that still answers (a dead member)."""
+        return None
+
     def describe(self, url: str, home: Path) -> list[str]:
         """Extra status lines (members, roles, replication lag) for a service with several servers."""
         return []

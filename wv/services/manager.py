@@ -176,6 +176,7 @@ class ServiceManager:
             return state
         if state.origin == "local":
             if state.healthy:
+                service.heal(self.home(service))
                 return state
             self._stop(service)  # a stale record: process gone or wedged
             state = self._state(service)

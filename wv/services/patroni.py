@@ -324,6 +324,12 @@ class PatroniService(Service):
         except urllib.error.HTTPError as exc:
             raise ServiceError(f"switchover refused: {exc.read().decode(errors='replace')}") from None
 
+    def heal(self, home: Path) -> None:
+        """Start the members that are down: each rejoins as a standby (pg_rewind or a re-clone)."""
+        for index in range(len(MEMBERS)):
+            if self.member_pid(home, index) is None:
+                self.start_member(home, index)
+
     def describe(self, url: str, home: Path) -> list[str]:
         return [m.line() for m in self.members(home)] or ["(no Patroni member answers)"]
 
