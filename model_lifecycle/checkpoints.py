@@ -6,7 +6,9 @@ Key map (checkpoint name -> backbone name), applied in this order:
 2. prefixes `module.`, `teacher.backbone.`, `student.backbone.`, `backbone.`, `encoder.` are
    stripped (DDP, detector and DINO-training checkpoints);
 3. `blocks.C.N.<rest>` -> `blocks.N.<rest>` (DINOv2 "block chunks"; N is already global);
-4. `storage_tokens` -> `register_tokens` (DINOv3's name for registers);
+4. `storage_tokens` (DINOv3) and `reg_token` (timm) -> `register_tokens`; timm's `blocks.N.gamma_{1,2}`
+   -> `blocks.N.ls{1,2}.gamma`, its `attn.q_bias` + `attn.v_bias` -> `attn.qkv.bias` (zero key bias),
+   its patches-only `pos_embed` (cls position folded into `cls_token`) gets a zero cls row;
 5. `blocks.N.attn.qkv.bias_mask` is folded into `blocks.N.attn.qkv.bias` (DINOv3 masked key bias);
 6. `pos_embed` (1, 1+S*S, D) is bicubically resized to the model grid (1, 1+h*w, D), with
    antialiasing for checkpoints with registers (as DINOv2-with-registers and Hugging Face's
@@ -52,6 +54,8 @@ PREFIXES = ("module.", "teacher.backbone.", "student.backbone.", "backbone.", "e
 RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^blocks\.\d+\.(\d+)\.(.+)$"), r"blocks.\1.\2"),
     (re.compile(r"^storage_tokens$"), "register_tokens"),
+    (re.compile(r"^reg_token$"), "register_tokens"),  # timm
+    (re.compile(r"^blocks\.(\d+)\.gamma_([12])$"), r"blocks.\1.ls\2.gamma"),  # timm's Eva (DINOv3)
 )
 IGNORED = re.compile(r"^(mask_token|head\..*|dino_head\..*|ibot_head\..*|local_cls_norm\..*)$")
 
@@ -203,7 +207,22 @@ def _fold_bias_masks(sd: dict[str, Tensor]) -> list[str]:
 
 def _backbone_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     sd = {map_key(k): v for k, v in unwrap(state).items()}
-    return convert_hf(sd) if is_hf_naming(sd) else sd
+    sd = convert_hf(sd) if is_hf_naming(sd) else sd
+    _fold_timm_conventions(sd)
+    return sd
+
+
+def _fold_timm_conventions(sd: dict[str, Tensor]) -> None:
+    """timm's DINOv3 (Eva) keeps `attn.q_bias` / `attn.v_bias` (no key bias): fuse them into
+    `attn.qkv.bias`; timm's DINOv2-with-registers folds the cls position into `cls_token` and keeps
+    a patches-only `pos_embed` (1, S*S, D): give it back a zero cls row."""
+    for q_key in [k for k in sd if k.endswith(".attn.q_bias")]:
+        prefix = q_key[: -len("q_bias")]
+        q, v = sd.pop(q_key), sd.pop(prefix + "v_bias")
+        sd[prefix + "qkv.bias"] = torch.cat((q, torch.zeros_like(q), v))
+    pos = sd.get("pos_embed")
+    if pos is not None and round(pos.shape[1] ** 0.5) ** 2 == pos.shape[1]:
+        sd["pos_embed"] = torch.cat((pos.new_zeros(1, 1, pos.shape[2]), pos), dim=1)
 
 
 def _resize_pos_embed(
