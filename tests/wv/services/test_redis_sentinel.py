@@ -7,28 +7,22 @@ one line naming WV_REDIS_URL instead of hanging.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from foundation.redis_connect import RedisMisconfigured, connect, parse_sentinel_url, require_sentinels
+from realtime import cli as realtime_cli
 from wv.services.base import free_port, process_matches
 from wv.services.redis_sentinel import DATA_NODES, RedisSentinelService
 
-WV = Path(sys.executable).with_name("wv")
 
-
-def _windows_start(url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``wv realtime windows`` with ``url`` as WV_REDIS_URL (killed after 30 s if it hangs)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WV_")}
-    env.update({"WV_REDIS_URL": url, "WV_STATE_DIR": str(tmp_path / "state"), "WV_METRICS_PORT": "0"})
-    return subprocess.run(
-        [str(WV), "realtime", "windows"], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
+def _windows_start(url: str, tmp_path: Path) -> Result:
+    """``wv realtime windows`` with ``url`` as WV_REDIS_URL (in process: it must stop at start-up)."""
+    env = {"WV_REDIS_URL": url, "WV_STATE_DIR": str(tmp_path / "state"), "WV_METRICS_PORT": "0"}
+    return CliRunner().invoke(realtime_cli.app, ["windows"], env=env)
 
 
 @pytest.mark.timeout(90)
@@ -69,7 +63,7 @@ def test_starts_a_master_a_synced_replica_and_three_sentinels_describes_and_stop
         ):
             require_sentinels(not_sentinel)
         result = _windows_start(unknown, tmp_path)
-        assert result.returncode == 2, result.stderr
+        assert result.exit_code == 2, result.output
         assert result.stderr.strip().splitlines()[-1].startswith("error: WV_REDIS_URL=redis+sentinel://"), (
             result.stderr
         )
