@@ -151,7 +151,10 @@ class WindowAggregator:
         """Rebuild recent windows if Redis is not the data history they were built in; True if rebuilt."""
         if self._repair is None:
             return False
-        replid = str(self._client.info("replication")["master_replid"])
+        try:
+            replid = str(self._client.info("replication")["master_replid"])
+        except (redis.ResponseError, KeyError):  # INFO refused (some managed services): key presence only
+            replid = "unknown"
         raw: Any = self._client.get(LINEAGE_KEY)
         recorded = raw.decode() if isinstance(raw, bytes) else raw
         self._lineage_at = time.monotonic()
