@@ -112,8 +112,9 @@ def train(
         from model_lifecycle.checkpoints import describe_checkpoint
 
         bb_cfg, backbone_origin = describe_checkpoint(backbone or init_checkpoint)  # type: ignore[arg-type]
-        if backbone is not None:
+        if backbone is not None:  # shaped after the checkpoint: every tensor must fit
             model_cfg = dataclasses.replace(model_cfg, backbone=bb_cfg)
+            backbone_origin["strict"] = True
     patch = model_cfg.backbone.patch_size
     size = _input_size(input_size) or model_cfg.input_size
     size = (max(patch, round(size[0] / patch) * patch), max(patch, round(size[1] / patch) * patch))

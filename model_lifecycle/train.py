@@ -255,7 +255,9 @@ def train(opts: TrainOptions, dataset: Dataset) -> TrainResult:
     if opts.init_checkpoint:
         from model_lifecycle.checkpoints import load_backbone
 
-        report = load_backbone(model.backbone, opts.init_checkpoint)
+        strict = bool(opts.backbone_origin.get("strict"))
+        report = load_backbone(model.backbone, opts.init_checkpoint, strict=strict)
+        opts.backbone_origin["report"] = report.summary()
         if rank == 0:
             log.info("backbone init: %s", report.summary())
     if opts.freeze_blocks is not None:
