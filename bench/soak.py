@@ -414,6 +414,7 @@ class Soak:
                 f.detail = f"master :{old[1]} SIGKILLed, :{new[1]} promoted, the old one back as a replica"
             elif kind == "pg_leader":
                 failover = self.cluster.kill_leader()
+                f.healed = time.time()  # writable again; recovery counts from here, like the other faults
                 rejoined = self.cluster.rejoin()
                 f.detail = (
                     f"{failover.killed} SIGKILLed (Patroni + PostgreSQL), {failover.promoted} writing after "
