@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from foundation.redis_connect import connect
+from foundation.redis_connect import connect, is_sentinel_url, sentinel_problem
 from wv.services.base import Launched, Service, find_binary, spawn, wait_healthy
 
 
@@ -19,6 +19,10 @@ class RedisService(Service):
 
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
         try:
+            if is_sentinel_url(url):  # say why a sentinel URL does not lead to a master
+                found = sentinel_problem(url, timeout)
+                if found is not None:
+                    return found[0]
             with connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, failover_s=0) as client:
                 client.ping()
         except (redis.RedisError, OSError, ValueError) as exc:
