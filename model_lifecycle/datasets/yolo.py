@@ -80,6 +80,7 @@ class YoloFormat:
             return
         root = Path(meta.get("path") or ".")
         root = root if root.is_absolute() else yml.parent / root
+        read: set[Path] = set()
         for split in SPLITS:
             if options.split not in (None, split) or not meta.get(split):
                 continue
@@ -89,6 +90,12 @@ class YoloFormat:
                 if not folder.exists():
                     report.error("missing_image", str(yml), split, f"{folder} does not exist")
                     continue
+                if folder.resolve() in read:  # `val: images/train` when a tool wrote no validation split
+                    report.note(
+                        "split_repeated", str(yml), split, f"{entry} was already read as another split"
+                    )
+                    continue
+                read.add(folder.resolve())
                 for image in _images(folder):
                     yield self._image(image, root, classes, split, report)
 

@@ -68,3 +68,9 @@ def test_export_to_yolo_keeps_each_package_on_one_side_and_imports_back(
             assert got["box"] == pytest.approx(want["box"], abs=0.02)
     splits = {r["source"]["split"] for r in records(tmp_path / "back")}
     assert splits == {"train", "val"}
+
+
+def test_a_split_that_repeats_another_is_read_once(sim_dataset: Path, tmp_path: Path) -> None:
+    export_dataset("yolo", sim_dataset, tmp_path / "yolo", val_fraction=0.0)  # writes val: images/train
+    report = import_dataset("yolo", tmp_path / "yolo", tmp_path / "back")
+    assert report.counts["images_imported"] == 4 and report.counts["split_repeated"] == 1
