@@ -181,9 +181,12 @@ def connect(
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_connect_timeout or socket_timeout,
     }
-    # a dead sentinel must not stall discovery: sentinels always get a timeout
+    # A dead sentinel (often on the dead master's machine) must not stall discovery: sentinels answer
+    # in milliseconds, so they get at most 1 s, whatever the data commands' timeouts.
     sentinel = Sentinel(
-        list(parts.sentinels), sentinel_kwargs={k: v or 1.0 for k, v in timeouts.items()}, **timeouts
+        list(parts.sentinels),
+        sentinel_kwargs={k: min(v or 1.0, 1.0) for k, v in timeouts.items()},
+        **timeouts,
     )
     return sentinel.master_for(
         parts.service,
