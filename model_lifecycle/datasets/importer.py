@@ -36,6 +36,8 @@ from model_lifecycle.datasets.base import (
 )
 
 FORMAT = "wv-dataset/1"
+EDGE_TOLERANCE_PX = 0.01
+"""Boxes past the image edge by less than this (rounding in normalised formats) are clipped silently."""
 
 
 @contextmanager
@@ -87,7 +89,8 @@ def _check_box(
         report.error("empty_box", img.file, where, f"box {x1:g},{y1:g},{x2:g},{y2:g} has no area")
         return None
     cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
-    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+    outside = max(cx1 - x1, cy1 - y1, x2 - cx2, y2 - cy2)
+    if outside > EDGE_TOLERANCE_PX:
         text = f"box {x1:.1f},{y1:.1f},{x2:.1f},{y2:.1f} reaches outside the {w}x{h} image"
         if cx2 <= cx1 or cy2 <= cy1:
             report.error("box_outside", img.file, where, text + " entirely")
