@@ -148,6 +148,25 @@ def _packages(
     return out
 
 
+def _guarded(images: Iterator[SourceImage] | Any, source: Path, report: Report) -> Iterator[SourceImage]:
+    """The reader's images; a file shaped unlike its format (a reader error) becomes a report line."""
+    iterator = iter(images)
+    while True:
+        try:
+            img = next(iterator)
+        except StopIteration:
+            return
+        except (FileNotFoundError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            report.error(
+                "parse_error",
+                str(source),
+                "-",
+                f"not a readable file of this format: {type(exc).__name__}: {exc}",
+            )
+            return
+        yield img
+
+
 def import_dataset(fmt: str, source: Path, dest: Path, options: ImportOptions | None = None) -> Report:
     """Read `source` in format `fmt` into a new dataset at `dest`; raises `ImportFailed` on any error."""
     from model_lifecycle.datasets import reader
@@ -161,7 +180,7 @@ def import_dataset(fmt: str, source: Path, dest: Path, options: ImportOptions | 
         (tmp / "images").mkdir()
         records: list[dict[str, Any]] = []
         seen: dict[str, str] = {}
-        for img in reader(fmt).read(source, opts, report):
+        for img in _guarded(reader(fmt).read(source, opts, report), source, report):
             report.counts["images_read"] += 1
             if img.key in seen:
                 report.error(

@@ -112,3 +112,13 @@ def test_a_simulator_dataset_exported_to_coco_imports_back_unchanged(
     assert [[{k: p[k] for k in keys} for p in r["packages"]] for r in before] == [
         [{k: p[k] for k in keys} for p in r["packages"]] for r in after
     ]
+
+
+def test_a_file_shaped_unlike_coco_is_a_report_not_a_traceback(photos: Path, tmp_path: Path) -> None:
+    (photos / "coco.json").write_text(
+        json.dumps({"images": [{"id": 1, "file_name": "wide.jpg"}], "annotations": ["x"]})
+    )
+    with pytest.raises(ImportFailed) as failed:
+        import_dataset("coco", photos / "coco.json", tmp_path / "ds")
+    assert [e.kind for e in failed.value.report.errors] == ["parse_error"]
+    assert not (tmp_path / "ds").exists() and no_partial_left(tmp_path)
