@@ -17,6 +17,12 @@ of it is dumped with ``py-spy dump`` into ``$WV_STATE_DIR/bench/edge_stress/hang
 it is killed. ``--parallel`` rounds run at once (more load, more interleavings). The baseline is
 the same start/stop without scrapes, contention or churn. With ``--rounds`` the quick and full
 runs differ only in how many rounds they run.
+
+``--switch-interval S`` amplifies thread interleavings: each edge runs with
+``sys.setswitchinterval(S)`` (a ``sitecustomize`` on its ``PYTHONPATH``), so the interpreter lock
+changes hands at almost every check and a thread preempted inside a short critical section stays
+there while the others run; a race that needs a signal to land in that section (issue 24's)
+shows up in tens of rounds instead of thousands.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ def edge_config(home: Path, facility: str, bootstrap: str, prefix: str, port: in
     config: dict[str, Any] = {
         "facility": facility,
         "cameras": [{"id": "cam-1", "source": "synthetic://seed=3&fps=30"}],
-        "outbox": {"path": str(home / "outbox"), "sync": False},
+        "outbox": {"path": str(home / "outbox"), "sync": OUTBOX_SYNC},
         "transport": {
             "kafka_bootstrap": bootstrap,
             "topic_prefix": prefix,
@@ -104,9 +110,20 @@ def edge_config(home: Path, facility: str, bootstrap: str, prefix: str, port: in
     return path
 
 
+OUTBOX_SYNC = True
+"""--no-sync: outbox writes without fsync (the default, fsync per write, is what `wv edge run` does)."""
+SWITCH_INTERVAL: float | None = None
+"""Set by --switch-interval: every edge's sys.setswitchinterval."""
+
+
 def environment(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WV_")}
     env.update({"WV_STATE_DIR": str(home / "state"), "WV_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+    if SWITCH_INTERVAL is not None:
+        site = home / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({SWITCH_INTERVAL!r})\n")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -354,7 +371,14 @@ def main() -> None:
     )
     parser.add_argument("--max-delay", type=float, default=8.0, help="latest signal after start (s)")
     parser.add_argument("--seed", type=int, default=24)
+    parser.add_argument("--no-sync", action="store_true", help="outbox writes without fsync")
+    parser.add_argument(
+        "--switch-interval", type=float, help="sys.setswitchinterval of every edge (e.g. 1e-6)"
+    )
     args = parser.parse_args()
+    global SWITCH_INTERVAL, OUTBOX_SYNC
+    SWITCH_INTERVAL = args.switch_interval
+    OUTBOX_SYNC = not args.no_sync
     n = args.rounds or (8 if args.quick else 40)
     state = Path(os.environ.get("WV_STATE_DIR", ".local"))
     dumps = state / "bench" / "edge_stress"
@@ -433,6 +457,7 @@ def report(
         "topics_deleted": float(churn["deleted"]),
         "wall_s": round(wall, 1),
         "deadline_s": deadline,
+        "switch_interval_s": SWITCH_INTERVAL or 0.0,
     }
     baseline = {
         "starts": float(len(base)),

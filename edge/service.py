@@ -443,11 +443,10 @@ class EdgeService:
             self.outbox.close()
             self.outbox_flushed = True
         self.runner.close()
-        self.manager.stop()
+        if pipeline_done:  # else an engine may still be inside a call: closing it under that call could crash
+            self.manager.stop()
         self.references.close()
-        for cam in self.cameras.values():
-            if cam.reader.heartbeat.has_work():
-                self.abandoned.append(f"camera-{cam.camera_id}")
+        self.abandoned += [f"camera-{c.camera_id}" for c in self.cameras.values() if c.reader.alive]
         log.info(
             "edge service stopped",
             extra={

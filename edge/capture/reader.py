@@ -50,6 +50,11 @@ class CameraReader:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        """The reader thread still runs (after stop(): it is stuck in a read)."""
+        return self._thread.is_alive()
+
     def _has_work(self) -> bool:
         return self._thread.is_alive() and not self._stop.is_set() and not self.finished.is_set()
 
