@@ -186,3 +186,22 @@ def test_an_unreadable_key_is_named(tmp_path: Path):
     file = _grpc_config(tmp_path, grpc_tls_cert=str(tmp_path / "edge.crt"), grpc_tls_key=str(key))
     with pytest.raises(EdgeConfigError, match=r"transport\.grpc_tls_key: .*cannot read .*Permission denied"):
         load_config(file, PlatformSettings.load())
+
+
+def test_a_recorded_file_is_processed_frame_by_frame_unless_paced_or_told_otherwise():
+    settings = PlatformSettings.load()
+
+    def policy(source: str, given: str | None = None) -> str:
+        return single_camera("F", "c1", source, settings, given).cameras[0].policy
+
+    assert policy("file:///clips/belt.mp4") == "every"
+    assert policy("file:///clips/belt.mp4?realtime=1") == "latest"  # paced like a live camera
+    assert policy("file:///clips/belt.mp4", "latest") == "latest"
+    assert policy("rtsp://10.0.0.12:554/stream1") == "latest"
+
+
+def test_the_stall_limit_and_the_stop_deadline_take_fleet_defaults_from_the_environment(monkeypatch):
+    monkeypatch.setenv("WV_EDGE_STALL_S", "12")
+    monkeypatch.setenv("WV_EDGE_SHUTDOWN_TIMEOUT_S", "8")
+    cfg = single_camera("F", "c1", "synthetic://", PlatformSettings.load())
+    assert cfg.watchdog.stall_s == 12 and cfg.shutdown.timeout_s == 8
