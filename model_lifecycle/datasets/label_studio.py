@@ -161,9 +161,9 @@ class LabelStudioFormat:
         img = self._image(task.get("image"), key, file, roots, report)
         if img is None:
             return None
-        task_attrs = {k: str(v[0] if isinstance(v, list) and v else v) for k, v in task.items()
-                      if isinstance(v, str | list) and k not in ("image", "label") and not isinstance(v, dict)}  # fmt: skip
-        task_attrs = {k: v for k, v in task_attrs.items() if k == options.rules.attribute}
+        value = task.get(options.rules.attribute)  # a task-level choice: a string, or a list of one
+        value = value[0] if isinstance(value, list) and value else value
+        task_attrs = {options.rules.attribute: str(value)} if isinstance(value, str) else {}
         for k, r in enumerate(task.get("label") or [], start=1):
             box = self._rectangle(r, f"label {k}", file, report, img)
             if box is not None:
