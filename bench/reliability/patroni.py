@@ -47,9 +47,12 @@ class PatroniCluster:
         """The cluster's maintenance database (it exists before any application database does)."""
         return make_conninfo(self.url, dbname="postgres")
 
-    def stop(self) -> None:
-        """Stop every member and etcd (also after a start that failed half-way)."""
+    def stop(self, purge: bool = True) -> None:
+        """Stop every member and etcd (also after a start that failed half-way); ``purge`` deletes
+        their data, including what lives outside ``home`` when its user could not enter it."""
         self.service.stop(self.home, self.service.etcd_pid(self.home) or 0)
+        if purge:
+            self.service.purge(self.home)
 
     def leader(self) -> int | None:
         return self.service.leader(self.home)

@@ -20,32 +20,35 @@ def test_up_starts_a_leader_and_a_synchronous_standby_behind_one_url_and_down_st
 ) -> None:
     manager = ServiceManager(tmp_path, environ={}, services=services_for(frozenset({"postgres"})))
 
-    [state] = manager.up(["postgres"])  # although the default single server answers
+    try:
+        [state] = manager.up(["postgres"])  # although the default single server answers
 
-    assert state.origin == "local" and state.healthy, state.line()
-    assert state.url.endswith("/warehouse_vision?target_session_attrs=read-write")
-    assert state.url.count("127.0.0.1:") == 2
-    roles = sorted(line.split()[2] for line in state.details)
-    assert roles == ["leader", "sync_standby"], state.line()
-    with psycopg.connect(state.url.replace("/warehouse_vision?", "/postgres?")) as conn:
-        row = conn.execute(
-            "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')"
-        ).fetchone()
-    assert row is not None and row[0] is False and row[1]  # the leader, waiting for its standby
-    assert (tmp_path / "services.env").read_text() == f"WV_DATABASE_URL={state.url}\n"
+        assert state.origin == "local" and state.healthy, state.line()
+        assert state.url.endswith("/warehouse_vision?target_session_attrs=read-write")
+        assert state.url.count("127.0.0.1:") == 2
+        roles = sorted(line.split()[2] for line in state.details)
+        assert roles == ["leader", "sync_standby"], state.line()
+        with psycopg.connect(state.url.replace("/warehouse_vision?", "/postgres?")) as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')"
+            ).fetchone()
+        assert row is not None and row[0] is False and row[1]  # the leader, waiting for its standby
+        assert (tmp_path / "services.env").read_text() == f"WV_DATABASE_URL={state.url}\n"
 
-    [again] = manager.up(["postgres"])
-    assert (again.url, again.pid) == (state.url, state.pid)
+        [again] = manager.up(["postgres"])
+        assert (again.url, again.pid) == (state.url, state.pid)
 
-    service, home = PatroniService(), tmp_path / "services" / "postgres-ha"
-    leader = service.leader(home)
-    assert leader is not None
-    service.kill_member(home, leader)  # its machine is gone; the standby takes over
-    wait_until(lambda: service.leader(home) == 1 - leader, 60, "the standby promoted")
-    manager.up(["postgres"])  # starts the dead member again: it rejoins as the synchronous standby
-    service.wait_for_sync_standby(home, timeout=90)
-    assert service.leader(home) == 1 - leader
+        service, home = PatroniService(), tmp_path / "services" / "postgres-ha"
+        leader = service.leader(home)
+        assert leader is not None
+        service.kill_member(home, leader)  # its machine is gone; the standby takes over
+        wait_until(lambda: service.leader(home) == 1 - leader, 60, "the standby promoted")
+        manager.up(["postgres"])  # starts the dead member again: it rejoins as the synchronous standby
+        service.wait_for_sync_standby(home, timeout=90)
+        assert service.leader(home) == 1 - leader
 
-    assert manager.down(["postgres"], purge=True) == ["postgres"]
+    finally:
+        stopped = manager.down(["postgres"], purge=True)
+    assert stopped == ["postgres"]
     assert state.pid is not None and not process_matches(state.pid, "etcd")
     assert not (tmp_path / "services" / "postgres-ha").exists()
