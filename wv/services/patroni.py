@@ -331,7 +331,14 @@ class PatroniService(Service):
                 self.start_member(home, index)
 
     def describe(self, url: str, home: Path) -> list[str]:
-        return [m.line() for m in self.members(home)] or ["(no Patroni member answers)"]
+        """The etcd (without it no member may lead: a leader steps down) and each member's role and lag."""
+        layout = self.layout(home)
+        lines = []
+        if layout is not None:
+            problem = _http_problem(f"http://127.0.0.1:{layout.etcd_client}/health")
+            state = "healthy" if problem is None else f"UNREACHABLE ({problem}): no member can lead"
+            lines.append(f"{'etcd':<9} 127.0.0.1:{layout.etcd_client:<6} {state}")
+        return lines + ([m.line() for m in self.members(home)] or ["(no Patroni member answers)"])
 
     # --- stop -----------------------------------------------------------------------------
     def stop(self, home: Path, pid: int, timeout: float = 30.0) -> None:

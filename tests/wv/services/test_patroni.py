@@ -26,7 +26,9 @@ def test_up_starts_a_leader_and_a_synchronous_standby_behind_one_url_and_down_st
         assert state.origin == "local" and state.healthy, state.line()
         assert state.url.endswith("/warehouse_vision?target_session_attrs=read-write")
         assert state.url.count("127.0.0.1:") == 2
-        roles = sorted(line.split()[2] for line in state.details)
+        etcd, *members = state.details
+        assert etcd.startswith("etcd") and etcd.endswith("healthy"), state.line()
+        roles = sorted(line.split()[2] for line in members)
         assert roles == ["leader", "sync_standby"], state.line()
         with psycopg.connect(state.url.replace("/warehouse_vision?", "/postgres?")) as conn:
             row = conn.execute(
