@@ -77,8 +77,9 @@ def test_code_location_matches_snapshot() -> None:
 
     defs.validate_loadable(defs)
     current = json.dumps(snapshot(defs), indent=2, sort_keys=True) + "\n"
-    if os.environ.get("WV_UPDATE_SNAPSHOT") == "1" or not SNAPSHOT.exists():
+    if os.environ.get("WV_UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(current)
+    assert SNAPSHOT.exists(), f"{SNAPSHOT.name} is missing: run with WV_UPDATE_SNAPSHOT=1 and commit it"
     expected = SNAPSHOT.read_text()
     diff = "".join(
         difflib.unified_diff(expected.splitlines(True), current.splitlines(True), "snapshot", "code")
