@@ -685,3 +685,139 @@ class AnomalyReport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnomalyReport: _TypeAlias = AnomalyReport  # noqa: Y015
+
+@_typing.final
+class FacilityLiveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_ID_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    facility_id: _builtins.str
+    minutes: _builtins.int
+    """The last N minutes, this one included (1 to 360); 0 means 15."""
+    def __init__(
+        self,
+        *,
+        facility_id: _builtins.str = ...,
+        minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility_id", b"facility_id", "minutes", b"minutes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FacilityLiveRequest: _TypeAlias = FacilityLiveRequest  # noqa: Y015
+
+@_typing.final
+class MinuteWindow(_message.Message):
+    """One facility-minute from the live windows (Redis), as `wv realtime windows` keeps them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AnomaliesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MINUTE_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
+    DAMAGED_FIELD_NUMBER: _builtins.int
+    MISPLACED_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    P99_END_TO_END_MS_FIELD_NUMBER: _builtins.int
+    ANOMALIES_FIELD_NUMBER: _builtins.int
+    packages: _builtins.int
+    damaged: _builtins.int
+    misplaced: _builtins.int
+    fallback: _builtins.int
+    """Decisions made by the straggler fallback model."""
+    p99_end_to_end_ms: _builtins.float
+    """Absent when no decision of the minute carried a measured latency."""
+    @_builtins.property
+    def minute(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def anomalies(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Anomaly flags by kind."""
+
+    def __init__(
+        self,
+        *,
+        minute: _timestamp_pb2.Timestamp | None = ...,
+        packages: _builtins.int = ...,
+        damaged: _builtins.int = ...,
+        misplaced: _builtins.int = ...,
+        fallback: _builtins.int = ...,
+        p99_end_to_end_ms: _builtins.float | None = ...,
+        anomalies: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_p99_end_to_end_ms", b"_p99_end_to_end_ms", "minute", b"minute", "p99_end_to_end_ms", b"p99_end_to_end_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_p99_end_to_end_ms", b"_p99_end_to_end_ms", "anomalies", b"anomalies", "damaged", b"damaged", "fallback", b"fallback", "minute", b"minute", "misplaced", b"misplaced", "p99_end_to_end_ms", b"p99_end_to_end_ms", "packages", b"packages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__p99_end_to_end_ms: _TypeAlias = _typing.Literal["p99_end_to_end_ms"]  # noqa: Y015
+    _WhichOneofArgType__p99_end_to_end_ms: _TypeAlias = _typing.Literal["_p99_end_to_end_ms", b"_p99_end_to_end_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__p99_end_to_end_ms) -> _WhichOneofReturnType__p99_end_to_end_ms | None: ...
+
+Global___MinuteWindow: _TypeAlias = MinuteWindow  # noqa: Y015
+
+@_typing.final
+class FacilityLive(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_ID_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
+    DAMAGED_FIELD_NUMBER: _builtins.int
+    ANOMALIES_FIELD_NUMBER: _builtins.int
+    DAMAGE_RATE_FIELD_NUMBER: _builtins.int
+    facility_id: _builtins.str
+    packages: _builtins.int
+    damaged: _builtins.int
+    anomalies: _builtins.int
+    damage_rate: _builtins.float
+    """damaged / packages over the whole span (0 without packages)."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___MinuteWindow]:
+        """Oldest first; minutes without a decided package are left out."""
+
+    def __init__(
+        self,
+        *,
+        facility_id: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        windows: _abc.Iterable[Global___MinuteWindow] | None = ...,
+        packages: _builtins.int = ...,
+        damaged: _builtins.int = ...,
+        anomalies: _builtins.int = ...,
+        damage_rate: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "damage_rate", b"damage_rate", "damaged", b"damaged", "end", b"end", "facility_id", b"facility_id", "packages", b"packages", "start", b"start", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FacilityLive: _TypeAlias = FacilityLive  # noqa: Y015

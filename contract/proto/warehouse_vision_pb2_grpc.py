@@ -49,6 +49,11 @@ class WarehouseVisionServiceStub:
                 request_serializer=contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReportRequest.SerializeToString,
                 response_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReport.FromString,
                 _registered_method=True)
+        self.GetFacilityLive = channel.unary_unary(
+                '/warehouse_vision.v1.WarehouseVisionService/GetFacilityLive',
+                request_serializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.SerializeToString,
+                response_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.FromString,
+                _registered_method=True)
 
 
 class WarehouseVisionServiceServicer:
@@ -73,6 +78,13 @@ class WarehouseVisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFacilityLive(self, request, context):
+        """The facility's last minutes from the live windows: no database query.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WarehouseVisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_WarehouseVisionServiceServicer_to_server(servicer, server):
                     servicer.GetAnomalyReport,
                     request_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReportRequest.FromString,
                     response_serializer=contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReport.SerializeToString,
+            ),
+            'GetFacilityLive': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFacilityLive,
+                    request_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.FromString,
+                    response_serializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +190,33 @@ class WarehouseVisionService:
             '/warehouse_vision.v1.WarehouseVisionService/GetAnomalyReport',
             contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReportRequest.SerializeToString,
             contract_dot_proto_dot_warehouse__vision__pb2.AnomalyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFacilityLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warehouse_vision.v1.WarehouseVisionService/GetFacilityLive',
+            contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.SerializeToString,
+            contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.FromString,
             options,
             channel_credentials,
             insecure,

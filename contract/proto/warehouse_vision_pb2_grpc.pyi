@@ -38,6 +38,8 @@ class WarehouseVisionServiceStub:
     """Edge → centre event stream; one InferenceAck per DetectionBatch, after the durable write."""
     QueryPackageHistory: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.PackageID, _warehouse_vision_pb2.PackageTimeline]
     GetAnomalyReport: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.AnomalyReportRequest, _warehouse_vision_pb2.AnomalyReport]
+    GetFacilityLive: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.FacilityLiveRequest, _warehouse_vision_pb2.FacilityLive]
+    """The facility's last minutes from the live windows: no database query."""
 
 @_typing.type_check_only
 class WarehouseVisionServiceAsyncStub(WarehouseVisionServiceStub):
@@ -46,6 +48,8 @@ class WarehouseVisionServiceAsyncStub(WarehouseVisionServiceStub):
     """Edge → centre event stream; one InferenceAck per DetectionBatch, after the durable write."""
     QueryPackageHistory: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.PackageID, _warehouse_vision_pb2.PackageTimeline]  # type: ignore[assignment]
     GetAnomalyReport: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.AnomalyReportRequest, _warehouse_vision_pb2.AnomalyReport]  # type: ignore[assignment]
+    GetFacilityLive: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.FacilityLiveRequest, _warehouse_vision_pb2.FacilityLive]  # type: ignore[assignment]
+    """The facility's last minutes from the live windows: no database query."""
 
 class WarehouseVisionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -69,5 +73,13 @@ class WarehouseVisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _warehouse_vision_pb2.AnomalyReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_warehouse_vision_pb2.AnomalyReport, _abc.Awaitable[_warehouse_vision_pb2.AnomalyReport]]: ...
+
+    @_abc_1.abstractmethod
+    def GetFacilityLive(
+        self,
+        request: _warehouse_vision_pb2.FacilityLiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_warehouse_vision_pb2.FacilityLive, _abc.Awaitable[_warehouse_vision_pb2.FacilityLive]]:
+        """The facility's last minutes from the live windows: no database query."""
 
 def add_WarehouseVisionServiceServicer_to_server(servicer: WarehouseVisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -166,7 +166,7 @@ def start_server(config: ServiceConfig) -> RunningServer:
         maximum_concurrent_rpcs=config.max_workers * 4,
     )
     pb_grpc.add_WarehouseVisionServiceServicer_to_server(
-        WarehouseVisionServicer(sink, validator, pool.connection), server
+        WarehouseVisionServicer(sink, validator, pool.connection, windows=redis_client), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (SERVICE_NAME, ""):

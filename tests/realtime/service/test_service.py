@@ -18,6 +18,8 @@ from contract.events import anomaly_flag, from_timestamp, to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.service import client
 from realtime.service.server import SERVICE_NAME, RunningServer, ServiceConfig, start_server
+from realtime.windows.aggregator import WindowAggregator
+from realtime.windows.recompute import windows_from_database
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "s3cret-test-token"
@@ -146,6 +148,41 @@ def test_anomaly_report_counts_by_kind_and_severity_and_lists_the_newest(grpc_se
     flagged = [from_timestamp(f.flagged_at) for f in report.flags]
     assert len(flagged) == 4 and flagged == sorted(flagged, reverse=True)
     assert flagged[0] == start + timedelta(minutes=len(specs))
+
+
+def test_facility_live_is_read_from_the_windows_and_agrees_with_the_database(grpc_server, db, redis_client):
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=4)
+    factory = EventFactory("FAC-001", seed=41, start=start, step=timedelta(seconds=4))
+    events = []
+    for i in range(40):
+        package = factory.package(2, condition="torn" if i % 4 == 0 else "ok")
+        if i % 10 == 0:
+            decision = package[-1]
+            decision.anomalies.append(
+                anomaly_flag(
+                    kind="damaged", facility_id="FAC-001", flagged_at=from_timestamp(decision.event_time)
+                )
+            )
+        events += package
+    stub = _stub(grpc_server)
+    list(stub.StreamDetectionEvents(iter([detection_batch(events)]), timeout=20))  # fanned out to Redis
+    aggregator = WindowAggregator(redis_client, block_ms=10)
+    while aggregator.step(block_ms=10):
+        pass
+
+    live = stub.GetFacilityLive(pb.FacilityLiveRequest(facility_id="FAC-001", minutes=10), timeout=10)
+
+    reference = windows_from_database(db, "FAC-001", from_timestamp(live.start), from_timestamp(live.end))
+    assert [(from_timestamp(w.minute), w.packages, w.damaged, dict(w.anomalies)) for w in live.windows] == [
+        (w.minute, w.packages, w.damaged, w.anomalies) for w in reference
+    ]
+    assert (live.packages, live.damaged, live.anomalies) == (40, 10, 4)
+    assert live.damage_rate == pytest.approx(0.25)
+    assert all(w.HasField("p99_end_to_end_ms") for w in live.windows)
+    for bad in (pb.FacilityLiveRequest(), pb.FacilityLiveRequest(facility_id="FAC-001", minutes=361)):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetFacilityLive(bad, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _handled(method: str, code: str) -> float:
