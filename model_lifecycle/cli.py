@@ -127,6 +127,13 @@ def train(
     validation: DirectoryFrames | None = None
     if val is not None:
         validation = DirectoryFrames(val)
+        if isinstance(source, DirectoryFrames) and (
+            shared := source.package_ids() & validation.package_ids()
+        ):
+            raise typer.BadParameter(
+                f"{len(shared)} packages are in both --data and --val (e.g. {sorted(shared)[:3]}): "
+                "a package must be on one side only"
+            )
     elif isinstance(source, DirectoryFrames) and val_fraction > 0:
         source, validation = source.split(val_fraction)
     frames = len(source) if isinstance(source, DirectoryFrames) else frames

@@ -104,6 +104,9 @@ class DirectoryFrames(Sequence[Frame]):
     def __iter__(self) -> Iterator[Frame]:
         return (self(i) for i in range(len(self)))
 
+    def package_ids(self) -> set[str]:
+        return {p["package_id"] for i in self.indices for p in self.dataset.records[i]["packages"]}
+
     def truths(self) -> list[list[PackageTruth]]:
         """Ground truth of every frame, without reading the images."""
         return [self.dataset.truth(i) for i in self.indices]

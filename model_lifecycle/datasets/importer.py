@@ -6,6 +6,11 @@ The layout is the one `wv data` writes and `model_lifecycle.sources.DirectoryFra
     annotations.jsonl     one record per image: file, width, height, camera_id, index, timestamp,
                           packages [{box (pixels x1 y1 x2 y2), package_id, sku, package_type,
                           condition, zone, expected_zone}], source {file, where, key, split}
+
+A box's `package_id` is the source's track/package id when it has one, else
+`img-<sha1 of the image file>#<n>`: the same photo imported twice (in one dataset, or in a
+training and a validation set) carries the same ids, so the package split keeps it on one side
+and `wv model train --val` can refuse a validation set that shares packages with the training set.
     dataset.json          format, source, options, counts and the import report (written last)
 
 Everything is written to a hidden temporary folder beside the destination and renamed onto it
@@ -15,6 +20,7 @@ carries the report (each problem with its file and line/id, and the counts).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -107,7 +113,7 @@ def _finite(v: float) -> bool:
 
 
 def _packages(
-    img: SourceImage, size: tuple[int, int], opts: ImportOptions, report: Report
+    img: SourceImage, size: tuple[int, int], opts: ImportOptions, report: Report, image_id: str
 ) -> list[dict[str, Any]]:
     out = []
     for k, box in enumerate(img.boxes):
@@ -137,7 +143,7 @@ def _packages(
         out.append(
             {
                 "box": xyxy,
-                "package_id": box.package_id or f"{img.key}#{k}",
+                "package_id": box.package_id or f"{image_id}#{k}",
                 "sku": "",
                 "package_type": opts.rules.package_type(box.label),
                 "condition": condition,
@@ -180,6 +186,7 @@ def import_dataset(fmt: str, source: Path, dest: Path, options: ImportOptions | 
         (tmp / "images").mkdir()
         records: list[dict[str, Any]] = []
         seen: dict[str, str] = {}
+        pixels: dict[str, str] = {}
         for img in _guarded(reader(fmt).read(source, opts, report), source, report):
             report.counts["images_read"] += 1
             if img.key in seen:
@@ -194,10 +201,15 @@ def import_dataset(fmt: str, source: Path, dest: Path, options: ImportOptions | 
             size = _read_image(img, report)
             if size is None:
                 continue
-            packages = _packages(img, size, opts, report)
             assert img.path is not None
+            data = img.path.read_bytes()
+            image_id = "img-" + hashlib.sha1(data).hexdigest()[:16]
+            if image_id in pixels:
+                report.note("same_image", img.file, img.where, f"same file content as {pixels[image_id]}")
+            pixels.setdefault(image_id, img.where)
+            packages = _packages(img, size, opts, report, image_id)
             name = f"images/{len(records):06d}{img.path.suffix.lower()}"
-            shutil.copyfile(img.path, tmp / name)
+            (tmp / name).write_bytes(data)
             records.append(
                 {
                     "file": name,

@@ -93,3 +93,15 @@ def test_heads_train_on_a_supplied_backbone_whose_origin_and_hash_the_card_recor
     )
     card = (version / "MODEL_CARD.md").read_text()
     assert "dinov2_tiny.pth" in card and "sha256 `" in card and "first 1 backbone blocks" in card
+
+
+def test_a_validation_set_sharing_packages_with_the_training_set_is_refused(
+    imported: Path, tmp_path: Path
+) -> None:
+    from model_lifecycle.datasets.importer import import_dataset as again
+
+    again("coco", imported.parent / "coco", tmp_path / "same")  # the same photos, imported once more
+    result = CliRunner().invoke(
+        app, ["train", *FAST, "--data", str(imported), "--val", str(tmp_path / "same")]
+    )
+    assert result.exit_code == 2 and "packages are in both --data and --val" in result.output

@@ -39,6 +39,12 @@ def test_yolo_labels_become_pixel_boxes_and_unlabelled_images_are_background(
     ]
     assert [p["condition"] for p in recs["images/train/wide.jpg"]["packages"]] == ["ok", "torn"]
     assert recs["images/train/square.jpg"]["packages"] == []
+    ids = [p["package_id"] for p in recs["images/train/wide.jpg"]["packages"]]
+    assert ids[0].startswith("img-") and ids[0].endswith("#0")  # named by the photo's content, not its path
+    import_dataset("yolo", src, tmp_path / "again")
+    assert {r["source"]["key"]: r for r in records(tmp_path / "again")}["images/train/wide.jpg"]["packages"][
+        0
+    ]["package_id"] == ids[0]
     assert recs["images/val/tall.png"]["source"]["split"] == "val"
     assert recs["images/val/tall.png"]["packages"][0]["box"] == [36, 60, 54, 100]
 
