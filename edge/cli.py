@@ -67,6 +67,8 @@ def run(
     except (OutboxError, NoModelError, EngineError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if service.output_stuck:  # nobody reads stderr: any write or flush would block the exit
+        _exit_now(service.exit_code, flush=False)
     typer.echo(service.summary(), err=True)
     if service.outbox_left:
         typer.echo(
@@ -77,12 +79,13 @@ def run(
     raise typer.Exit(service.exit_code)
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int, flush: bool = True) -> None:
     import logging
     import os
     import sys
 
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    if flush:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)

@@ -20,7 +20,6 @@ hang of issue 24: no *stopping* line, every thread in a futex wait, SIGTERM and 
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import logging
 import os
@@ -47,6 +46,7 @@ from edge.decisions.decider import Decider
 from edge.decisions.references import SkuReferences
 from edge.decisions.zones import Zone, ZoneMap
 from edge.hotswap.manager import ModelManager
+from edge.logsafe import NonBlockingLogs
 from edge.metrics import EdgeMetrics, counter, gauge
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
@@ -95,13 +95,14 @@ WATCH_INTERVAL_S = 0.1
 """How often the watchdog thread looks at signals, heartbeats and the stop deadline."""
 BACKSTOP_MARGIN_S = 5.0
 """The native backstop fires this long after the watchdog itself should have acted."""
+EXIT_GRACE_S = 10.0
+"""After the stop, the interpreter's own exit gets this long before the backstop ends it."""
 
 
 def _hard_exit(code: int) -> None:
-    """End the process now, whatever its threads are doing (the outbox is already durable)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a broken pipe must not keep a stuck process alive
-            stream.flush()
+    """End the process now, whatever its threads are doing (the outbox is already durable).
+
+    No stream is flushed: an output nobody reads would block the flush, and the exit with it."""
     os._exit(code)
 
 
@@ -138,6 +139,14 @@ class EdgeService:
         self.outbox_left = 0
         """Unacknowledged events left in the outbox at shutdown (replayed on the next start)."""
         self.outbox_flushed = False
+        self._real_process = hard_exit is _hard_exit
+        """A `wv edge run` process (not a test): log output off the working threads, native backstop."""
+        self._logs = NonBlockingLogs()
+        self.output_stuck = False
+        """The log output was not being read at the end: exit without flushing stdout/stderr."""
+        self._dumps = config.state_dir / "edge" / config.facility / "threads.txt"
+        """Where the watchdog and the backstop write every thread's stack (not stderr: it may block)."""
+        self._dump_file: Any = None
 
     @property
     def exit_code(self) -> int:
@@ -278,6 +287,10 @@ class EdgeService:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
+        if self._real_process:
+            self._logs.install()
+            self._dumps.parent.mkdir(parents=True, exist_ok=True)
+            self._dump_file = self._dumps.open("w")
         self._watch_thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._watch_thread.start()
         try:
@@ -293,6 +306,8 @@ class EdgeService:
                 self.shutdown(drain_timeout_s)
             finally:
                 self._finished.set()
+                if self._real_process:
+                    self.output_stuck = not self._logs.uninstall(min(2.0, self._remaining()))
 
     def _on_signal(self, signum: int, frame: object) -> None:
         """Record the signal and return: no lock, no logging (either can deadlock a handler)."""
@@ -320,19 +335,19 @@ class EdgeService:
         (``faulthandler.dump_traceback_later``, a C thread): should a native call ever hold that
         lock for good, every thread's stack is dumped and the process exits with code 1 once
         2 × ``stall_s`` (or the stop deadline) has passed without a re-arm."""
-        backstop = self._hard_exit is _hard_exit  # only in a real process: never inside tests
+        backstop = self._real_process  # never inside tests
         try:
             self._watch_loop(backstop)
         finally:
-            if backstop:
-                faulthandler.cancel_dump_traceback_later()
+            if backstop:  # stays armed: the interpreter's exit gets EXIT_GRACE_S, then it ends
+                faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True, file=self._dump_file)
 
     def _arm_backstop(self) -> None:
         if self._stop_asked_at is not None:
             timeout = self._remaining() + BACKSTOP_MARGIN_S
         else:
             timeout = 2 * self.config.watchdog.stall_s + BACKSTOP_MARGIN_S
-        faulthandler.dump_traceback_later(timeout, exit=True)
+        faulthandler.dump_traceback_later(timeout, exit=True, file=self._dump_file)
 
     def _watch_loop(self, backstop: bool) -> None:
         seen, armed = 0, 0.0
@@ -376,7 +391,11 @@ class EdgeService:
             code,
             left,
         )
-        faulthandler.dump_traceback(all_threads=True)  # what was stuck, for the post-mortem
+        if self._dump_file is not None:  # what was stuck, for the post-mortem
+            faulthandler.dump_traceback(self._dump_file, all_threads=True)
+            log.error("every thread's stack is in %s", self._dumps)
+        if self._real_process:
+            self._logs.drain(0.5)  # the lines above, unless nobody reads the output
         self._hard_exit(code)
 
     def _log_stacks(self, components: set[str]) -> None:
@@ -417,7 +436,7 @@ class EdgeService:
         self._stopped = True
         self.request_stop(self.stop_reason or "sources ended")
         log.info("edge service stopping", extra={"reason": self.stop_reason, "within_s": self._remaining()})
-        reserve = min(2.0, self.config.shutdown.timeout_s * 0.1)
+        reserve = min(3.0, self.config.shutdown.timeout_s * 0.25)
         """Kept back from the waits below for closing the outbox and the rest."""
         for cam in self.cameras.values():
             cam.reader.stop()
@@ -432,7 +451,7 @@ class EdgeService:
             self.abandoned.append("inference")
             log.error("inference loop did not finish in time; the frames it holds are not processed")
         delivered = self.relay.drain(max(0.0, min(drain_timeout_s, self._remaining() - reserve)))
-        if not self.relay.stop(max(0.0, min(self.relay.timeout_s + 5, self._remaining() - reserve / 2))):
+        if not self.relay.stop(max(0.0, min(self.relay.timeout_s + 5, self._remaining() - reserve))):
             self.abandoned.append("outbox-relay")
             log.error("outbox relay did not stop in time (a send still running)")
         self.metrics.close()
