@@ -12,10 +12,14 @@ step that overruns it (a stuck engine, a hung transport) is abandoned, and the w
 ends the process with :data:`~edge.watchdog.EXIT_SHUTDOWN_DEADLINE` if the stop as a whole has
 not finished by the deadline. The outbox needs no flush for that: each write is in RocksDB's log.
 
-Signals: the handler only counts the signal (it takes no lock, logs nothing); the watchdog thread
-turns the count into a stop. A handler that set a ``threading.Event`` deadlocked the main thread
-when the signal landed while that same thread held the event's lock inside ``Event.wait`` (the
-hang of issue 24: no *stopping* line, every thread in a futex wait, SIGTERM and SIGINT ignored).
+Log output goes through :class:`~edge.logsafe.NonBlockingLogs`: the hang of issue 24 was an edge
+whose stderr was a pipe nobody read any more; once it was full, the thread writing a log line
+blocked in ``write()`` holding the handler's lock, the inference loop waited for that lock at its
+next warning (the cameras went dark) and, on SIGTERM, so did the stop path at *edge service
+stopping*: no line after *edge service started*, SIGTERM and SIGINT without effect, every thread in
+a futex wait, the metrics endpoint (which logs nothing) still answering. Signals: the handler only
+records the signal (no lock, no logging) and the watchdog thread acts on it; a handler that set a
+``threading.Event`` could deadlock the main thread holding that event's lock inside ``wait()``.
 """
 
 from __future__ import annotations
