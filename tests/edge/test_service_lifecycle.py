@@ -30,8 +30,8 @@ def wait_for(predicate, timeout: float) -> None:
 def test_a_signal_handled_while_the_main_thread_holds_the_stop_events_lock_still_stops_the_edge(
     edge_config, kafka_bootstrap, topic_prefix
 ):
-    # Issue 24's hang: the handler ran inside the main thread's `stop_event.wait()`, while that
-    # thread held the event's lock, and setting the event from the handler waited for it forever.
+    # The old handler set `stop_event`; run inside the main thread's `stop_event.wait()` while that
+    # thread held the event's (non-reentrant) lock, it would have waited for that lock forever.
     cfg = edge_config(
         [{"id": "cam-1", "source": "synthetic://seed=61"}],
         transport={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix},
