@@ -10,7 +10,9 @@ models, an ONNX Runtime engine on every core) on a private Tansu broker and, whi
 - a churn thread creates and deletes topics on the broker all along (metadata changes under the
   producer, as when ``wv realtime run`` creates ``wv.dead-letter``);
 - after a random delay (during start-up too) the harness sends SIGTERM (one round in four
-  SIGINT; one in five a second signal 50 ms after the first).
+  SIGINT; one in five a second signal 50 ms after the first);
+- one round in three writes its output to a pipe that nobody reads (a 4 KiB pipe, full after a
+  few dozen log lines), as an edge started in the background by a tool that stopped reading it.
 
 An edge that has not exited ``--deadline`` seconds after the signal counts as hung: every thread
 of it is dumped with ``py-spy dump`` into ``$WV_STATE_DIR/bench/edge_stress/hang-<round>.txt``, then
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import itertools
 import os
 import random
@@ -65,6 +68,8 @@ class Round:
     signal_after_s: float
     signal: signal.Signals
     twice: bool
+    undrained: bool = False
+    """Its stdout/stderr is a pipe nobody reads."""
     stop_s: float | None = None
     """Signal to exit; None when the edge hung (killed after the deadline)."""
     exit_code: int | None = None
@@ -127,17 +132,56 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-def start_edge(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [*WV, "edge", "run", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+F_SETPIPE_SZ = 1031
+UNDRAINED_PIPE_BYTES = 4096
+
+
+def start_edge(
+    config: Path, log: Path, env: dict[str, str], undrained: bool = False
+) -> subprocess.Popen[bytes]:
+    """`wv edge run`, its output appended to `log`, or (`undrained`) to a 4 KiB pipe never read and
+    three quarters full from the start (what a reader that stopped reading left behind)."""
+    read_end = write_end = -1
+    if undrained:
+        read_end, write_end = os.pipe()
+        fcntl.fcntl(write_end, F_SETPIPE_SZ, UNDRAINED_PIPE_BYTES)
+        os.write(write_end, b"." * (UNDRAINED_PIPE_BYTES * 3 // 4))
+    try:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [*WV, "edge", "run", "--config", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=write_end if undrained else out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+    finally:
+        if undrained:
+            os.close(write_end)
+    if undrained:
+        UNREAD[proc.pid] = read_end  # kept open (never read) until the edge is gone
+    return proc
+
+
+UNREAD: dict[int, int] = {}
+"""Read ends of the undrained pipes, by edge pid."""
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    fd = UNREAD.pop(proc.pid, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            r.read()
+        return True
+    except OSError:
+        return False
 
 
 def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
@@ -219,7 +263,7 @@ def run_round(
     env = environment(home)
     port = free_port()
     log = home / "edge.log"
-    proc = start_edge(edge_config(home, facility, bootstrap, prefix, port), log, env)
+    proc = start_edge(edge_config(home, facility, bootstrap, prefix, port), log, env, r.undrained)
     stop_scrapes, running = threading.Event(), threading.Event()
     counts: Counter[str] = Counter()
     scrapers = [
@@ -235,16 +279,19 @@ def run_round(
         if contender is None and contender_at is not None and elapsed >= contender_at:
             second = edge_config(home, facility, bootstrap, prefix, free_port())
             contender = start_edge(second, home / "contender.log", env)
-        if not running.is_set() and "edge service started" in log.read_text(errors="replace"):
+        if not running.is_set() and (
+            "edge service started" in log.read_text(errors="replace") or (r.undrained and answers(port))
+        ):
             running.set()
         time.sleep(0.02)
-    r.started = "edge service started" in log.read_text(errors="replace")
+    r.started = running.is_set()
     running.clear()
     r.stop_s, r.exit_code, r.dump = stop(proc, r.signal, r.twice, deadline_s, dumps / f"hang-{r.index}.txt")
     stop_scrapes.set()
     for t in scrapers:
         t.join(5)
     r.scrapes, r.scrape_errors = counts["ok"], counts["error"]
+    release(proc)
     if contender is not None:
         r.contender = settle_contender(contender, home / "contender.log", deadline_s, dumps, r.index)
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("edge stopped")]
@@ -300,7 +347,7 @@ def settle_contender(
     return f"exit {code}"
 
 
-def plan(rounds: int, max_delay_s: float, seed: int) -> list[Round]:
+def plan(rounds: int, max_delay_s: float, seed: int, undrained: bool = True) -> list[Round]:
     rng = random.Random(seed)
     return [
         Round(
@@ -308,6 +355,7 @@ def plan(rounds: int, max_delay_s: float, seed: int) -> list[Round]:
             signal_after_s=rng.uniform(0.3, max_delay_s),
             signal=signal.SIGINT if rng.random() < 0.25 else signal.SIGTERM,
             twice=rng.random() < 0.2,
+            undrained=undrained and i % 3 == 2,
         )
         for i in range(rounds)
     ]
@@ -338,7 +386,8 @@ def run_all(
                 done.append(result)
                 status = "HUNG" if result.stop_s is None else f"{result.stop_s:.1f}s exit {result.exit_code}"
                 print(
-                    f"  round {result.index}: {result.signal.name}{'x2' if result.twice else ''} after "
+                    f"  round {result.index}{' (output not read)' if result.undrained else ''}: "
+                    f"{result.signal.name}{'x2' if result.twice else ''} after "
                     f"{result.signal_after_s:.1f}s ({'running' if result.started else 'starting'}): "
                     f"{status}; contender {result.contender}",
                     flush=True,
@@ -394,7 +443,7 @@ def main() -> None:
         try:
             print(f"baseline: {max(2, n // 8)} unloaded rounds", flush=True)
             base = run_all(
-                plan(max(2, n // 8), args.max_delay, args.seed + 1),
+                plan(max(2, n // 8), args.max_delay, args.seed + 1, undrained=False),
                 work / "baseline",
                 broker.bootstrap,
                 prefix,
@@ -441,6 +490,8 @@ def report(
         "starts": float(len(loaded)),
         "stopped_in_deadline": float(len(stops)),
         "hangs": float(len(hung)),
+        "hangs_output_not_read": float(sum(r.undrained for r in hung)),
+        "rounds_output_not_read": float(sum(r.undrained for r in loaded)),
         "exit_nonzero": float(sum(n for c, n in codes.items() if c != 0)),
         "stop_median_s": round(statistics.median(stops), 2) if stops else float("nan"),
         "stop_p95_s": round(_quantile(stops, 0.95), 2),
@@ -469,7 +520,8 @@ def report(
         {
             "run": "under load",
             "starts": len(loaded),
-            "hangs": len(hung),
+            "hangs": f"{len(hung)} ({sum(r.undrained for r in hung)} of {sum(r.undrained for r in loaded)} "
+            "with output not read)",
             "exit codes": ", ".join(f"{c}: {n}" for c, n in sorted(codes.items())),
             "stop median / p95 / max (s)": (
                 f"{metrics['stop_median_s']} / {metrics['stop_p95_s']} / {metrics['stop_max_s']}"
