@@ -23,6 +23,7 @@ Both servers run under ``.local/bench/failover/`` and are stopped and deleted af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
 import statistics
@@ -34,7 +35,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bench._report import write_report
-from bench.ingest import CAMERAS, make_events, sustained
+from bench.ingest import CAMERAS, cpu_seconds, make_events, sustained
 from bench.reliability.patroni import PatroniCluster
 from realtime.ingest.worker import IngestConfig
 from realtime.storage.bootstrap import bootstrap
@@ -114,6 +115,15 @@ def ingest_rate(settings: PlatformSettings, url: str, events: int, per_message: 
     return sustained(settings, config, url, make_events(events), per_message, 1).rate
 
 
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds the processes that still exist have used."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 kills, 50k events, 1 round (about 2 minutes)")
@@ -134,10 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     cluster = PatroniCluster(home / "cluster", DATABASE)
     try:
         cluster.start()
-        singles, syncs = [], []
+        singles, syncs, standby_cpu = [], [], 0.0
         for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits both
             singles.append(ingest_rate(settings, single.url, events, args.per_message))
+            standby = cluster.service.postgres_pids(cluster.home, 1 - cluster.wait_leader())
+            before = cpu_of(standby)
             syncs.append(ingest_rate(settings, cluster.url, events, args.per_message))
+            standby_cpu += cpu_of(standby) - before
         single_rate, sync_rate = statistics.median(singles), statistics.median(syncs)
 
         writer = Writer(make_conninfo(cluster.url, dbname="postgres"))
@@ -173,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "duplicated": duplicated,
         "ingest_sync_standby_events_per_s": round(sync_rate),
         "ratio_sync_to_single": round(sync_rate / single_rate, 3),
+        "standby_cpu_us_per_event": round(standby_cpu / (events * args.rounds) * 1e6, 1),
     }
     baseline = {"ingest_single_instance_events_per_s": round(single_rate)}
     rows = [
@@ -185,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
             "measure": "ingest, leader + synchronous standby",
             "value": f"{sync_rate:,.0f} events/s ({sync_rate / single_rate:.0%})",
             "goal": "≥ 70 %",
+        },
+        {
+            "measure": "the standby's PostgreSQL CPU per event (on this machine, shared with the leader)",
+            "value": f"{standby_cpu / (events * args.rounds) * 1e6:.1f} µs",
+            "goal": "",
         },
         {
             "measure": f"leader killed → first commit on the new leader ({kills} kills)",

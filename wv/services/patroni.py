@@ -286,23 +286,23 @@ class PatroniService(Service):
         lines = "\n".join("  " + m.line() for m in self.members(home)) or "  (no member answers)"
         raise ServiceError(f"no synchronous standby after {timeout:.0f} s:\n{lines}")
 
-    def kill_member(self, home: Path, index: int) -> None:
-        """SIGKILL member ``index``'s Patroni, PostgreSQL and its backends, as if its machine died.
+    def postgres_pids(self, home: Path, index: int) -> list[int]:
+        """Member ``index``'s postmaster and its children (backends, WAL sender/receiver, startup).
 
         Patroni starts PostgreSQL in a session of its own, so the postmaster's pid comes from
-        ``postmaster.pid`` and its backends from their parent pid.
+        ``postmaster.pid`` and its children from their parent pid.
         """
-        victims = []
-        patroni = self.member_pid(home, index)
-        if patroni is not None:
-            victims.append(patroni)
         postmaster_file = self.member_home(home, index) / "data" / "postmaster.pid"
         try:
             postmaster = int(postmaster_file.read_text().splitlines()[0])
         except (OSError, IndexError, ValueError):
-            postmaster = None
-        if postmaster is not None and process_matches(postmaster, "postgres"):
-            victims += [postmaster, *_children(postmaster)]
+            return []
+        return [postmaster, *_children(postmaster)] if process_matches(postmaster, "postgres") else []
+
+    def kill_member(self, home: Path, index: int) -> None:
+        """SIGKILL member ``index``'s Patroni, PostgreSQL and its backends, as if its machine died."""
+        patroni = self.member_pid(home, index)
+        victims = [*([patroni] if patroni is not None else []), *self.postgres_pids(home, index)]
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
