@@ -61,7 +61,7 @@ def run(
     else:
         cfg = build_config({}, settings, "defaults")  # names what is missing
     token = settings.grpc_token.get_secret_value() if settings.grpc_token else None
-    service = EdgeService(cfg, grpc_token=token)
+    service = EdgeService(cfg, grpc_token=token, owns_process=True)
     try:
         service.run(drain_timeout_s=drain_timeout)
     except (OutboxError, NoModelError, EngineError) as exc:

@@ -117,6 +117,7 @@ class EdgeService:
         grpc_token: str | None = None,
         transport: Transport | None = None,
         hard_exit: Callable[[int], None] = _hard_exit,
+        owns_process: bool = False,
     ) -> None:
         self.config = config
         self._grpc_token = grpc_token
@@ -143,8 +144,9 @@ class EdgeService:
         self.outbox_left = 0
         """Unacknowledged events left in the outbox at shutdown (replayed on the next start)."""
         self.outbox_flushed = False
-        self._real_process = hard_exit is _hard_exit
-        """A `wv edge run` process (not a test): log output off the working threads, native backstop."""
+        self._real_process = owns_process
+        """`wv edge run` (the process is the edge's alone): `run()` moves log output off the working
+        threads and arms the native backstop, which outlives `run()` to bound the interpreter's exit."""
         self._logs = NonBlockingLogs()
         self.output_stuck = False
         """The log output was not being read at the end: exit without flushing stdout/stderr."""

@@ -73,7 +73,7 @@ def test_a_recorded_file_is_processed_frame_by_frame_and_drops_are_in_the_exit_s
     edge_config, kafka_bootstrap, topic_prefix, tmp_path
 ):
     clip = tmp_path / "clip.avi"
-    frames = write_video(clip, 1.0, seed=63, config=SimConfig(fps=25))
+    frames = write_video(clip, 0.6, seed=63, config=SimConfig(fps=25))
     transport = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
 
     every = EdgeService(edge_config([{"id": "cam-1", "source": f"file://{clip}"}], transport=transport))

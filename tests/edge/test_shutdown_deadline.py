@@ -116,12 +116,12 @@ def test_sigterm_stops_an_edge_whose_log_output_nobody_reads(tmp_path, edge_mode
     seen: list[int] = []
 
     def pipe_full() -> bool:
-        """Nearly a pipe's worth waiting and no more coming in 2 s: the edge's writer is blocked."""
+        """Nearly a pipe's worth waiting and no more coming in 1 s: the edge's writer is blocked."""
         assert edge.poll() is None
         waiting = bytearray(4)
         fcntl.ioctl(edge.stdout.fileno(), termios.FIONREAD, waiting)  # type: ignore[union-attr]
         seen.append(int.from_bytes(waiting, sys.byteorder))
-        return len(seen) > 20 and seen[-1] >= PIPE_BYTES - 1024 and seen[-1] == seen[-21]
+        return len(seen) > 10 and seen[-1] >= PIPE_BYTES - 1024 and seen[-1] == seen[-11]
 
     try:
         wait_for(pipe_full, 60, "the edge's output pipe to fill")
