@@ -7,6 +7,7 @@ private instance under ``<state_dir>/services/<name>/`` on a free loopback port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -155,6 +156,24 @@ def process_matches(pid: int, needle: str) -> bool:
     except OSError:
         return False
     return needle in cmdline
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (e.g. a postmaster's backends and auxiliary processes)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def terminate(pid: int, needle: str, timeout: float) -> None:

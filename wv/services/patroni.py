@@ -37,6 +37,8 @@ from wv.services.base import (
     Launched,
     Service,
     ServiceError,
+    alive,
+    child_pids,
     find_binary,
     free_port,
     process_matches,
@@ -297,7 +299,7 @@ class PatroniService(Service):
             postmaster = int(postmaster_file.read_text().splitlines()[0])
         except (OSError, IndexError, ValueError):
             return []
-        return [postmaster, *_children(postmaster)] if process_matches(postmaster, "postgres") else []
+        return [postmaster, *child_pids(postmaster)] if process_matches(postmaster, "postgres") else []
 
     def kill_member(self, home: Path, index: int) -> None:
         """SIGKILL member ``index``'s Patroni, PostgreSQL and its backends, as if its machine died."""
@@ -307,7 +309,7 @@ class PatroniService(Service):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in victims) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in victims) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def switchover(self, home: Path, candidate: int) -> None:
@@ -352,24 +354,6 @@ class PatroniService(Service):
         for index in range(len(MEMBERS)):
             Service.purge(self, self.member_home(home, index))
         Service.purge(self, home)
-
-
-def _children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (a postmaster's backends and auxiliary processes)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _lag(value: object) -> int | None:
