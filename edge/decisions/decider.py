@@ -178,7 +178,7 @@ class Decider:
             flags.append(anomaly(event, "low_confidence", pb.SEVERITY_INFO, s.confidence, evidence, now))
         unknown = False
         if embedding is not None and event.sku and self.references is not None:
-            ref = self.references.lookup(event.model_version, event.sku)
+            ref = self.references.lookup(event.model_version, event.sku, embedding.shape[-1])
             if ref is not None:
                 distance = ref.distance(embedding)
                 if distance > cfg.unknown_distance:

@@ -42,6 +42,8 @@ class ReferenceStats:
     hits: int = 0
     redis_errors: int = 0
     redis_hits: int = 0
+    foreign: int = 0
+    """Shared references of another embedding size (another model under the same version name)."""
     sku_counts: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -75,13 +77,18 @@ class SkuReferences:
     def key(model_version: str, sku: str) -> str:
         return f"{KEY_PREFIX}:{model_version}:{sku}"
 
-    def lookup(self, model_version: str, sku: str) -> Reference | None:
-        """The SKU's reference if one with at least `min_count` samples exists (counts a hit/miss)."""
+    def lookup(self, model_version: str, sku: str, dims: int) -> Reference | None:
+        """The SKU's reference if one with at least `min_count` samples exists (counts a hit/miss).
+
+        ``dims`` is the size of the embedding it will be compared with: a shared reference of
+        another size was learnt by another model that reused the version name (a test run, a
+        rebuilt model); it is ignored here and overwritten by the next :meth:`learn`.
+        """
         self.stats.lookups += 1
         k = (model_version, sku)
         ref = self._cache.get(k)
         if ref is None and self._frequent(k):
-            ref = self._fetch(k)
+            ref = self._fetch(k, dims)
             if ref is not None:
                 self.stats.redis_hits += 1
                 self._remember(k, ref)
@@ -119,7 +126,7 @@ class SkuReferences:
             victim = min(self._cache, key=lambda c: self.stats.sku_counts[c[1]])
             del self._cache[victim]
 
-    def _fetch(self, k: tuple[str, str]) -> Reference | None:
+    def _fetch(self, k: tuple[str, str], dims: int) -> Reference | None:
         if self._redis is None or not self._breaker.allow():
             return None
         try:
@@ -130,8 +137,17 @@ class SkuReferences:
         self._breaker.record_success()
         if not raw:
             return None
-        vector = bytes(raw[b"vector"])  # type: ignore[arg-type]  # redis returns bytes (no decode_responses)
-        return Reference(np.frombuffer(vector, dtype=np.float32).copy(), int(raw[b"count"]))
+        vector = np.frombuffer(bytes(raw[b"vector"]), dtype=np.float32)  # type: ignore[arg-type]
+        if vector.shape != (dims,):
+            self.stats.foreign += 1
+            if self.stats.foreign == 1:
+                log.warning(
+                    "SKU reference %s holds %d values, the model's embeddings %d: another model "
+                    "with the same version name wrote it; ignored and relearnt",
+                    self.key(*k), vector.size, dims,
+                )  # fmt: skip
+            return None
+        return Reference(vector.copy(), int(raw[b"count"]))
 
     def _store(self, k: tuple[str, str], ref: Reference) -> None:
         if self._redis is None or not self._breaker.allow():

@@ -149,6 +149,21 @@ def test_unknown_appearance_against_the_sku_reference_shared_through_redis(redis
     assert other.references.stats.redis_hits == 1 and other.references.stats.hit_rate == 1.0
 
 
+def test_a_shared_reference_of_another_models_size_is_ignored_and_relearnt(redis_url: str, redis_client):
+    key = "wv:sku-ref:v1:SKU-9"  # another model, also called v1, with 64-value embeddings
+    redis_client.hset(key, mapping={"vector": np.ones(64, dtype=np.float32).tobytes(), "count": 50})
+    refs = SkuReferences(redis_url, min_count=3)
+    truth = PackageTruth("p", "SKU-9", "box", "ok", Box(0, 0, 1, 1), "lane-a", "lane-a")
+    decider = Decider(config(), LANES, {}, refs, identity=SimulatorIdentity())
+
+    for n in range(4):  # decisions go on (no shape error); the reference is learnt again
+        (e,) = run_track(decider, OK, truth=truth, prefix=f"learn{n}")
+        assert "unknown_appearance" not in kinds(e)
+
+    assert refs.stats.foreign >= 1
+    assert len(redis_client.hget(key, "vector")) == EMB[0].astype(np.float32).nbytes
+
+
 def test_references_keep_working_locally_when_redis_is_down():
     refs = SkuReferences("redis://127.0.0.1:1/0", min_count=2)
     truth = PackageTruth("p", "SKU-1", "box", "ok", Box(0, 0, 1, 1), "lane-a", "lane-a")
