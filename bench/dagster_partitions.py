@@ -335,25 +335,41 @@ def run_backfill(gql: GraphQL, instance: Any, keys: list[str], timeout_s: float)
         time.sleep(1.0)
     done_s = time.time() - start
     records = instance.get_run_records(filters=RunsFilter(tags={BACKFILL_ID_TAG: backfill}))
-    created = sorted(r.create_timestamp.timestamp() for r in records)
-    ended = [r.end_time for r in records if r.end_time]
-    first_run = created[0] - start if created else float("nan")
+    first_tries = [r for r in records if "dagster/retry_number" not in r.dagster_run.tags]
+    created = sorted(r.create_timestamp.timestamp() for r in first_tries)
+    durations = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
     spread = created[-1] - created[0] if len(created) > 1 else 0.0
     return {
         "backfill": backfill,
         "status": status,
         "launch_s": launch_s,
         "done_s": done_s,
-        "runs": len(records),
+        "runs": len(first_tries),
+        "retried_runs": len(records) - len(first_tries),
         "failed_runs": sum(1 for r in records if r.dagster_run.status.value != "SUCCESS"),
-        "first_run_s": first_run,
+        "first_run_s": created[0] - start if created else float("nan"),
         "runs_created_per_s": (len(created) - 1) / spread if spread > 0 else float("nan"),
-        "mean_run_s": statistics.mean(
-            e - r.start_time for r, e in zip(records, ended, strict=False) if r.start_time
-        )
-        if ended
-        else float("nan"),
+        "mean_run_s": statistics.mean(durations) if durations else float("nan"),
     }
+
+
+def log_errors(home: Path) -> dict[str, int]:
+    """Code-server failures the daemon logged: start-up timeouts, request timeouts, lost heartbeats."""
+    text = (home / "logs" / "daemon.log").read_text(errors="replace")
+    return {
+        "code server start timed out": text.count("Timed out waiting for gRPC server to start"),
+        "code server request timed out": text.count("User code server request timed out"),
+        "code server lost its heartbeat": text.count("No heartbeat received"),
+        "backfill failed (location not loaded)": text.count("Backfill failed for"),
+    }
+
+
+def _keep_config(prepare: Callable[..., dict[str, str]], settings: Any, home: Path | None) -> dict[str, str]:
+    """``prepare_instance`` (re-installs the template), then the patient code-server settings again."""
+    env = prepare(settings, home)
+    with (Path(env["DAGSTER_HOME"]) / "dagster.yaml").open("a") as config:
+        config.write("\ncode_servers:\n  local_startup_timeout: 600\n")
+    return env
 
 
 def main() -> None:
@@ -366,6 +382,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=None, help="days of the backfill (default 30, quick 3)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each GraphQL query")
     parser.add_argument("--backfill-timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--patient-code-servers",
+        action="store_true",
+        help="add `code_servers: local_startup_timeout: 600` to the instance's dagster.yaml and "
+        "DAGSTER_GRPC_TIMEOUT_SECONDS=300 (Dagster's defaults: 180 s and 60 s), the change proposed for "
+        "dagster.yaml.template on a starved machine",
+    )
     args = parser.parse_args()
     days = args.days or (3 if args.quick else 30)
 
@@ -411,6 +434,12 @@ def main() -> None:
 
         settings = OrchestrationSettings.load()
         env = {**os.environ, **prepare_instance(settings, cli.dagster_home(settings))}
+        if args.patient_code_servers:
+            os.environ["DAGSTER_GRPC_TIMEOUT_SECONDS"] = env["DAGSTER_GRPC_TIMEOUT_SECONDS"] = "300"
+            with (cli.dagster_home(settings) / "dagster.yaml").open("a") as config:
+                config.write("\ncode_servers:\n  local_startup_timeout: 600\n")
+            _orig_prepare = cli.prepare_instance
+            cli.prepare_instance = lambda s, h=None: _keep_config(_orig_prepare, s, h)  # type: ignore[assignment]
 
         baseline["import_dagster_s"] = import_dagster_only(env)
         loaded = load_definitions(env)
@@ -489,8 +518,8 @@ def main() -> None:
             row(
                 f"backfill {len(facilities)} facilities × {days} days ({len(keys):,} facility-days)",
                 f"{result['done_s']:.1f} s",
-                f"{result['status']}; {result['runs']} runs ({result['failed_runs']} not successful), "
-                f"{written:,} rollup rows",
+                f"{result['status']}; {result['runs']} runs + {result['retried_runs']} retries "
+                f"({result['failed_runs']} not successful), {written:,} rollup rows",
             )
             row("  launch mutation answered", f"{result['launch_s']:.2f} s")
             row("  first run created after", f"{result['first_run_s']:.1f} s")
@@ -512,6 +541,9 @@ def main() -> None:
                 )
         finally:
             cli.stop(settings)
+        for what, count in log_errors(cli.dagster_home(settings)).items():
+            metrics[f"daemon_log.{what}"] = count
+            row(f"daemon log: {what}", str(count), "times, over the whole run")
     if report_state is None:
         os.environ.pop("WV_STATE_DIR", None)
     else:

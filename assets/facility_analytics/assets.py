@@ -5,18 +5,25 @@ day and written to ``facility_daily_analytics`` / ``facility_zone_daily_analytic
 a partition replaces its rows. The same transaction enqueues the day's ERP messages in
 ``erp_outbox`` for ``erp_sync``.
 
-Backfill policy — ``BackfillPolicy.multi_run(max_partitions_per_run=7)``: a backfill run takes
-up to 7 facility-days that share a facility (a week of one facility) or a day (7 facilities of
-one day), Dagster's grouping for date × facility ranges. A facility-day costs well under a
-second of SQL at the reference volume while a run costs seconds to start (a pod on Kubernetes),
-so one partition per run would spend most of a 47-facility × 90-day backfill (4,230 runs)
-starting processes; 7 cuts that to ~600 runs that each finish in about a minute at worst. Each
+Backfill policy — ``BackfillPolicy.multi_run(max_partitions_per_run=FACILITY_DAYS_PER_RUN)``,
+100 facility-days per run at most. Dagster splits a date × facility backfill into ranges along the
+dimension with more keys, one range per key of the other, and chunks each range: a network
+backfill shorter than the facility count runs one day of every facility per run (47 × 30 days:
+30 runs), a longer one a facility's days in chunks of 100 (47 × 365: 188 runs), one facility
+its days in chunks of 100. A run costs a process start and a code-location import (seconds,
+a pod on Kubernetes) while a facility-day is ≈ 0.35 s of SQL at the reference volume
+(docs/benchmarks.md), so one partition per run would make a 47 × 30-day backfill 1,410 runs
+and 7 per run 210, mostly start-up; measured with ``python -m bench.dagster_partitions``. Each
 facility-day is still its own transaction (a failure keeps the ones before it, and a re-run
-replaces), a failed run re-runs at most 7 idempotent facility-days, and the nightly schedule
-runs single facility-days, whose materializations carry the full figures and chart (a range
-run reports one table row per facility-day instead). How many hit the database at once is
-bounded by the ``analytics_db`` pool (steps) and the backfill run limit in ``dagster.yaml``
-(runs), so a large backfill queues instead of starving ingest and the nightly jobs.
+replaces), a failed run re-runs at most 100 idempotent facility-days (≈ 35 s of SQL at the
+reference volume), and the nightly schedule runs single facility-days, whose materializations
+carry the full figures and chart (a range run reports one table row per facility-day instead).
+How many hit the database at once is bounded by the ``analytics_db`` pool (steps) and the
+backfill run limit in ``dagster.yaml`` (runs), so a large backfill queues instead of starving
+ingest and the nightly jobs.
+
+Great Expectations is imported when a check first runs, not with the module: it is most of the
+code location's import time, which every code server and every run worker pays.
 """
 
 import io
@@ -32,13 +39,14 @@ from assets.common.resources import DatabaseResource
 from assets.common.settings import PipelineSettings
 from assets.facility_analytics.sql import RefreshResult, refresh_facility_day
 from quality.charts import markdown_image
-from quality.expectations import analytics_suite
 from quality.validate import validate
 
 OWNERS = ["team:analytics"]
 ANALYTICS_POOL = "analytics_db"
 """Concurrency pool of the steps that run heavy SQL on the application database."""
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
+FACILITY_DAYS_PER_RUN = 100
+"""Most facility-days one backfill run computes (see the module's docstring)."""
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=FACILITY_DAYS_PER_RUN)
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=34))
 """Due a few hours after the facility's local midnight; UTC+14 to UTC-12 spread that over a day."""
 
@@ -121,6 +129,8 @@ def consistency_problems(row: dict[str, Any]) -> list[str]:
 
 def ranges_check(rows: list[dict[str, Any]], state_dir: Path) -> dg.AssetCheckResult:
     """GX ``analytics_suite`` over the rows, plus the cross-column consistency rules."""
+    from quality.expectations import analytics_suite  # Great Expectations: seconds to import
+
     columns = ("facility_id", "day", *COUNT_COLUMNS, *RATE_COLUMNS, *LATENCY_COLUMNS)
     outcome = validate(
         pd.DataFrame([{k: r[k] for k in columns} for r in rows]),

@@ -1,22 +1,39 @@
-"""Facility-day event sets written through the real ingest path (``EventFactory`` + ``EventWriter``)."""
+"""Facility-day event sets written through the real ingest path (``EventFactory`` + ``EventWriter``), and a
+PostgreSQL-backed Dagster instance whose backfills the tests drive (daemon iterations, runs in process)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable
+import logging
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from dagster import DagsterInstance
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.backfill import execute_backfill_iteration
+from psycopg import sql
 
 from bench.fixtures.events import EventFactory
 from contract.events import anomaly_flag
 from contract.proto import warehouse_vision_pb2 as pb
+from orchestration.instance import storage_env
+from realtime.storage.migrate import ensure_database
 from realtime.storage.writer import EventWriter, prepare
 
 DAMAGES = ("crushed", "torn", "wet", "open")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -107,3 +124,84 @@ def set_facility(db: psycopg.Connection) -> Callable[..., None]:
             )
 
     return apply
+
+
+@pytest.fixture
+def instance(settings, tmp_path):
+    """A Dagster instance on its own PostgreSQL database, launching runs in this process."""
+    name = f"wv_test_dagster_{uuid.uuid4().hex[:10]}"
+    url = settings.database_url.rsplit("/", 1)[0] + "/" + name
+    ensure_database(url)
+    env = storage_env(url)
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f"""
+storage:
+  postgres:
+    postgres_url: "{env["DAGSTER_PG_URL"]}"
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+run_launcher:
+  module: dagster._core.launcher.sync_in_memory_run_launcher
+  class: SyncInMemoryRunLauncher
+concurrency:
+  pools:
+    default_limit: 2
+telemetry:
+  enabled: false
+"""
+    )
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as dagster_instance:
+        yield dagster_instance
+    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def app_environment(database_url, tmp_path, monkeypatch):
+    """Runs resolve their resources from the settings: point them at the test database and folders."""
+    monkeypatch.setenv("WV_DATABASE_URL", database_url)
+    monkeypatch.setenv("WV_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WV_ERP_ADAPTER", "files")
+    monkeypatch.setenv("WV_ERP_BATCH_SIZE", "1")  # one message per delivery: the failure point is exact
+    yield tmp_path / "state"
+
+
+def drive_backfill(context: WorkspaceProcessContext, backfill: str) -> BulkActionStatus:
+    """Drive the backfill daemon until the backfill is done; runs execute synchronously."""
+    logger = logging.getLogger("test_backfill")
+    for _ in range(40):
+        list(execute_backfill_iteration(context, logger))
+        found = context.instance.get_backfill(backfill)
+        assert found is not None, backfill
+        status = found.status
+        if status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
+            return status
+    raise AssertionError(f"backfill {backfill} still {status} after 40 daemon iterations")
+
+
+@pytest.fixture
+def run_backfill() -> Callable[[WorkspaceProcessContext, str], BulkActionStatus]:
+    """``run_backfill(context, backfill_id)``: daemon iterations until the backfill is done."""
+    return drive_backfill
+
+
+@contextlib.contextmanager
+def in_process_workspace(instance: DagsterInstance) -> Iterator[WorkspaceProcessContext]:
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            module_name="orchestration.definitions", attribute="defs", working_directory=str(ROOT)
+        ),
+        location_name="warehouse_vision",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+        yield context
+
+
+@pytest.fixture
+def workspace() -> Callable[[DagsterInstance], contextlib.AbstractContextManager[WorkspaceProcessContext]]:
+    """``with workspace(instance) as context``: the code location loaded in this process."""
+    return in_process_workspace

@@ -2,35 +2,23 @@
 
 The instance stores runs, events and backfills in a fresh PostgreSQL database; the backfill
 daemon's iteration is driven here, and runs execute in this process (synchronous launcher) so
-the test stays fast. With the 7-partitions-per-run policy the 21 facility-days take 3 runs (one facility-week
-each). The ERP share is broken for one day first, so every run's ``erp_sync`` fails there: the
+the test stays fast (fixtures in ``conftest.py``). Dagster groups the 21 facility-days by the
+dimension with fewer keys, so the policy makes them 3 runs (one facility-week each). The ERP share is broken for one day first, so every run's ``erp_sync`` fails there: the
 messages before that day are sent, the rest stay pending (nothing lost, nothing half-sent).
 After the fix, re-executing "from failure" must re-run only ``erp_sync``, for those partitions.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import psycopg
 import pytest
-from dagster import DagsterInstance
 from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.tags import BACKFILL_ID_TAG
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
-from psycopg import sql
 
 from contract.events import from_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
@@ -42,69 +30,9 @@ from orchestration.backfills import (
     partition_keys,
     retry_variables,
 )
-from orchestration.instance import storage_env
-from realtime.storage.migrate import ensure_database
 
 pytestmark = pytest.mark.timeout(180)
-ROOT = Path(__file__).resolve().parents[3]
 ZONES = {"FAC-001": "UTC", "FAC-002": "America/New_York", "FAC-003": "Asia/Kolkata"}
-
-
-@pytest.fixture
-def instance(settings, tmp_path):
-    """A Dagster instance on its own PostgreSQL database, launching runs in this process."""
-    name = f"wv_test_dagster_{uuid.uuid4().hex[:10]}"
-    url = settings.database_url.rsplit("/", 1)[0] + "/" + name
-    ensure_database(url)
-    env = storage_env(url)
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        f"""
-storage:
-  postgres:
-    postgres_url: "{env["DAGSTER_PG_URL"]}"
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-run_launcher:
-  module: dagster._core.launcher.sync_in_memory_run_launcher
-  class: SyncInMemoryRunLauncher
-concurrency:
-  pools:
-    default_limit: 2
-telemetry:
-  enabled: false
-"""
-    )
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as dagster_instance:
-        yield dagster_instance
-    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture
-def app_environment(database_url, tmp_path, monkeypatch):
-    """Runs resolve their resources from the settings: point them at the test database and folders."""
-    monkeypatch.setenv("WV_DATABASE_URL", database_url)
-    monkeypatch.setenv("WV_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("WV_ERP_ADAPTER", "files")
-    monkeypatch.setenv("WV_ERP_BATCH_SIZE", "1")  # one message per delivery: the failure point is exact
-    yield tmp_path / "state"
-
-
-def run_backfill(context: WorkspaceProcessContext, backfill: str) -> BulkActionStatus:
-    """Drive the backfill daemon until the backfill is done; runs execute synchronously."""
-    logger = logging.getLogger("test_backfill")
-    for _ in range(40):
-        list(execute_backfill_iteration(context, logger))
-        found = context.instance.get_backfill(backfill)
-        assert found is not None, backfill
-        status = found.status
-        if status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
-            return status
-    raise AssertionError(f"backfill {backfill} still {status} after 40 daemon iterations")
 
 
 def decisions_by_day(written, facility: str, timezone: str) -> dict:
@@ -120,7 +48,7 @@ def decisions_by_day(written, facility: str, timezone: str) -> dict:
 
 
 def test_seven_days_by_three_facilities_backfill_then_retry_only_the_failed(
-    db, seeder, set_facility, instance, app_environment
+    db, seeder, set_facility, instance, app_environment, workspace, run_backfill
 ):
     first = (datetime.now(UTC) - timedelta(days=10)).date()
     days = [first + timedelta(days=i) for i in range(7)]
@@ -141,13 +69,7 @@ def test_seven_days_by_three_facilities_backfill_then_retry_only_the_failed(
     keys = partition_keys(ZONES, days[0], days[-1])
     assert len(keys) == 21
 
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            module_name="orchestration.definitions", attribute="defs", working_directory=str(ROOT)
-        ),
-        location_name="warehouse_vision",
-    )
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+    with workspace(instance) as context:
         launched = execute_dagster_graphql(
             context.create_request_context(), LAUNCH_BACKFILL, launch_variables(keys)
         )
