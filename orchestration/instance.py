@@ -65,6 +65,7 @@ def prepare_instance(settings: OrchestrationSettings, home: Path | None = None) 
         "DAGSTER_HOME": str(home),
         "GX_ANALYTICS_ENABLED": "false",
         "DAGSTER_DISABLE_TELEMETRY": "1",
+        "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",  # code-server calls on a busy machine (dagster.yaml)
         **storage_env(settings.dagster_url),
     }
     return env

@@ -6,8 +6,8 @@ through the configured adapter (``WV_ERP_ADAPTER``) and records the reconciliati
 sent, acknowledged, failed, parked). Credentials never reach metadata: errors are redacted by
 the adapter, and only counts, keys and ERP ids are reported.
 
-Backfill policy — ``BackfillPolicy.multi_run(max_partitions_per_run=7)``, the same as its
-upstream so a backfill of both runs them together, 7 facility-days per run; the dispatch then
+Backfill policy — its upstream's (``facility_daily_analytics.BACKFILL_POLICY``, up to
+``FACILITY_DAYS_PER_RUN`` facility-days per run) so a backfill of both runs them together; the dispatch then
 covers all of them in batches (one ``$batch`` for up to ``WV_ERP_BATCH_SIZE`` messages) and the
 reconciliation reports the run's facility-days together. The ``erp_api`` pool caps concurrent
 ERP traffic across runs independently of the database pool. Each run also re-sends deferred
