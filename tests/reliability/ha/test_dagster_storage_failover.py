@@ -10,6 +10,9 @@ died with the storage, ``run_retries`` launched it again and the retry succeeded
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -97,7 +100,11 @@ class Dagster:
         return "\n".join(f"=== {p.name}\n{p.log_text()[-3000:]}" for p in self.processes)
 
     def stop(self) -> None:
+        """Each process with its session (as `wv ui stop` does): the daemon's code servers too."""
         for process in self.processes:
+            if process.alive and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
             process.stop(20)
 
 
@@ -118,7 +125,7 @@ def test_daemon_and_webserver_ride_out_a_storage_failover_and_the_run_in_flight_
 ):
     settings = OrchestrationSettings.load(database_url=cluster.url, state_dir=tmp_path / "state")
     env = {**prepare_instance(settings, tmp_path / "dagster"), "HEARTBEAT_RUN_S": "20", "TQDM_DISABLE": "1"}
-    dagster = Dagster(tmp_path, {**__import__("os").environ, **env})
+    dagster = Dagster(tmp_path, {**os.environ, **env})
     dagster.start()
     try:
         dagster.launch()
