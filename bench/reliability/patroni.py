@@ -89,14 +89,10 @@ class PatroniCluster:
         promoted = self.wait_leader()
         return Failover(MEMBERS[victim], MEMBERS[promoted], seconds, failed)
 
-    def down_members(self) -> list[int]:
-        return [i for i in range(len(MEMBERS)) if self.service.member_pid(self.home, i) is None]
-
     def rejoin(self, timeout: float = 90.0) -> float:
         """Restart every killed member (pg_rewind makes it a standby); seconds until it is sync again."""
         started = time.monotonic()
-        for index in self.down_members():
-            self.service.start_member(self.home, index)
+        self.service.heal(self.home)  # what `wv services up` does for a dead member
         self.service.wait_for_sync_standby(self.home, timeout)
         return time.monotonic() - started
 

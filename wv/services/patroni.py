@@ -344,7 +344,9 @@ class PatroniService(Service):
 
     # --- stop -----------------------------------------------------------------------------
     def stop(self, home: Path, pid: int, timeout: float = 30.0) -> None:
-        for index in range(len(MEMBERS)):
+        """Stop the standby first (the leader then has nobody to hand over to), the leader, etcd."""
+        leader = self.leader(home)
+        for index in sorted(range(len(MEMBERS)), key=lambda i: i == leader):
             member = self.member_pid(home, index)
             if member is not None:
                 terminate(member, "patroni", timeout)  # Patroni stops its PostgreSQL first
