@@ -2,15 +2,17 @@
 
 Each worker process serves its own endpoint (``WV_METRICS_PORT`` + worker index) bound to
 ``WV_METRICS_HOST`` (127.0.0.1 unless configured otherwise), so no multiprocess mode is needed.
+A port in use stops start-up with an error naming ``WV_METRICS_PORT`` (0 disables metrics).
 """
 
 from __future__ import annotations
 
-import logging
+import socket
+from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-log = logging.getLogger(__name__)
+from foundation.settings import ConfigError
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -53,12 +55,39 @@ GRPC_SECONDS = Histogram(
 
 
 def serve_metrics(host: str, port: int) -> bool:
-    """Expose this process's metrics on ``host:port`` (port 0: disabled); False if the port is taken."""
+    """Expose this process's metrics on ``host:port``; False when disabled (port 0).
+
+    A port that cannot be bound stops start-up with a :class:`ConfigError` naming the setting:
+    a centre process without its metrics would look healthy to nobody who scrapes it.
+    """
     if not port:
         return False
     try:
         start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("metrics endpoint %s:%d not started: %s", host, port, exc)
-        return False
+        raise ConfigError(_unusable(host, port, exc)) from None
     return True
+
+
+def check_ports(host: str, ports: Sequence[int]) -> None:
+    """Raise :class:`ConfigError` unless every port (0: disabled) can be bound on ``host`` now.
+
+    The ingest supervisor checks its workers' ports (``WV_METRICS_PORT`` + index) before it
+    starts them, so a taken port is one clear error instead of a worker restarted forever.
+    """
+    for port in ports:
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(_unusable(host, port, exc)) from None
+
+
+def _unusable(host: str, port: int, exc: OSError) -> str:
+    return (
+        f"WV_METRICS_PORT: cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
+        "set a free port, or 0 to disable metrics"
+    )

@@ -77,6 +77,7 @@ def run_workers(
     if workers == 1:
         run_worker(config, metrics_host=metrics_host, metrics_port=metrics_port)
         return 0
+    metrics.check_ports(metrics_host, [metrics_port + i if metrics_port else 0 for i in range(workers)])
     stop = threading.Event()
     _install_stop_handlers(stop)
     ctx = mp.get_context("spawn")

@@ -1,9 +1,10 @@
-"""``wv realtime run --workers 2``: processes sharing the partitions, drained by SIGTERM."""
+"""`wv realtime run`: worker processes sharing the partitions, drained by SIGTERM; centre commands refuse a metrics port in use."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,37 @@ def test_two_worker_processes_share_the_partitions_and_drain_on_sigterm(
     committed = {tp: consumer.committed(tp) for tp in partitions}
     consumer.close(autocommit=False)
     assert committed == {tp: 20 for tp in partitions}  # 60 messages, round-robin: all of them
+
+
+def _taken_port_after_a_free_one() -> tuple[socket.socket, int]:
+    """A listening socket on port P + 1 while P is free (P: the first worker's metrics port)."""
+    while True:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port - 1))
+            except OSError:
+                taken.close()
+                continue
+        taken.listen()
+        return taken, port
+
+
+@pytest.mark.parametrize("command", [["realtime", "run", "--workers", "2"], ["realtime", "rules"]])
+def test_a_metrics_port_in_use_stops_a_centre_process_naming_the_setting(
+    command, database_url, kafka_bootstrap
+):
+    taken, port = _taken_port_after_a_free_one()
+    # `run --workers 2` serves on P and P + 1: the taken P + 1 is found before any worker starts
+    metrics_port = port - 1 if command[1] == "run" else port
+    env = {**os.environ, "WV_DATABASE_URL": database_url, "WV_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "WV_METRICS_PORT": str(metrics_port)}  # fmt: skip
+    with taken:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("wv")), *command],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert f"WV_METRICS_PORT: cannot serve metrics on 127.0.0.1:{port}" in done.stderr, done.stderr
