@@ -123,6 +123,7 @@ def test_a_sigkilled_supervisor_takes_its_worker_processes_with_it(pipeline, bro
     supervisor = pipeline.service(
         "ingest", endpoints, "realtime", "run", "--workers", "2", "--partitions", "3"
     )
+    supervisor.process.env["WV_METRICS_PORT"] = "0"  # no scrape here; port + 1 could be anybody's
     supervisor.process.start()
     pid = supervisor.process.pid
     assert pid is not None
