@@ -33,11 +33,22 @@ def published(service: EdgeService) -> int:
     return service.relay.counters["delivered"]
 
 
+def _settled(value, quiet_s: float = 1.0, limit_s: float = 10.0) -> None:
+    """Until ``value()`` has not changed for ``quiet_s`` (a busy machine delays in-flight acks)."""
+    deadline = time.monotonic() + limit_s
+    last, since = value(), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = value()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def stop_broker_cleanly(broker, collector, service: EdgeService) -> None:
     """Freeze the broker; kill it only once the consumer holds everything it acknowledged."""
     for _ in range(50):
         broker.freeze()
-        time.sleep(0.3)  # acknowledgements already on the wire reach the edge
+        _settled(lambda: published(service))  # acknowledgements already on the wire reach the edge
         if len(set(collector.ids)) == published(service):
             broker.kill()
             return
