@@ -56,6 +56,16 @@ def _give_up(context: grpc.ServicerContext) -> Callable[[], bool]:
     return check
 
 
+def _require_facility(facility_id: str, context: grpc.ServicerContext) -> None:
+    """Abort with ``INVALID_ARGUMENT`` unless ``facility_id`` is given and could be stored."""
+    if not facility_id:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "facility_id is required")
+    if _bad_identifier(facility_id):
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"facility_id: at most {MAX_TEXT_LENGTH} chars, no NUL"
+        )
+
+
 class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     """Handlers; thread-safe (each call borrows its own connection)."""
 
@@ -127,12 +137,7 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     def GetAnomalyReport(
         self, request: pb.AnomalyReportRequest, context: grpc.ServicerContext
     ) -> pb.AnomalyReport:
-        if not request.facility_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "facility_id is required")
-        if _bad_identifier(request.facility_id):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"facility_id: at most {MAX_TEXT_LENGTH} chars, no NUL"
-            )
+        _require_facility(request.facility_id, context)
         if not (request.HasField("start") and request.HasField("end")):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start and end are required")
         if not all(0 <= t.seconds < _YEAR_10000 for t in (request.start, request.end)):
@@ -148,12 +153,7 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     def GetFacilityLive(
         self, request: pb.FacilityLiveRequest, context: grpc.ServicerContext
     ) -> pb.FacilityLive:
-        if not request.facility_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "facility_id is required")
-        if _bad_identifier(request.facility_id):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"facility_id: at most {MAX_TEXT_LENGTH} chars, no NUL"
-            )
+        _require_facility(request.facility_id, context)
         if request.minutes > LIVE_MINUTES_MAX:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"minutes: at most {LIVE_MINUTES_MAX}")
         if self._windows is None:

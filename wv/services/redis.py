@@ -11,6 +11,20 @@ from foundation.redis_connect import connect, is_sentinel_url, sentinel_problem
 from wv.services.base import Launched, Service, find_binary, spawn, wait_healthy
 
 
+def probe_redis(url: str, timeout: float = 3.0) -> str | None:
+    """None when a Redis master answers PING at ``url`` (plain or sentinel); otherwise why not."""
+    try:
+        if is_sentinel_url(url):  # say why a sentinel URL does not lead to a master
+            found = sentinel_problem(url, timeout)
+            if found is not None:
+                return found[0]
+        with connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, failover_s=0) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 class RedisService(Service):
     name = "redis"
     variable = "WV_REDIS_URL"
@@ -18,16 +32,7 @@ class RedisService(Service):
     process_name = "redis-server"
 
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
-        try:
-            if is_sentinel_url(url):  # say why a sentinel URL does not lead to a master
-                found = sentinel_problem(url, timeout)
-                if found is not None:
-                    return found[0]
-            with connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, failover_s=0) as client:
-                client.ping()
-        except (redis.RedisError, OSError, ValueError) as exc:
-            return str(exc) or type(exc).__name__
-        return None
+        return probe_redis(url, timeout)
 
     def start(self, home: Path, port: int, configured_url: str) -> Launched:
         binary = find_binary(

@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from foundation.redis_connect import connect, is_sentinel_url, parse_sentinel_url, sentinel_problem
+from foundation.redis_connect import connect, is_sentinel_url, parse_sentinel_url
 from wv.services.base import (
     Launched,
     Service,
@@ -44,6 +44,7 @@ from wv.services.base import (
     terminate,
     wait_healthy,
 )
+from wv.services.redis import probe_redis
 
 DEFAULT_SERVICE = "wv-redis"
 SENTINELS = 3
@@ -71,16 +72,7 @@ class RedisSentinelService(Service):
 
     # --- probing ----------------------------------------------------------------------------
     def probe(self, url: str, timeout: float = 3.0) -> str | None:
-        try:
-            if is_sentinel_url(url):
-                found = sentinel_problem(url, timeout)
-                if found is not None:
-                    return found[0]
-            with connect(url, socket_timeout=timeout, socket_connect_timeout=timeout, failover_s=0) as client:
-                client.ping()
-        except (redis.RedisError, OSError, ValueError) as exc:
-            return str(exc) or type(exc).__name__
-        return None
+        return probe_redis(url, timeout)
 
     def describe(self, url: str, home: Path | None = None, timeout: float = 2.0) -> list[str]:
         """One line per data node: role, address, replication offset and the replica's lag."""
