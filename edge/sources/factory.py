@@ -2,6 +2,7 @@
 
 synthetic://seed=1&fps=30&drift=six_weeks_later&realtime=0   (also synthetic://?seed=1…)
 file:///var/lib/wv/clip.mp4?realtime=1
+/var/lib/wv/clip.mp4 or ./clip.mp4                            (a bare path: the file:// source)
 rtsp://user:pass@10.0.0.12:554/stream1                        (rtsps:// too)
 """
 
@@ -59,6 +60,8 @@ def open_source(uri: str, camera_id: str, *, realtime: bool | None = None) -> Fr
     `realtime` overrides the URI's pacing. Raises ValueError naming the problem for an unknown
     scheme, an unknown parameter or a bad value.
     """
+    if _is_path(uri):
+        return _file(Path(uri).expanduser().resolve().as_uri(), camera_id, realtime)
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme == "synthetic":
         return _synthetic(uri, camera_id, realtime)
@@ -70,7 +73,13 @@ def open_source(uri: str, camera_id: str, *, realtime: bool | None = None) -> Fr
         return RtspSource(uri, camera_id)
     raise ValueError(
         f"unsupported camera URI {redact(uri)!r}: scheme must be synthetic://, file:// or rtsp(s)://"
+        " (or a file path: /abs/clip.mp4, ./clip.mp4)"
     )
+
+
+def _is_path(uri: str) -> bool:
+    """A bare file path: no scheme, and a folder or a file suffix (``camera-7`` stays an error)."""
+    return "://" not in uri and (uri.startswith(("/", "./", "../", "~")) or bool(Path(uri).suffix))
 
 
 def _params(uri: str, query: str, allowed: dict[str, Callable[[str], Any]]) -> dict[str, Any]:

@@ -58,8 +58,25 @@ def test_bad_uris_are_rejected_clearly(uri: str, message: str) -> None:
 def test_missing_file_and_unreachable_camera_raise_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such video file"):
         open_source(f"file://{tmp_path}/none.mp4", "cam").open()
+    with pytest.raises(SourceError, match="no such video file"):
+        open_source(str(tmp_path / "none.mp4"), "cam").open()
     rtsp = open_source("rtsp://admin:secret@127.0.0.1:1/stream", "cam")
     assert "secret" not in rtsp.name and "secret" not in repr(rtsp)
     with pytest.raises(SourceError, match="cannot connect"):
         rtsp.open()
     assert not rtsp.is_open
+
+
+def test_a_bare_file_path_is_a_file_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(3):
+        out.write(np.full((48, 64, 3), i * 40, np.uint8))
+    out.release()
+    monkeypatch.chdir(tmp_path)
+    for uri in (str(clip), "./clip.avi", "clip.avi"):
+        with open_source(uri, "cam") as source:
+            assert len(list(source)) == 3, uri
