@@ -184,10 +184,25 @@ class DatabaseSettings(WVSettings):
         ),
     )
 
+    shard_map: Path | None = Field(
+        None,
+        description=(
+            "Facility shards: a YAML file naming further databases and the facilities each holds "
+            "(README *Facility shards*); unset, every facility lives in WV_DATABASE_URL."
+        ),
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str) -> str:
         return check_postgres_url(v)
+
+    @field_validator("shard_map")
+    @classmethod
+    def _shard_map_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a file")
+        return v
 
 
 class RedisSettings(WVSettings):
