@@ -1,4 +1,4 @@
-"""`wv model train | eval | export | build-engine | import | export-dataset`: the model's command line (mounted by `wv.cli`)."""
+"""`wv model train | eval | export | build-engine | import | export-dataset | adapt`: the model's command line (mounted by `wv.cli`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from model_lifecycle.ssl.command import adapt_cmd
+
 app = typer.Typer(help="Train, evaluate and export the package detector.", no_args_is_help=True)
 console = Console()
+app.command("adapt")(adapt_cmd)
 
 DEFAULT_VERSION = Path("models/default")
 

@@ -115,7 +115,9 @@ class _Student(nn.Module):
 
 
 def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
+    return torch.device(
+        "cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu")
+    )
 
 
 def _stack(images: Sequence[np.ndarray], device: torch.device) -> Tensor:
@@ -169,9 +171,9 @@ def _adapt(
     criterion = DinoLoss(opts.out_dim, opts.student_temp).to(device)
     spec = ViewSpec(cfg.input_size, local_size_for(cfg.input_size, cfg.backbone.patch_size), opts.local_crops)
     frames, old = _stack(unlabeled, device), _stack(replay, device)
-    groups = [
-        {**g, "lr_scale": 1.0} for g in param_groups(student.backbone, opts.weight_decay)
-    ] + [{**g, "lr_scale": opts.head_lr / opts.lr} for g in param_groups(student.head, opts.weight_decay)]
+    groups = [{**g, "lr_scale": 1.0} for g in param_groups(student.backbone, opts.weight_decay)] + [
+        {**g, "lr_scale": opts.head_lr / opts.lr} for g in param_groups(student.head, opts.weight_decay)
+    ]
     for g in groups:
         g["lr"] = opts.lr * g["lr_scale"]
     opt = torch.optim.AdamW(groups, lr=opts.lr)
@@ -200,14 +202,18 @@ def _adapt(
             with torch.no_grad():
                 t_out = teacher(views[:2])
             s_out = student(views)
-            losses = {"dino": criterion([s.float() for s in s_out], [t.float() for t in t_out], opts.teacher_temp)}
+            losses = {
+                "dino": criterion([s.float() for s in s_out], [t.float() for t in t_out], opts.teacher_temp)
+            }
             loss = losses["dino"]
             if n_old and opts.anchor_weight > 0 and backbone_on:
                 images = normalize_on_device(old[old_idx.to(device)])
                 losses["anchor"] = anchor_loss(student.backbone, reference, images)
                 loss = loss + opts.anchor_weight * losses["anchor"]
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"self-supervised adaptation diverged at step {step}: loss {float(loss)}")
+            raise FloatingPointError(
+                f"self-supervised adaptation diverged at step {step}: loss {float(loss)}"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], 3.0)

@@ -30,7 +30,9 @@ class DinoLoss(nn.Module):
             for si, logits in enumerate(student):
                 if si == ti:
                     continue
-                total = total + torch.sum(-target * F.log_softmax(logits / self.student_temp, dim=-1), -1).mean()
+                total = (
+                    total + torch.sum(-target * F.log_softmax(logits / self.student_temp, dim=-1), -1).mean()
+                )
                 terms += 1
         self.update_center(torch.cat(teacher))
         return total / max(terms, 1)
