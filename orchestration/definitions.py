@@ -47,6 +47,7 @@ def resources_for(settings: OrchestrationSettings) -> dict[str, Any]:
             export_dir=str(state / "labeling" / "tasks"),
             import_dir=str(state / "labeling" / "verified"),
             truth_dir=str(state / "truth"),
+            label_studio_url=settings.label_studio_url,
         ),
         "erp": ErpResource(files_dir=str(state / "erp")),
     }

@@ -99,32 +99,37 @@ def label_studio_config() -> str:
     )
 
 
-def _label_studio_result(condition: str) -> list[dict[str, Any]]:
+def label_studio_result(condition: str) -> list[dict[str, Any]]:
+    """A single-choice condition answer (or prediction) in Label Studio's result format."""
     return [
         {"from_name": LABEL_FROM, "to_name": LABEL_TO, "type": "choices", "value": {"choices": [condition]}}
     ]
 
 
+def label_studio_task(task: LabelTask, image: str | None = None) -> dict[str, Any]:
+    """One Label Studio task with the model's guess as a prediction; ``image`` overrides the crop path
+    (a data URL when the task goes to a server through its API)."""
+    return {
+        "data": {
+            "image": image or task.image or "",
+            "summary": f"{task.facility_id} {task.camera_id} package {task.package_id}: model says "
+            f"{task.predicted} ({task.confidence:.2f})",
+            **task.meta(),
+        },
+        "predictions": [
+            {
+                "model_version": task.model_version,
+                "score": task.confidence,
+                "result": label_studio_result(task.predicted),
+            }
+        ],
+    }
+
+
 def write_label_studio_tasks(tasks: Sequence[LabelTask], path: Path) -> Path:
     """Label Studio import JSON (tasks with the model's prediction) plus ``labeling_config.xml``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    records: list[dict[str, Any]] = [
-        {
-            "data": {
-                "image": task.image or "",
-                "summary": f"{task.facility_id} {task.camera_id} package {task.package_id}",
-                **task.meta(),
-            },
-            "predictions": [
-                {
-                    "model_version": task.model_version,
-                    "score": task.confidence,
-                    "result": _label_studio_result(task.predicted),
-                }
-            ],
-        }
-        for task in tasks
-    ]
+    records = [label_studio_task(task) for task in tasks]
     path.write_text(json.dumps(records, indent=1), encoding="utf-8")
     (path.parent / "labeling_config.xml").write_text(label_studio_config(), encoding="utf-8")
     return path
@@ -258,7 +263,7 @@ def ground_truth_answers(tasks: Sequence[LabelTask], truth: Mapping[str, str], p
                 {
                     "completed_by": {"email": GROUND_TRUTH_VERIFIER},
                     "was_cancelled": False,
-                    "result": _label_studio_result(truth[task.package_id]),
+                    "result": label_studio_result(truth[task.package_id]),
                 }
             ],
         }

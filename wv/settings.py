@@ -25,6 +25,10 @@ class ServicesSettings(StateSettings):
         ),
     )
 
+    services_labeling: bool = Field(
+        False, description="`wv services up` also starts Label Studio (installed by `make setup`)."
+    )
+
     @field_validator("services_ha", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:

@@ -32,6 +32,14 @@ class PipelineSettings(
     verified_sample_rate: float = Field(
         0.01, gt=0, le=1, description="Share of decisions sampled for verification."
     )
+    label_studio_url: str = Field(
+        "",
+        description=(
+            "Label Studio server with its API token, `http://:TOKEN@host:port`; hard examples go there as "
+            "a project and its annotations come back. Empty: task files only. `wv services up` sets it "
+            "when WV_SERVICES_LABELING is on."
+        ),
+    )
     wandb_mode: Literal["offline", "online", "disabled"] = Field(
         "offline", description="Weights & Biases mode."
     )

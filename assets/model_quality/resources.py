@@ -19,6 +19,10 @@ class LabelingResource(dg.ConfigurableResource):
     )
 
     truth_dir: str = Field(default="", description="Demo only: simulator truth JSONL files.")
+    label_studio_url: str = Field(
+        default="",
+        description="Label Studio with its token (`http://:TOKEN@host:port`); empty: task files only.",
+    )
 
     def truth_path(self) -> Path:
         return Path(self.truth_dir)

@@ -12,13 +12,17 @@ from wv.settings import PlatformSettings
 
 app = typer.Typer(help="Start, stop and check local PostgreSQL, Redis and Kafka.", no_args_is_help=True)
 
-Names = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka (default: all).")]
+Names = Annotated[
+    list[str] | None, typer.Argument(help="postgres, redis, kafka, label-studio (default: all).")
+]
 
 
 def _manager() -> ServiceManager:
     """The manager of this checkout's services; every tier's settings are checked first."""
     settings = PlatformSettings.startup()
-    return ServiceManager(settings.state_dir, services=services_for(settings.services_ha))
+    return ServiceManager(
+        settings.state_dir, services=services_for(settings.services_ha, settings.services_labeling)
+    )
 
 
 @app.command()

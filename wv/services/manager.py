@@ -22,6 +22,7 @@ from typing import Literal
 from foundation.redaction import display_url
 from wv.services.base import Launched, Service, ServiceError, free_port, port_taken, process_matches
 from wv.services.kafka import KafkaService
+from wv.services.label_studio import LabelStudioService
 from wv.services.patroni import PatroniService
 from wv.services.postgres import PostgresService
 from wv.services.redis import RedisService
@@ -29,11 +30,12 @@ from wv.services.redis_sentinel import RedisSentinelService
 from wv.settings import PlatformSettings
 
 
-def services_for(ha: frozenset[str] = frozenset()) -> tuple[Service, ...]:
-    """The service plugins: replicated for the names in ``ha`` (Patroni, Redis Sentinel), else one server."""
+def services_for(ha: frozenset[str] = frozenset(), labeling: bool = False) -> tuple[Service, ...]:
+    """The service plugins: replicated for the names in ``ha`` (Patroni, Redis Sentinel), else one
+    server; Label Studio too when ``labeling``."""
     postgres: Service = PatroniService() if "postgres" in ha else PostgresService()
     redis: Service = RedisSentinelService() if "redis" in ha else RedisService()
-    return (postgres, redis, KafkaService())
+    return (postgres, redis, KafkaService(), *([LabelStudioService()] if labeling else []))
 
 
 Origin = Literal["configured", "default", "local"]
