@@ -37,6 +37,9 @@ EVENT_LAG_SECONDS = Histogram(
 CONSUMER_LAG = Gauge("wv_ingest_consumer_lag", "Messages behind the partition's end.", ["topic", "partition"])
 DB_RETRIES = Counter("wv_db_retries", "Database calls retried after a transient failure.", ["component"])
 BREAKER_OPEN = Gauge("wv_db_circuit_open", "1 while the database circuit breaker is open.", ["component"])
+HELD_EVENTS = Gauge(
+    "wv_ingest_held_events", "Events an ingest worker holds for facility shards that are down."
+)
 STREAM_PUBLISH_FAILURES = Counter("wv_stream_publish_failures", "Redis stream fan-out failures.")
 WINDOW_ENTRIES = Counter("wv_window_entries", "Stream entries applied to windows.", ["kind", "outcome"])
 WINDOW_REBUILDS = Counter(

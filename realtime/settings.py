@@ -61,6 +61,12 @@ class CentreSettings(
         le=8,
         description="Writer threads (database connections) per ingest worker: batches in flight.",
     )
+    ingest_held_max_events: int = Field(
+        100_000,
+        gt=0,
+        description="Events an ingest worker holds in memory for facility shards that are down while the "
+        "other shards' events keep flowing; beyond it the worker stops consuming until the shard is back.",
+    )
     max_future_skew_s: float = Field(
         300.0, ge=0, description="Events further in the future are dead-lettered."
     )

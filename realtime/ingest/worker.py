@@ -9,7 +9,9 @@ has caught up with the log (low latency at low rates), or the batch is ``WV_INGE
 Batches may commit in any order, but offsets are committed strictly in batch order, each only
 after its batch's database commit and all earlier ones; while the database is down the writers
 retry with backoff and the consumer pauses its partitions yet keeps polling, so it stays in the
-group and commits nothing. SIGTERM stops polling, drains the in-flight and pending batches,
+group and commits nothing. With facility shards (``WV_SHARD_MAP``) each batch is split by shard
+and written by that shard's lane (:mod:`realtime.ingest.lanes`): a shard that is down holds back
+its own facilities' events (and every offset after them) while the other shards keep writing. SIGTERM stops polling, drains the in-flight and pending batches,
 commits, and leaves.
 """
 
@@ -19,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 from kafka import KafkaConsumer, TopicPartition
@@ -33,10 +35,13 @@ from realtime.codec import Decoded, Validator
 from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
 from realtime.ingest.batch import MicroBatch
+from realtime.ingest.lanes import Lanes
 from realtime.resilience import call_with_retry
 from realtime.settings import CentreSettings
 from realtime.sink import EventSink
-from realtime.storage.connection import ConnectorPool
+from realtime.storage.rows import BatchRows
+from realtime.storage.shards import ShardMap
+from realtime.storage.writer import DeadLetter
 from realtime.windows.streams import StreamPublisher
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,9 @@ class IngestConfig:
     max_future_skew_s: float
     stream_maxlen: int
     fetch_max_wait_ms: int
+    held_max_events: int
+    shards: ShardMap | None = None
+    """Facility shards; None: every facility in ``database_url`` (whose URL must be the home shard's)."""
     drain_timeout_s: float = 30.0
     client_id: str = "wv-ingest"
 
@@ -82,6 +90,8 @@ class IngestConfig:
             max_future_skew_s=settings.max_future_skew_s,
             stream_maxlen=settings.stream_maxlen,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            held_max_events=settings.ingest_held_max_events,
+            shards=ShardMap.from_settings(settings) if settings.shard_map else None,
         )
         return replace(config, **overrides)  # type: ignore[arg-type]
 
@@ -99,25 +109,28 @@ class IngestWorker:
             max_future_skew_s=config.max_future_skew_s,
             max_message_bytes=config.max_message_bytes,
         )
-        self._connections = ConnectorPool(
-            config.database_url, config.writers, application_name=config.client_id
-        )
         self._producer = kafka.producer(
             config.bootstrap, client_id=config.client_id, max_request_bytes=2 * config.max_message_bytes
         )
         self._redis = (
             connect(config.redis_url, socket_timeout=2, failover_s=2.0) if config.redis_url else None
         )
-        self.sink = EventSink(
-            self._connections.connection,
-            component="ingest",
+        shards = config.shards or ShardMap.single(config.database_url)
+        self._lanes = Lanes(
+            shards,
+            writers=config.writers,
+            client_id=config.client_id,
             dead_letters=DeadLetterPublisher(self._producer, config.dead_letter_topic),
             streams=StreamPublisher(self._redis, maxlen=config.stream_maxlen) if self._redis else None,
         )
-        self._executor = ThreadPoolExecutor(max_workers=config.writers, thread_name_prefix="wv-ingest-writer")
-        self._inflight: deque[tuple[MicroBatch, Future[object]]] = deque()
-        """Batches handed to the writers, oldest first: the order their offsets are committed in."""
-        self._pending = MicroBatch()
+        self._route = shards.shard_of if shards.sharded else None
+        self.sink = self._lanes.home.sink
+        """The home shard's sink (the only one without shards)."""
+        self._connections = self._lanes.home.connections
+        self._inflight: deque[tuple[MicroBatch, Future[object], list[Future[object]]]] = deque()
+        """Batches handed to the lanes (with their parts), oldest first: the order their offsets
+        are committed in."""
+        self._pending = MicroBatch(self._route)
         self._consumer: KafkaConsumer | None = None
         self._events_per_message = 100.0
         self._lag_at = 0.0
@@ -139,17 +152,18 @@ class IngestWorker:
             self._drain()
         finally:
             consumer.close(autocommit=False)
-            self._executor.shutdown(wait=True)
+            self._lanes.close()
             self._producer.close(timeout=5)
-            self._connections.close()
             if self._redis is not None:
                 self._redis.close()
 
     def _step(self, consumer: KafkaConsumer) -> None:
         self._reap(block=False)
         full = self._pending.size >= self.config.batch_size
-        busy = len(self._inflight) >= self.config.writers
-        self._pause(consumer, full and busy)
+        busy = self._lanes.busy()
+        held = self._lanes.held()
+        metrics.HELD_EVENTS.set(held)
+        self._pause(consumer, (full and busy) or held >= self.config.held_max_events)
         room = max(1, int((self.config.batch_size - self._pending.size) / self._events_per_message))
         records = consumer.poll(timeout_ms=10 if busy or self._pending.messages else 100, max_records=room)
         received = 0
@@ -177,16 +191,13 @@ class IngestWorker:
 
     # --- the write pipeline ---------------------------------------------------------------
     def _submit(self) -> None:
-        batch, self._pending = self._pending, MicroBatch()
-        self._inflight.append((batch, self._executor.submit(self._write, batch)))
+        batch, self._pending = self._pending, MicroBatch(self._route)
+        done, parts = self._lanes.submit(batch.parts, batch.dead_letters, self._write)
+        self._inflight.append((batch, done, parts))
 
-    def _write(self, batch: MicroBatch) -> object:
-        return self.sink.store_rows(
-            batch.rows,
-            batch.dead_letters,
-            source="kafka",
-            give_up=self.stop.is_set,
-            sleep=self.stop.wait,
+    def _write(self, sink: EventSink, rows: BatchRows, dead_letters: list[DeadLetter]) -> object:
+        return sink.store_rows(
+            rows, dead_letters, source="kafka", give_up=self.stop.is_set, sleep=self.stop.wait
         )
 
     def _reap(self, *, block: bool, timeout: float | None = None) -> bool:
@@ -206,7 +217,7 @@ class IngestWorker:
         return True
 
     def _reap_oldest(self, block: bool, timeout: float | None) -> bool:
-        batch, future = self._inflight[0]
+        batch, future, _parts = self._inflight[0]
         if not block and not future.done():
             return False
         try:
@@ -227,10 +238,11 @@ class IngestWorker:
 
     def _abandon(self) -> None:
         """Forget every batch not yet committed: it will be consumed again (and deduplicated)."""
-        for _, future in self._inflight:
-            future.cancel()
+        for _, _done, parts in self._inflight:
+            for part in parts:
+                part.cancel()
         self._inflight.clear()
-        self._pending = MicroBatch()
+        self._pending = MicroBatch(self._route)
 
     def _commit(self, batch: MicroBatch) -> None:
         assert self._consumer is not None

@@ -1,4 +1,5 @@
-"""One call that makes a database ready for the platform: exists, migrated, partitioned, seeded."""
+"""One call that makes a database ready for the platform: exists, migrated, partitioned, seeded;
+and one that does it for every facility shard, mirroring the home shard's catalogue."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from realtime.storage.facilities import ensure_cameras, ensure_facilities
+from realtime.storage.facilities import ensure_cameras, ensure_facilities, mirror_catalogue
 from realtime.storage.migrate import upgrade
 from realtime.storage.partitions import MaintenanceReport, maintain
+from realtime.storage.shards import ShardMap
 
 
 @dataclass
@@ -18,6 +20,8 @@ class BootstrapReport:
     maintenance: MaintenanceReport
     facilities_added: int
     cameras_added: int = 0
+    catalogue_mirrored: int = 0
+    """Registry rows this shard's mirror of the home catalogue changed (0 on the home shard)."""
 
 
 def bootstrap(
@@ -38,3 +42,37 @@ def bootstrap(
         added = ensure_facilities(conn, facilities, timezone)
         cameras_added = ensure_cameras(conn, cameras or {})
     return BootstrapReport(applied, report, added, cameras_added)
+
+
+def bootstrap_shards(
+    shards: ShardMap,
+    *,
+    facilities: Sequence[str],
+    retention_days: int,
+    days_ahead: int = 7,
+    timezone: str = "UTC",
+    cameras: Mapping[str, Iterable[str]] | None = None,
+) -> dict[str, BootstrapReport]:
+    """:func:`bootstrap` the home shard, then migrate and maintain every other shard and mirror
+    the home catalogue onto it (see :mod:`realtime.storage.shards`); reports by shard name.
+
+    Stops at the first shard that fails: running it again after the cause is fixed is safe."""
+    reports = {
+        shards.names[0]: bootstrap(
+            shards.home_url,
+            facilities=facilities,
+            retention_days=retention_days,
+            days_ahead=days_ahead,
+            timezone=timezone,
+            cameras=cameras,
+        )
+    }
+    with psycopg.connect(shards.home_url, autocommit=True, connect_timeout=10) as home:
+        for name in shards.names[1:]:
+            url = shards.urls[name]
+            applied = upgrade(url)
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                report = maintain(conn, retention_days=retention_days, days_ahead=days_ahead)
+                mirrored = mirror_catalogue(home, conn)
+            reports[name] = BootstrapReport(applied, report, 0, 0, mirrored)
+    return reports

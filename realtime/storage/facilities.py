@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 REFERENCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What the ``facilities`` and ``cameras`` tables accept as an id (their CHECK constraints)."""
@@ -125,3 +126,64 @@ def list_cameras(conn: psycopg.Connection, facility_id: str | None = None) -> li
 
 def _unknown_facility(facility_id: str) -> str:
     return f"unknown facility {facility_id!r} (add it to WV_FACILITIES and run `wv db upgrade`)"
+
+
+_CATALOGUE = (
+    ("facilities", ("facility_id",), ("name", "timezone", "expected_daily_packages")),
+    (
+        "zones",
+        ("facility_id", "zone_id"),
+        ("kind", "next_zone_id", "max_dwell_seconds", "expected_daily_packages"),
+    ),
+    ("cameras", ("facility_id", "camera_id"), ("source_uri", "description")),
+)
+"""The registry a shard mirrors from the home shard: table, key columns, other columns."""
+
+
+def mirror_catalogue(source: psycopg.Connection, target: psycopg.Connection) -> int:
+    """Make ``target``'s facilities, zones and cameras those of ``source`` (the home shard), in one
+    transaction; returns the rows added, changed or removed. Facilities are added and updated but
+    never removed (stored events reference them); zones and cameras gone from the source go."""
+    changed = 0
+    with target.transaction(), target.cursor() as cur:
+        for table, keys, values in _CATALOGUE:
+            columns = sql.SQL(", ").join(map(sql.Identifier, (*keys, *values)))
+            rows = source.execute(
+                sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(table))
+            ).fetchall()
+            stage = sql.Identifier(f"wv_mirror_{table}")
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, sql.Identifier(table))
+            )
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            ours = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values)
+            theirs = sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(v)) for v in values)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {stage} "
+                    "ON CONFLICT ({keys}) DO UPDATE SET ({values}) = ROW({theirs}) "
+                    "WHERE ({ours}) IS DISTINCT FROM ({theirs})"
+                ).format(
+                    table=sql.Identifier(table),
+                    columns=columns,
+                    stage=stage,
+                    keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
+                    values=sql.SQL(", ").join(map(sql.Identifier, values)),
+                    ours=ours,
+                    theirs=theirs,
+                )
+            )
+            changed += max(cur.rowcount, 0)
+            if table != "facilities":
+                match = sql.SQL(" AND ").join(
+                    sql.SQL("s.{k} = t.{k}").format(k=sql.Identifier(k)) for k in keys
+                )
+                cur.execute(
+                    sql.SQL("DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE {})").format(
+                        sql.Identifier(table), stage, match
+                    )
+                )
+                changed += max(cur.rowcount, 0)
+    return changed
