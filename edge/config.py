@@ -98,6 +98,15 @@ class CameraConfig(_Strict):
     routes: dict[str, str] = Field(default_factory=dict, description="SKU glob → expected zone.")
     reconnect: ReconnectConfig = ReconnectConfig()
     restart_at_end: bool = Field(default=False, description="Reopen a finite source (file) when it ends.")
+    interval: int = Field(
+        default=1,
+        ge=1,
+        le=30,
+        description=(
+            "Infer every k-th frame (DeepStream's `interval`); the tracker's motion prediction "
+            "carries the boxes across the frames between."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +141,24 @@ class CameraConfig(_Strict):
         if unknown:
             raise ValueError(f"routes name zones {unknown} that are not among the zones {names}")
         return self
+
+
+class CaptureConfig(_Strict):
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description=(
+            "Decode processes (0: one reader thread per camera inside the edge process). Cameras are "
+            "spread over them; frames reach inference through shared memory."
+        ),
+    )
+    max_frame_mb: float = Field(
+        default=6.3,
+        gt=0,
+        le=200,
+        description="Largest decoded frame (1920x1080 BGR is 5.9 MB); sizes the shared-memory slots.",
+    )
 
 
 class EngineConfig(_Strict):
@@ -377,6 +404,7 @@ class MetricsConfig(_Strict):
 class EdgeConfig(_Strict):
     facility: str = Field(min_length=1)
     cameras: list[CameraConfig] = Field(min_length=1)
+    capture: CaptureConfig = CaptureConfig()
     engine: EngineConfig = EngineConfig()
     model: ModelSpec
     budgets: BudgetConfig = BudgetConfig()

@@ -4,6 +4,10 @@ One thread runs it. Each iteration takes up to the controller's batch limit of t
 frames (waiting a little for a fuller batch only while the oldest frame has slack), runs them
 through the straggler runner, and hands each frame, in order per camera, to that camera's
 tracker and decider. Every event is written to the outbox before the relay is told about it.
+
+A frame's pixels may live in a decode worker's shared-memory slot (`edge.capture.workers`): they
+are valid until the batch ends, when the slot goes back to the worker. Whatever keeps pixels
+longer (the shadow run of a candidate model) copies them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from edge.batching.controller import BatchController
 from edge.batching.straggler import StragglerRunner
 from edge.capture.queues import Captured, FrameHub
 from edge.capture.reader import CameraReader
+from edge.capture.workers import RemoteReader
 from edge.decisions.decider import Decider
 from edge.decisions.events import FrameContext, ModelInfo, has_anomalies
 from edge.hotswap.manager import ModelManager, ShadowSample
@@ -42,7 +47,7 @@ SAFETY_MS = 5.0
 @dataclass
 class CameraRuntime:
     camera_id: str
-    reader: CameraReader
+    reader: CameraReader | RemoteReader
     tracker: IouTracker
     decider: Decider
 
@@ -137,6 +142,9 @@ class Pipeline:
             log.exception("batch of %d frames failed; dropped", len(items))
             for c in items:
                 self.hub.drop(c.frame.camera_id, "pipeline_error")
+        finally:
+            for c in items:
+                c.done()
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -160,7 +168,7 @@ class Pipeline:
         sizes = [c.frame.image.shape[:2] for c in items]
         detections = decode_for(outcome.raw, sizes, outcome.model.files)
         if not outcome.fallback and outcome.primary_ms is not None and self.manager.candidate is not None:
-            images = [c.frame.image for c in items]
+            images = [c.frame.image.copy() for c in items]  # outlives the batch's shared slots
             self.manager.offer_shadow(
                 ShadowSample(images, sizes, detections, outcome.primary_ms, model.version)
             )

@@ -45,6 +45,7 @@ from edge.batching.controller import BatchController
 from edge.batching.straggler import StragglerRunner
 from edge.capture.queues import FrameHub
 from edge.capture.reader import CameraReader
+from edge.capture.workers import DecodePool, RemoteReader
 from edge.config import CameraConfig, EdgeConfig, ZoneSpec
 from edge.decisions.decider import Decider
 from edge.decisions.references import SkuReferences
@@ -215,8 +216,15 @@ class EdgeService:
                 cfg.redis_url, cfg.decisions.reference_capacity, cfg.decisions.reference_min_count
             )
             self.hub = FrameHub()
+            self.decoders = (
+                DecodePool(self.hub, cfg.capture.workers, int(cfg.capture.max_frame_mb * 2**20))
+                if cfg.capture.workers
+                else None
+            )
             self.cameras = {c.id: self._camera(c) for c in cfg.cameras}
         except BaseException:
+            if getattr(self, "decoders", None) is not None:
+                self.decoders.stop()
             self.relay.stop()
             self.transport.close()
             self.outbox.close()
@@ -265,13 +273,22 @@ class EdgeService:
         )
 
     def _camera(self, camera: CameraConfig) -> CameraRuntime:
-        source = open_source(camera.source, camera.id)
+        source = open_source(camera.source, camera.id)  # built, not connected
         zones = ZoneMap([Zone(z.name, _polygon(z)) for z in camera_zones(camera, source)])
-        capacity = camera.queue_size if camera.policy == "every" else min(camera.queue_size, LATEST_CAPACITY)
-        queue = self.hub.add(camera.id, camera.policy, capacity)
-        reader = CameraReader(
-            source, queue, Backoff(camera.reconnect.base_s, camera.reconnect.cap_s), camera.restart_at_end
-        )
+        reader: CameraReader | RemoteReader
+        if self.decoders is not None:
+            reader = self.decoders.reader(camera)
+        else:
+            capacity = (
+                camera.queue_size if camera.policy == "every" else min(camera.queue_size, LATEST_CAPACITY)
+            )
+            reader = CameraReader(
+                source,
+                self.hub.add(camera.id, camera.policy, capacity),
+                Backoff(camera.reconnect.base_s, camera.reconnect.cap_s),
+                camera.restart_at_end,
+                camera.interval,
+            )
         run = uuid.uuid4().hex[:6]  # track ids stay unique across restarts
         tracker = IouTracker(
             f"{self.config.facility}-{camera.id}-{run}",
@@ -468,6 +485,8 @@ class EdgeService:
             self.outbox.close()
             self.outbox_flushed = True
         self.runner.close()
+        if self.decoders is not None:
+            self.decoders.stop(max(0.5, min(5.0, self._remaining())))
         if pipeline_done:  # else an engine may still be inside a call: closing it under that call could crash
             self.manager.stop()
         self.references.close()

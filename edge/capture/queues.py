@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from contract.frames import Frame
@@ -27,6 +27,14 @@ class Captured:
     """Monotonic capture time, the start of the frame's end-to-end latency (see CameraReader)."""
     decode_ms: float
     ready_at: float = field(default_factory=time.monotonic)
+    release: Callable[[], None] | None = None
+    """Gives the frame's pixels back to their decoder (a shared-memory slot); None for own arrays."""
+
+    def done(self) -> None:
+        """The pixels are no longer needed: processed, or dropped (idempotent)."""
+        if self.release is not None:
+            release, self.release = self.release, None
+            release()
 
 
 class FrameHub:
@@ -65,7 +73,7 @@ class FrameHub:
         for q in self.queues.values():
             if q.policy == "latest":
                 while q.items and now - q.items[0].captured_at > budget_s:
-                    q.items.popleft()
+                    q.items.popleft().done()
                     self.drop(q.camera_id, "over_budget")
         heads = sorted(
             (item.captured_at, cam, i) for cam, q in self.queues.items() for i, item in enumerate(q.items)
@@ -103,7 +111,7 @@ class CameraQueue:
         with self.hub.cond:
             if self.policy == "latest":
                 while len(self.items) >= self.capacity:
-                    self.items.popleft()
+                    self.items.popleft().done()
                     self.hub.drop(self.camera_id, "stale")
             else:
                 while len(self.items) >= self.capacity and not self.hub.closed:
@@ -113,6 +121,9 @@ class CameraQueue:
             self.items.append(item)
             self.hub.cond.notify_all()
         return True
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.hub.drop(self.camera_id, reason, n)
 
     def drain(self) -> Iterable[Captured]:
         with self.hub.cond:

@@ -6,15 +6,24 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import Protocol
 
 import numpy as np
 
-from edge.capture.queues import CameraQueue, Captured
+from edge.capture.queues import Captured
 from edge.retry import Backoff
 from edge.sources.base import EndOfStream, FrameSource
 from edge.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
+
+
+class FrameSink(Protocol):
+    """Where a reader hands its frames: the hub's queue, or a decode worker's shared-memory ring."""
+
+    def put(self, item: Captured) -> bool: ...
+
+    def drop(self, reason: str, n: int = 1) -> None: ...
 
 
 class CameraReader:
@@ -24,17 +33,20 @@ class CameraReader:
     def __init__(
         self,
         source: FrameSource,
-        queue: CameraQueue,
+        queue: FrameSink,
         backoff: Backoff,
         restart_at_end: bool = False,
+        interval: int = 1,
     ) -> None:
         self.source = source
         self.queue = queue
         self.backoff = backoff
         self.restart_at_end = restart_at_end
+        self.interval = interval
+        """Hand over every `interval`-th frame (by index); the tracker predicts across the rest."""
         self.camera_id = source.camera_id
         self.counters: Counter[str] = Counter()
-        """frames, reconnects, read_errors, bad_frames."""
+        """frames, reconnects, read_errors, bad_frames, skipped_interval."""
         self.finished = threading.Event()
         self._stop = threading.Event()
         self.heartbeat = Heartbeat(f"camera-{self.camera_id}", has_work=self._has_work)
@@ -98,7 +110,7 @@ class CameraReader:
         image = frame.image
         if not _valid_image(image):
             self.counters["bad_frames"] += 1
-            self.queue.hub.drop(self.camera_id, "bad_frame")
+            self.queue.drop("bad_frame")
             log.warning(
                 "camera %s: dropped a malformed frame %s", self.camera_id, getattr(image, "shape", None)
             )
@@ -106,10 +118,13 @@ class CameraReader:
         self.backoff.reset()
         self.counters["frames"] += 1
         self.heartbeat.beat()
+        if frame.index % self.interval:
+            self.counters["skipped_interval"] += 1
+            return True
         with self.heartbeat.idle():  # an `every` queue that is full holds the reader: backpressure
             accepted = self.queue.put(Captured(frame, captured_at, decode_ms))
         if not accepted:
-            self.queue.hub.drop(self.camera_id, "shutdown")
+            self.queue.drop("shutdown")
             return False
         return True
 
