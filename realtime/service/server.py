@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,11 @@ from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
 from realtime.resilience import database_breaker
 from realtime.service.interceptors import MetricsInterceptor, TokenAuthInterceptor
-from realtime.service.servicer import WarehouseVisionServicer
+from realtime.service.servicer import Shard, WarehouseVisionServicer
 from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import ConnectorPool
+from realtime.storage.shards import HOME, ShardMap
 from realtime.windows.streams import StreamPublisher
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class ServiceConfig:
     dead_letter_topic: str = _default("kafka_topic_prefix") + "dead-letter"
     redis_url: str | None = None
     stream_maxlen: int = _default("stream_maxlen")
+    shards: ShardMap | None = None
+    """Facility shards; None: every facility in ``database_url`` (which must be the home shard's)."""
 
     @classmethod
     def from_settings(cls, settings: CentreSettings) -> ServiceConfig:
@@ -94,6 +98,7 @@ class ServiceConfig:
             dead_letter_topic=settings.topic("dead-letter"),
             redis_url=settings.redis_url,
             stream_maxlen=settings.stream_maxlen,
+            shards=ShardMap.from_settings(settings) if settings.shard_map else None,
         )
 
 
@@ -109,6 +114,12 @@ class RunningServer:
         self.server.stop(grace_s).wait()
         for close in self._closers:
             close()
+
+
+def _breaker_metric(shard: str) -> Callable[[BreakerState], None]:
+    """A shard other than home only reports its breaker: one facility shard down must not take
+    every pod out of the load balancer (health follows the home shard, which holds the registry)."""
+    return lambda state: metrics.BREAKER_OPEN.labels(f"grpc:{shard}").set(state == BreakerState.OPEN)
 
 
 def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -131,10 +142,12 @@ def start_server(config: ServiceConfig) -> RunningServer:
         status = health_pb2.HealthCheckResponse.NOT_SERVING if state == BreakerState.OPEN else None
         health_servicer.set(SERVICE_NAME, status or health_pb2.HealthCheckResponse.SERVING)
 
-    pool = ConnectorPool(
-        config.database_url, size=max(2, config.max_workers // 2), application_name="wv-grpc"
-    )
-    closers: list = [pool.close]
+    shard_map = config.shards or ShardMap.single(config.database_url)
+    pools = {
+        name: ConnectorPool(url, size=max(2, config.max_workers // 2), application_name="wv-grpc")
+        for name, url in shard_map.urls.items()
+    }
+    closers: list = [pool.close for pool in pools.values()]
     producer = None
     if config.kafka_bootstrap:
         producer = kafka.producer(config.kafka_bootstrap, client_id="wv-grpc")
@@ -142,13 +155,21 @@ def start_server(config: ServiceConfig) -> RunningServer:
     redis_client = connect(config.redis_url, socket_timeout=2, failover_s=2.0) if config.redis_url else None
     if redis_client is not None:
         closers.append(redis_client.close)
-    sink = EventSink(
-        pool.connection,
-        component="grpc",
-        breaker=database_breaker(on_change=on_breaker),
-        dead_letters=DeadLetterPublisher(producer, config.dead_letter_topic) if producer else None,
-        streams=StreamPublisher(redis_client, maxlen=config.stream_maxlen) if redis_client else None,
-    )
+    dead_letters = DeadLetterPublisher(producer, config.dead_letter_topic) if producer else None
+    streams = StreamPublisher(redis_client, maxlen=config.stream_maxlen) if redis_client else None
+    shards = {
+        name: Shard(
+            EventSink(
+                pool.connection,
+                component="grpc" if name == HOME else f"grpc:{name}",
+                breaker=database_breaker(on_change=on_breaker if name == HOME else _breaker_metric(name)),
+                dead_letters=dead_letters,
+                streams=streams,
+            ),
+            pool.connection,
+        )
+        for name, pool in pools.items()
+    }
     registry = FacilityCache.from_database(config.database_url)
     validator = Validator(
         registry,
@@ -165,9 +186,9 @@ def start_server(config: ServiceConfig) -> RunningServer:
         ],
         maximum_concurrent_rpcs=config.max_workers * 4,
     )
-    pb_grpc.add_WarehouseVisionServiceServicer_to_server(
-        WarehouseVisionServicer(sink, validator, pool.connection, windows=redis_client), server
-    )
+    servicer = WarehouseVisionServicer(shards, shard_map.shard_of, validator, windows=redis_client)
+    closers.append(servicer.close)
+    pb_grpc.add_WarehouseVisionServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (SERVICE_NAME, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -9,13 +9,22 @@ replays from its outbox. Queries run with a statement timeout equal to the time 
 ``GetFacilityLive`` never touches the database: it reads the windows ``wv realtime windows``
 keeps (and rebuilds from the database after a Redis loss), so a dashboard polling every few
 seconds costs two Redis round trips.
+
+With facility shards (``WV_SHARD_MAP``) a stream batch is split by facility and each shard's part
+stored through that shard's sink (the acknowledgement waits for all; a replay after a failure is
+deduplicated where a part already landed). ``GetAnomalyReport`` asks the facility's shard.
+``QueryPackageHistory`` asks every shard at once and merges: a package crosses facilities (a
+transfer, a return), so its history may lie on several shards, and its id is the shipper's
+barcode, which names no facility; the lookup is an index probe per shard, run in parallel.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -29,7 +38,8 @@ from realtime.codec import MAX_TEXT_LENGTH, Validator
 from realtime.resilience import TRANSIENT_ERRORS
 from realtime.sink import EventSink
 from realtime.storage import queries
-from realtime.storage.writer import DeadLetter
+from realtime.storage.shards import HOME
+from realtime.storage.writer import DeadLetter, WriteResult
 from realtime.windows.model import Window, read_windows
 
 log = logging.getLogger(__name__)
@@ -66,20 +76,41 @@ def _require_facility(facility_id: str, context: grpc.ServicerContext) -> None:
         )
 
 
+Connections = Callable[[float | None], AbstractContextManager[psycopg.Connection]]
+"""Lends a connection, waiting at most the given seconds for a free one (a pool's ``connection``)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One facility shard as the service uses it: its sink for writes, its pool for queries."""
+
+    sink: EventSink
+    connections: Connections
+
+
 class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     """Handlers; thread-safe (each call borrows its own connection)."""
 
     def __init__(
         self,
-        sink: EventSink,
+        shards: Mapping[str, Shard],
+        shard_of: Callable[[str], str],
         validator: Validator,
-        connections: Callable[[float | None], AbstractContextManager[psycopg.Connection]],
         windows: redis.Redis | None = None,
     ) -> None:
-        self._sink = sink
+        self._shards = shards
+        self._shard_of = shard_of
         self._validator = validator
-        self._connections = connections
         self._windows = windows
+        self._lookups = (
+            ThreadPoolExecutor(len(shards) * 4, thread_name_prefix="wv-grpc-shard")
+            if len(shards) > 1
+            else None
+        )
+
+    def close(self) -> None:
+        if self._lookups is not None:
+            self._lookups.shutdown(wait=False)
 
     def StreamDetectionEvents(
         self, request_iterator: Iterator[pb.DetectionBatch], context: grpc.ServicerContext
@@ -88,8 +119,15 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         for batch in request_iterator:
             decoded = self._validator.events(batch.events)
             letters = [DeadLetter(r, GRPC_SOURCE) for r in decoded.rejections]
+            parts: dict[str, list[pb.DetectionEvent]] = {HOME: []} if letters else {}
+            for event in decoded.events:
+                parts.setdefault(self._shard_of(event.facility_id), []).append(event)
+            result = WriteResult()
             try:
-                result = self._sink.store(decoded.events, (), letters, source=GRPC_SOURCE, give_up=give_up)
+                for name, events in parts.items():
+                    result += self._shards[name].sink.store(
+                        events, (), letters if name == HOME else (), source=GRPC_SOURCE, give_up=give_up
+                    )
             except TRANSIENT_ERRORS as exc:
                 log.warning("batch %s not stored before the deadline: %s", batch.batch_id, exc)
                 context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry the batch later")
@@ -106,11 +144,11 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
             )
 
     @contextmanager
-    def _query(self, context: grpc.ServicerContext) -> Iterator[psycopg.Connection]:
-        """A connection whose statements stop when the caller's deadline passes."""
+    def _query(self, context: grpc.ServicerContext, shard: str) -> Iterator[psycopg.Connection]:
+        """A connection to ``shard`` whose statements stop when the caller's deadline passes."""
         remaining = context.time_remaining()
         try:
-            with self._connections(remaining) as conn, conn.transaction():
+            with self._shards[shard].connections(remaining) as conn, conn.transaction():
                 if remaining is not None:
                     timeout_ms = max(1, int((remaining - _MARGIN_S) * 1000))
                     conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
@@ -118,7 +156,14 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         except psycopg.errors.QueryCanceled:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "query did not finish before the deadline")
         except TRANSIENT_ERRORS:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry later")
+            where = f" (facility shard {shard})" if len(self._shards) > 1 else ""
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable{where}; retry later")
+
+    def _package_rows(
+        self, context: grpc.ServicerContext, shard: str, package_id: str
+    ) -> queries.PackageRows:
+        with self._query(context, shard) as conn:
+            return queries.package_rows(conn, package_id)
 
     def QueryPackageHistory(self, request: pb.PackageID, context: grpc.ServicerContext) -> pb.PackageTimeline:
         if not request.package_id:
@@ -127,8 +172,15 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"package_id: at most {MAX_TEXT_LENGTH} chars, no NUL"
             )
-        with self._query(context) as conn:
-            timeline = queries.package_history(conn, request.package_id)
+        if self._lookups is None:
+            rows = self._package_rows(context, HOME, request.package_id)
+        else:  # every shard at once; one that fails fails the call (a partial history would mislead)
+            lookups = [
+                self._lookups.submit(self._package_rows, context, name, request.package_id)
+                for name in self._shards
+            ]
+            rows = queries.merge_package_rows([lookup.result() for lookup in lookups])
+        timeline = queries.package_timeline(request.package_id, rows)
         if timeline is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"package {request.package_id!r} was never seen")
         assert timeline is not None  # abort() raised otherwise
@@ -147,7 +199,7 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         start, end = from_timestamp(request.start), from_timestamp(request.end)
         if end <= start:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "end must be after start")
-        with self._query(context) as conn:
+        with self._query(context, self._shard_of(request.facility_id)) as conn:
             return queries.anomaly_report(conn, request.facility_id, start, end, request.max_flags)
 
     def GetFacilityLive(

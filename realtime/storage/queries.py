@@ -8,7 +8,10 @@ kind and severity in a time range and lists the newest. Both are what the gRPC s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -92,8 +95,18 @@ def flag_message(row: dict[str, Any]) -> pb.AnomalyFlag:
     return flag
 
 
-def package_history(conn: psycopg.Connection, package_id: str) -> pb.PackageTimeline | None:
-    """The package's detections, assessments and flags in time order; None if it was never seen."""
+@dataclass(frozen=True)
+class PackageRows:
+    """What one database holds of a package: its detections, assessments, flags and packages row."""
+
+    detections: list[dict[str, Any]]
+    assessments: list[dict[str, Any]]
+    flags: list[dict[str, Any]]
+    package: dict[str, Any] | None
+
+
+def package_rows(conn: psycopg.Connection, package_id: str) -> PackageRows:
+    """The package's rows in this database (one facility shard), each kind in time order."""
     with conn.cursor(row_factory=dict_row) as cur:
         detections = cur.execute(
             "SELECT * FROM package_detections WHERE package_id = %s ORDER BY event_time, event_id LIMIT %s",
@@ -112,6 +125,38 @@ def package_history(conn: psycopg.Connection, package_id: str) -> pb.PackageTime
             "SELECT sku, facility_id, first_seen, last_seen FROM packages WHERE package_id = %s",
             (package_id,),
         ).fetchone()
+    return PackageRows(detections, assessments, flags, package)
+
+
+def merge_package_rows(parts: Sequence[PackageRows]) -> PackageRows:
+    """One package's rows from several shards (it passed facilities on each) as one database would
+    hold them: rows in time order, and the packages row of its latest sighting, first to last."""
+    if len(parts) == 1:
+        return parts[0]
+    detections = sorted((r for p in parts for r in p.detections), key=itemgetter("event_time", "event_id"))
+    assessments = sorted((r for p in parts for r in p.assessments), key=itemgetter("event_time", "event_id"))
+    flags = sorted((r for p in parts for r in p.flags), key=itemgetter("flagged_at", "anomaly_id"))
+    packages = [p.package for p in parts if p.package is not None]
+    package = None
+    if packages:
+        latest = max(packages, key=itemgetter("last_seen"))
+        package = {**latest, "first_seen": min(p["first_seen"] for p in packages)}
+    return PackageRows(
+        detections[:MAX_TIMELINE_ENTRIES],
+        assessments[:MAX_TIMELINE_ENTRIES],
+        flags[:MAX_TIMELINE_ENTRIES],
+        package,
+    )
+
+
+def package_history(conn: psycopg.Connection, package_id: str) -> pb.PackageTimeline | None:
+    """The package's detections, assessments and flags in time order; None if it was never seen."""
+    return package_timeline(package_id, package_rows(conn, package_id))
+
+
+def package_timeline(package_id: str, rows: PackageRows) -> pb.PackageTimeline | None:
+    """The timeline message of ``rows``; None if they are empty (the package was never seen)."""
+    detections, assessments, flags, package = rows.detections, rows.assessments, rows.flags, rows.package
     if not (detections or assessments or flags or package):
         return None
     # Same instant: the detection, then its assessment, then the flags it raised.
