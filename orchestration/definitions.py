@@ -36,7 +36,9 @@ def resources_for(settings: OrchestrationSettings) -> dict[str, Any]:
     state = settings.state_dir
     return {
         "settings": settings,
-        "database": DatabaseResource(url=settings.database_url),
+        "database": DatabaseResource(
+            url=settings.database_url, shard_map=str(settings.shard_map) if settings.shard_map else None
+        ),
         "redis": RedisResource(url=settings.redis_url),
         "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix),
         "model_registry": ModelRegistryResource(
