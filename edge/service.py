@@ -199,7 +199,7 @@ class EdgeService:
             timeout_s=t.timeout_s,
             breaker=CircuitBreaker(t.breaker_failures, t.breaker_reset_s),
             backoff=Backoff(t.backoff_base_s, t.backoff_cap_s),
-            on_delivered=lambda events, seconds: self.metrics.delivery.observe(seconds),
+            on_delivered=lambda count, seconds: self.metrics.delivery.observe(seconds),
         )
         e = cfg.engine
         self.manager = ModelManager(

@@ -4,6 +4,9 @@ One thread, one code path for live publishing and for replay after an outage: it
 the outbox's first entries (anomalies first, then oldest). Failures back off exponentially with
 full jitter; after `breaker_failures` in a row the circuit opens and the relay stops calling the
 centre until a probe is due, so a dead broker costs no CPU and no blocked pipeline.
+
+Events travel as the pipeline serialised them (`edge.publish.wire`): the relay reads only their
+ids, and the transport frames the stored bytes into a batch.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
-from contract.proto import warehouse_vision_pb2 as pb
 from edge.outbox.store import Outbox
+from edge.publish import wire
 from edge.publish.base import Transport, TransportError
 from edge.retry import Backoff
 from edge.watchdog import Heartbeat
@@ -37,7 +40,7 @@ class Relay:
         timeout_s: float = 5.0,
         breaker: CircuitBreaker | None = None,
         backoff: Backoff | None = None,
-        on_delivered: Callable[[list[pb.DetectionEvent], float], None] | None = None,
+        on_delivered: Callable[[int, float], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.transport = transport
@@ -91,9 +94,8 @@ class Relay:
             return 0
         events, keys_by_id, corrupt = [], {}, []
         for entry in entries:
-            event = pb.DetectionEvent()
             try:
-                event.ParseFromString(entry.payload)
+                event = wire.read(entry.payload, entry.anomaly)
             except DecodeError:
                 corrupt.append(entry.key)
                 continue
@@ -132,8 +134,7 @@ class Relay:
         for event_id, reason in delivery.rejected.items():
             log.error("centre rejected event %s: %s", event_id, reason)
         if self.on_delivered is not None:
-            acked = set(delivery.acked)
-            self.on_delivered([e for e in events if e.event_id in acked], time.monotonic() - started)
+            self.on_delivered(len(delivery.acked), time.monotonic() - started)
         return len(delivery.acked)
 
     def _sleep(self, seconds: float) -> None:

@@ -1,6 +1,7 @@
 """The transport interface: send a batch of events, return what the centre acknowledged.
 
-A transport is synchronous and used by one thread (the outbox relay); it raises TransportError
+A transport is synchronous and used by one thread (the outbox relay); it gets each event as the
+pipeline serialised it (`edge.publish.wire`: nothing is parsed or re-encoded on the way); it raises TransportError
 for anything that means "not acknowledged, try again later". Acknowledged and rejected events
 are both removed from the outbox (rejected ones were dead-lettered by the centre with a reason).
 """
@@ -11,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from contract.proto import warehouse_vision_pb2 as pb
+from edge.publish.wire import Outgoing
 
 
 class TransportError(RuntimeError):
@@ -31,7 +32,7 @@ class Transport(ABC):
     """Connections (re)established, for the reconnect metric."""
 
     @abstractmethod
-    def send(self, events: Sequence[pb.DetectionEvent], timeout_s: float) -> Delivery:
+    def send(self, events: Sequence[Outgoing], timeout_s: float) -> Delivery:
         """Deliver the events; returns only after the centre acknowledged (or raises)."""
 
     def close(self) -> None:  # noqa: B027 - stateless transports need not override

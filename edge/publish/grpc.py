@@ -19,8 +19,14 @@ from typing import Any
 
 from contract.proto import warehouse_vision_pb2 as pb
 from edge.publish.base import Delivery, Transport, TransportError
+from edge.publish.wire import Outgoing, batch_bytes
 
 _END = object()
+STREAM_METHOD = "/warehouse_vision.v1.WarehouseVisionService/StreamDetectionEvents"
+
+
+def _as_is(request: bytes) -> bytes:
+    return request
 
 
 class GrpcTransport(Transport):
@@ -51,8 +57,6 @@ class GrpcTransport(Transport):
             return
         import grpc
 
-        from contract.proto.warehouse_vision_pb2_grpc import WarehouseVisionServiceStub
-
         if self._channel is None:
             if self.tls_ca is not None or self.tls_cert is not None:
                 self._channel = grpc.secure_channel(self.address, self._credentials())
@@ -62,13 +66,15 @@ class GrpcTransport(Transport):
         metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
         requests = self._requests
 
-        def outgoing() -> Iterator[pb.DetectionBatch]:
+        def outgoing() -> Iterator[bytes]:
             while (item := requests.get()) is not _END:
                 yield item  # type: ignore[misc]
 
-        self._call = WarehouseVisionServiceStub(self._channel).StreamDetectionEvents(
-            outgoing(), metadata=metadata
+        # The batches are already serialised (edge.publish.wire): the stub's serializer is skipped.
+        stream = self._channel.stream_stream(
+            STREAM_METHOD, request_serializer=_as_is, response_deserializer=pb.InferenceAck.FromString
         )
+        self._call = stream(outgoing(), metadata=metadata)
         threading.Thread(target=self._read_acks, args=(self._call, self._acks), daemon=True).start()
         self.connects += 1
 
@@ -94,10 +100,10 @@ class GrpcTransport(Transport):
         else:
             acks.put(TransportError("the centre closed the stream"))
 
-    def send(self, events: Sequence[pb.DetectionEvent], timeout_s: float) -> Delivery:
+    def send(self, events: Sequence[Outgoing], timeout_s: float) -> Delivery:
         self._open()
         batch_id = str(uuid.uuid4())
-        self._requests.put(pb.DetectionBatch(batch_id=batch_id, events=events))
+        self._requests.put(batch_bytes(batch_id, events))
         try:
             while True:
                 item = self._acks.get(timeout=timeout_s)

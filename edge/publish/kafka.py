@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from contract.proto import warehouse_vision_pb2 as pb
 from edge.publish.base import Delivery, Transport, TransportError
+from edge.publish.wire import Outgoing, batch_bytes
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,14 @@ class KafkaTransport(Transport):
             self.connects += 1
         return self._producer
 
-    def send(self, events: Sequence[pb.DetectionEvent], timeout_s: float) -> Delivery:
+    def send(self, events: Sequence[Outgoing], timeout_s: float) -> Delivery:
         producer = self._connect()
-        batch = pb.DetectionBatch(batch_id=str(uuid.uuid4()), events=events)
+        value = batch_bytes(str(uuid.uuid4()), events)
         try:
-            futures = [producer.send(self.detections_topic, key=self.key, value=batch.SerializeToString())]
+            futures = [producer.send(self.detections_topic, key=self.key, value=value)]
             for event in events:
                 for flag in event.anomalies:
-                    futures.append(
-                        producer.send(self.anomalies_topic, key=self.key, value=flag.SerializeToString())
-                    )
+                    futures.append(producer.send(self.anomalies_topic, key=self.key, value=flag))
             producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)

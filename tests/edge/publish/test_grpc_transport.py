@@ -11,6 +11,7 @@ from contract.proto import warehouse_vision_pb2 as pb
 from edge.decisions.events import FrameContext, ModelInfo, new_event
 from edge.publish.base import TransportError
 from edge.publish.grpc import GrpcTransport
+from edge.publish.wire import Outgoing
 from edge.service import EdgeService
 from realtime.storage.facilities import ensure_cameras
 
@@ -46,6 +47,6 @@ def test_a_wrong_token_is_refused_and_reported_as_not_acknowledged(grpc_server):
     transport = GrpcTransport(f"127.0.0.1:{grpc_server.port}", token="wrong")
     try:
         with pytest.raises(TransportError, match="UNAUTHENTICATED"):
-            transport.send([new_event(pb.EVENT_KIND_DETECTION, ctx, "t-1")], timeout_s=5)
+            transport.send([Outgoing.of(new_event(pb.EVENT_KIND_DETECTION, ctx, "t-1"))], timeout_s=5)
     finally:
         transport.close()
