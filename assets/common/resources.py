@@ -18,6 +18,7 @@ import psycopg
 from pydantic import Field
 
 from realtime.storage.model_registry import ModelRegistry
+from realtime.storage.shards import HOME, ShardMap
 
 if TYPE_CHECKING:
     import redis
@@ -25,18 +26,28 @@ if TYPE_CHECKING:
 
 
 class DatabaseResource(dg.ConfigurableResource):
-    """The application database (PostgreSQL or TimescaleDB) through psycopg 3."""
+    """The application database (PostgreSQL or TimescaleDB) through psycopg 3, and its facility
+    shards: a facility's partitions run on its shard, network-wide assets read every shard."""
 
-    url: str = Field(description="PostgreSQL URL (WV_DATABASE_URL).")
+    url: str = Field(description="PostgreSQL URL (WV_DATABASE_URL): the home shard.")
+    shard_map: str | None = Field(
+        default=None, description="Facility shards file (WV_SHARD_MAP); unset: every facility in `url`."
+    )
 
     @property
     def conninfo(self) -> str:
         return self.url
 
+    def shards(self) -> ShardMap:
+        """Which database holds each facility (read from the file on each call: runs are short)."""
+        return ShardMap.load(Path(self.shard_map), self.url) if self.shard_map else ShardMap.single(self.url)
+
     @contextmanager
-    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        """A fresh connection, committed on success and rolled back on error, always closed."""
-        with psycopg.connect(self.conninfo, autocommit=autocommit, connect_timeout=10) as conn:
+    def connect(self, autocommit: bool = False, *, shard: str = HOME) -> Iterator[psycopg.Connection[Any]]:
+        """A fresh connection to ``shard`` (default: home), committed on success and rolled back on
+        error, always closed."""
+        url = self.url if shard == HOME else self.shards().urls[shard]
+        with psycopg.connect(url, autocommit=autocommit, connect_timeout=10) as conn:
             yield conn
 
 

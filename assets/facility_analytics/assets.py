@@ -27,12 +27,14 @@ code location's import time, which every code server and every run worker pays.
 """
 
 import io
+from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from assets.common.partitions import daily_facility_partitions
 from assets.common.resources import DatabaseResource
@@ -297,9 +299,14 @@ def facility_daily_analytics(
     settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.MaterializeResult:
     results = []
-    with database.connect() as conn:
+    shards = database.shards()
+    with ExitStack() as stack:
+        conns: dict[str, psycopg.Connection] = {}  # one per facility shard the run touches
         for facility, day in facility_days(context):
-            result = refresh_facility_day(conn, facility, day)  # its own transaction: done stays done
+            shard = shards.shard_of(facility)
+            if shard not in conns:
+                conns[shard] = stack.enter_context(database.connect(shard=shard))
+            result = refresh_facility_day(conns[shard], facility, day)  # own transaction: done stays done
             row = result.row
             context.log.info(
                 "%s %s: %d decisions, %d packages, damage %.4f, %d ERP claims enqueued",
