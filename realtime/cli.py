@@ -1,7 +1,8 @@
 """``wv realtime``: the central tier's long-running processes.
 
 ``run`` starts Kafka ingest workers, ``serve`` the gRPC service, ``windows`` the Redis window
-aggregator, ``rules`` the periodic anomaly rules. Each stops cleanly on SIGTERM/SIGINT.
+aggregator, ``rules`` the periodic anomaly rules. Each stops cleanly on SIGTERM/SIGINT. With
+facility shards (``WV_SHARD_MAP``) each reads and writes a facility's rows on its shard.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -29,6 +30,7 @@ from realtime.service.server import serve as serve_grpc
 from realtime.settings import CentreSettings
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
+from realtime.storage.shards import HOME, ShardMap
 from realtime.windows.aggregator import WindowAggregator
 from realtime.windows.recompute import WindowRepair, rebuild
 
@@ -126,22 +128,32 @@ def windows(
     settings = CentreSettings.startup()
     _check_redis(settings)
     client = connect(settings.redis_url, socket_timeout=10, failover_s=15.0)
-    connector = Connector(settings.database_url, application_name="wv-windows")
+    shards = ShardMap.from_settings(settings)
+    connectors = {name: Connector(url, application_name="wv-windows") for name, url in shards.urls.items()}
+
+    def facility_connection(facility: str) -> AbstractContextManager[psycopg.Connection]:
+        return connectors[shards.shard_of(facility)].connection()
+
     if rebuild_minutes:
         end = datetime.now(UTC)
-        with _unreachable_services(settings), connector.connection() as conn:
+        with _unreachable_services(settings):
             for facility in settings.facilities:
                 start = end - timedelta(minutes=rebuild_minutes)
-                written = rebuild(client, conn, facility, start, end, ttl_s=settings.window_ttl_s)
+                with facility_connection(facility) as conn:
+                    written = rebuild(client, conn, facility, start, end, ttl_s=settings.window_ttl_s)
                 typer.echo(f"{facility}: {written} windows rebuilt")
     repair = WindowRepair(
-        connector.connection, ttl_s=settings.window_ttl_s, recent_minutes=settings.window_rebuild_minutes
+        connectors[HOME].connection,
+        ttl_s=settings.window_ttl_s,
+        recent_minutes=settings.window_rebuild_minutes,
+        facility_connection=facility_connection,
     )
     metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
     try:
         WindowAggregator(client, ttl_s=settings.window_ttl_s, repair=repair).run(_stop_on_signals())
     finally:
-        connector.close()
+        for connector in connectors.values():
+            connector.close()
 
 
 @app.command()
@@ -152,25 +164,43 @@ def rules(
     """Evaluate the anomaly rules (WV_RULES_FILE) every WV_RULES_INTERVAL_S."""
     settings = CentreSettings.startup()
     ruleset = load_rules(settings.rules_file)
-    connector = Connector(settings.database_url, application_name="wv-rules")
+    shards = ShardMap.from_settings(settings)
+    connectors = [Connector(url, application_name="wv-rules") for url in shards.urls.values()]
     with _unreachable_services(settings):
         producer = kafka.producer(settings.kafka_bootstrap, client_id="wv-rules")
-    runner = RuleRunner(
-        ruleset,
-        connector.connection,
-        EventSink(connector.connection, component="rules"),
-        producer=producer,
-        anomalies_topic=settings.topic("anomalies"),
-    )
+    runners = [  # one per shard: each judges the events of its own facilities
+        RuleRunner(
+            ruleset,
+            connector.connection,
+            EventSink(connector.connection, component="rules" if name == HOME else f"rules:{name}"),
+            producer=producer,
+            anomalies_topic=settings.topic("anomalies"),
+        )
+        for name, connector in zip(shards.names, connectors, strict=True)
+    ]
     lookback = timedelta(minutes=lookback_minutes)
     try:
         if once:
             now = datetime.now(UTC)
-            flags = runner.evaluate(now - lookback, now)
-            typer.echo(f"{len(flags)} flags due in the last {lookback_minutes} minutes")
+            flags = sum(len(runner.evaluate(now - lookback, now)) for runner in runners)
+            typer.echo(f"{flags} flags due in the last {lookback_minutes} minutes")
         else:
             metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
-            runner.run(_stop_on_signals(), interval_s=settings.rules_interval_s, lookback=lookback)
+            stop = _stop_on_signals()
+            threads = [
+                threading.Thread(
+                    target=runner.run,
+                    args=(stop,),
+                    kwargs={"interval_s": settings.rules_interval_s, "lookback": lookback},
+                    name=f"wv-rules-{name}",
+                )
+                for name, runner in zip(shards.names, runners, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
     finally:
         producer.close(timeout=5)
-        connector.close()
+        for connector in connectors:
+            connector.close()

@@ -8,7 +8,7 @@ repair after Redis lost data (fan-out entries or windows were lost, the stored r
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
@@ -117,8 +117,10 @@ def rebuild(
 class WindowRepair:
     """Rebuilds windows from the database for the aggregator: recent ones, or one facility's span.
 
-    ``connection`` yields a database connection (e.g. ``Connector.connection``); ``recent_minutes``
-    is how far back :meth:`recent` rebuilds every registered facility (``facilities`` table).
+    ``connection`` yields a database connection (e.g. ``Connector.connection``) to the home shard,
+    whose ``facilities`` table lists every facility; ``facility_connection`` yields one to the shard
+    holding a facility's events (default: ``connection``, one database). ``recent_minutes`` is how
+    far back :meth:`recent` rebuilds every registered facility.
     """
 
     def __init__(
@@ -128,25 +130,26 @@ class WindowRepair:
         ttl_s: int,
         recent_minutes: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        facility_connection: Callable[[str], AbstractContextManager[psycopg.Connection]] | None = None,
     ) -> None:
         self._connection = connection
+        self._facility_connection = facility_connection or (lambda _facility: connection())
         self.ttl_s = ttl_s
         self.recent_minutes = recent_minutes
         self._clock = clock
 
-    def _facilities(self, conn: psycopg.Connection) -> Iterator[str]:
-        for (facility,) in conn.execute("SELECT facility_id FROM facilities ORDER BY facility_id"):
-            yield str(facility)
+    def _facilities(self) -> list[str]:
+        with self._connection() as conn:
+            return [
+                str(f) for (f,) in conn.execute("SELECT facility_id FROM facilities ORDER BY facility_id")
+            ]
 
     def recent(self, client: redis.Redis) -> int:
         """Rebuild every facility's windows of the last ``recent_minutes`` (and a few ahead: clock skew)."""
         now = self._clock()
         start, end = now - timedelta(minutes=self.recent_minutes), now + timedelta(minutes=5)
-        with self._connection() as conn:
-            return sum(
-                rebuild(client, conn, f, start, end, ttl_s=self.ttl_s) for f in list(self._facilities(conn))
-            )
+        return sum(self.span(client, f, start, end) for f in self._facilities())
 
     def span(self, client: redis.Redis, facility_id: str, start: datetime, end: datetime) -> int:
-        with self._connection() as conn:
+        with self._facility_connection(facility_id) as conn:
             return rebuild(client, conn, facility_id, start, end, ttl_s=self.ttl_s)
