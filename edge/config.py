@@ -175,6 +175,9 @@ class EngineConfig(_Strict):
         default=None, ge=1, le=256, description="Intra-op CPU threads (default: all cores)."
     )
     spin: bool = Field(default=False, description="ONNX Runtime workers spin between operators (see README).")
+    cuda_graphs: bool = Field(
+        default=False, description="torch on CUDA: replay a CUDA graph per batch-size bucket (powers of two)."
+    )
 
 
 class ModelSpec(_Strict):

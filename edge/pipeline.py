@@ -33,7 +33,6 @@ from edge.decisions.events import FrameContext, ModelInfo, has_anomalies
 from edge.hotswap.manager import ModelManager, ShadowSample
 from edge.metrics import EdgeMetrics
 from edge.model.postprocess import decode
-from edge.model.preprocess import preprocess
 from edge.outbox.relay import Relay
 from edge.outbox.store import Outbox
 from edge.tracking.iou import IouTracker
@@ -152,11 +151,12 @@ class Pipeline:
         started = time.monotonic()
         model = self.manager.active
         assert model is not None
-        batch = preprocess([c.frame.image for c in items], model.files.input_size)
+        images = [c.frame.image for c in items]
+        batch = model.engine.prepare(images)
         prep_done = time.monotonic()
         oldest = min(c.captured_at for c in items)
         grace = self.budget_s - (prep_done - oldest) - (self.controller.post_ms + SAFETY_MS) / 1000
-        outcome = self.runner.run(model, batch, grace)
+        outcome = self.runner.run(model, batch, images, grace)
         infer_done = time.monotonic()
         self.counters["batches"] += 1
         self.metrics.batch_size.observe(len(items))
@@ -168,9 +168,9 @@ class Pipeline:
         sizes = [c.frame.image.shape[:2] for c in items]
         detections = decode_for(outcome.raw, sizes, outcome.model.files)
         if not outcome.fallback and outcome.primary_ms is not None and self.manager.candidate is not None:
-            images = [c.frame.image.copy() for c in items]  # outlives the batch's shared slots
+            kept = [image.copy() for image in images]  # outlives the batch's shared slots
             self.manager.offer_shadow(
-                ShadowSample(images, sizes, detections, outcome.primary_ms, model.version)
+                ShadowSample(kept, sizes, detections, outcome.primary_ms, model.version)
             )
         info = outcome.model.info(outcome.fallback)
         shared = {

@@ -203,7 +203,9 @@ class EdgeService:
         )
         e = cfg.engine
         self.manager = ModelManager(
-            EngineSpec(e.name, e.precision, e.device, e.threads, e.spin),
+            EngineSpec(
+                e.name, e.precision, e.device, e.threads, e.spin, e.cuda_graphs, cfg.budgets.max_batch
+            ),
             cfg.model,
             cfg.hotswap,
             decode_for,

@@ -2,7 +2,8 @@
 
 An engine maps a preprocessed float32 batch (B, 3, H, W) to the detector's dense maps
 (`edge.model.postprocess.OUTPUT_NAMES`); decoding is shared (`postprocess.decode`), so engines
-stay thin and interchangeable.
+stay thin and interchangeable. `prepare` turns camera frames into that batch where the engine
+runs: on the CPU by default (`edge.model.preprocess`), on the GPU for the torch engine on CUDA.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
@@ -17,6 +19,7 @@ from typing import ClassVar, TypeVar
 import numpy as np
 
 from edge.model.postprocess import INPUT_NAME, OUTPUT_NAMES
+from edge.model.preprocess import preprocess
 from edge.model.version import CONFIG_FILE, INT8_ONNX_FILE, ONNX_FILE
 
 
@@ -95,6 +98,10 @@ class EngineSpec:
     spin: bool = False
     """Let idle CPU worker threads spin between operators (faster alone, slower when the cores
     are shared with capture and tracking); ONNX Runtime only."""
+    cuda_graphs: bool = False
+    """Replay a CUDA graph per batch-size bucket (torch on CUDA)."""
+    max_graph_batch: int = 256
+    """The largest bucket; larger batches run in chunks of it."""
 
 
 class Engine(ABC):
@@ -114,7 +121,11 @@ class Engine(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 (B, 3, H, W) → {output name: float32 (B, C, h, w)}."""
+        """float32 (B, 3, H, W) (or what `prepare` returned) → {output name: float32 (B, C, h, w)}."""
+
+    def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 camera frames → this engine's input batch (the shared CPU path by default)."""
+        return preprocess(images, self.model.input_size)
 
     def warmup(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run dummy batches so the first real frame does not pay for lazy initialisation."""

@@ -1,7 +1,12 @@
-"""PyTorch engine (the reference): CPU fp32/bf16, CUDA fp32/fp16/bf16 from `weights.pt`."""
+"""PyTorch engine (the reference): CPU fp32/bf16, CUDA fp32/fp16/bf16 from `weights.pt`.
+
+On CUDA, frames are preprocessed on the GPU (`torch_device.DevicePreprocess`) and, with
+``engine.cuda_graphs``, each batch runs as a CUDA graph replay of its size bucket.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +20,7 @@ from edge.backends.base import (
     ModelLoadError,
     register,
 )
+from edge.backends.torch_device import DevicePreprocess, GraphRunner
 from edge.model.version import WEIGHTS_FILE
 
 
@@ -47,6 +53,10 @@ class TorchEngine(Engine):
             except Exception as exc:  # corrupt pickle/zip, wrong keys or shapes
                 raise ModelLoadError(f"{model.path}: cannot load torch weights ({exc})") from None
         self._net: Any = module.to(self._device, self._dtype).eval()
+        cuda = self._device.type == "cuda"
+        self._prepare = DevicePreprocess(torch, self._device, self._dtype, model.input_size) if cuda else None
+        self._graphs = GraphRunner(self._capture, spec.max_graph_batch) if cuda and spec.cuda_graphs else None
+        self._pool: Any = None
 
     @classmethod
     def for_module(cls, module: Any, spec: EngineSpec | None = None) -> TorchEngine:
@@ -54,12 +64,46 @@ class TorchEngine(Engine):
         files = ModelFiles.unsaved("in-memory", tuple(module.cfg.input_size))
         return cls(files, spec or EngineSpec("torch", "fp32"), module=module)
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def prepare(self, images: Sequence[np.ndarray]) -> Any:
+        if self._prepare is None:
+            return super().prepare(images)
+        with self._torch.inference_mode():
+            return self._prepare(images)
+
+    def infer(self, batch: Any) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self._device, non_blocking=True).to(self._dtype)
-            out = self._net(x)
-            return {k: out[k].float().cpu().numpy() for k in OUTPUT_NAMES}
+            x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+            x = x.to(self._device, self._dtype, non_blocking=True)
+            if self._graphs is None:
+                out = self._net(x)
+                return {k: out[k].float().cpu().numpy() for k in OUTPUT_NAMES}
+            chunks = self._graphs(x)
+            return {k: torch.cat([c[k] for c in chunks]).float().cpu().numpy() for k in OUTPUT_NAMES}
+
+    def _capture(self, bucket: int) -> tuple[Any, Any]:
+        """A CUDA graph of one forward at batch `bucket` (warmed up on a side stream first)."""
+        torch = self._torch
+        h, w = self.model.input_size
+        static = torch.zeros((bucket, 3, h, w), dtype=self._dtype, device=self._device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._net(static)
+        torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self._net(static)
+        outputs = {k: out[k] for k in OUTPUT_NAMES}
+
+        def replay() -> dict[str, Any]:
+            graph.replay()
+            return outputs
+
+        return static, replay
 
     def close(self) -> None:
         self._net = None

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 
 from edge.backends.base import check_outputs
@@ -46,28 +47,29 @@ class StragglerRunner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="primary")
         self._running: Future[tuple[dict[str, np.ndarray], float]] | None = None
 
-    def run(self, primary: LoadedModel, batch: np.ndarray, grace_s: float) -> Outcome:
-        """Infer one batch preprocessed for `primary` (the active model when the batch was formed);
-        `grace_s` is how long the frames can still wait for the primary."""
+    def run(self, primary: LoadedModel, batch: Any, images: Sequence[np.ndarray], grace_s: float) -> Outcome:
+        """Infer one batch prepared by `primary` (the active model when the batch was formed) from
+        `images` (which the fallback prepares for itself); `grace_s` is how long the frames can
+        still wait for the primary."""
         self.counters["batches"] += 1
-        outcome = self._run(primary, batch, grace_s)
+        outcome = self._run(primary, batch, images, grace_s)
         if outcome.fallback and outcome.raw is not None:
             self.counters["fallback_emitted"] += 1
         return outcome
 
-    def _run(self, primary: LoadedModel, batch: np.ndarray, grace_s: float) -> Outcome:
+    def _run(self, primary: LoadedModel, batch: Any, images: Sequence[np.ndarray], grace_s: float) -> Outcome:
         fallback = self.manager.fallback if self.use_fallback else None
         started = time.perf_counter()
         if fallback is not None and self._running is not None and not self._running.done():
             self.counters["primary_busy"] += 1
-            return self._fallback(fallback, primary, batch, started)
+            return self._fallback(fallback, primary, images, started)
         future = self._pool.submit(_timed_infer, primary, batch)
         self._running = future
         try:
             raw, ms = future.result(timeout=self.deadline_s if fallback is not None else None)
         except FutureTimeout:
             assert fallback is not None
-            result = self._fallback(fallback, primary, batch, started)
+            result = self._fallback(fallback, primary, images, started)
             remaining = grace_s - (time.perf_counter() - started)
             try:
                 raw, ms = future.result(timeout=max(0.0, remaining))
@@ -83,18 +85,16 @@ class StragglerRunner:
             self._primary_failed(primary, exc)
             if fallback is None:
                 return Outcome(None, primary, False, (time.perf_counter() - started) * 1000, None)
-            return self._fallback(fallback, primary, batch, started)
+            return self._fallback(fallback, primary, images, started)
         self.manager.record_success()
         return Outcome(raw, primary, False, (time.perf_counter() - started) * 1000, ms)
 
     def _fallback(
-        self, fallback: LoadedModel, primary: LoadedModel, batch: np.ndarray, started: float
+        self, fallback: LoadedModel, primary: LoadedModel, images: Sequence[np.ndarray], started: float
     ) -> Outcome:
         self.counters["fallback_runs"] += 1
         try:
-            if fallback.files.input_size != primary.files.input_size:
-                batch = _resize_batch(batch, fallback.files.input_size)
-            raw, _ = _timed_infer(fallback, batch)
+            raw, _ = _timed_infer(fallback, fallback.engine.prepare(images))
         except Exception:
             self.counters["fallback_errors"] += 1
             return Outcome(None, primary, True, (time.perf_counter() - started) * 1000, None)
@@ -113,18 +113,7 @@ class StragglerRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _timed_infer(model: LoadedModel, batch: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+def _timed_infer(model: LoadedModel, batch: Any) -> tuple[dict[str, np.ndarray], float]:
     started = time.perf_counter()
     raw = check_outputs(model.engine.infer(batch), len(batch))
     return raw, (time.perf_counter() - started) * 1000
-
-
-def _resize_batch(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A normalised batch resized to another model's input (bilinear, per channel)."""
-    h, w = size
-    out = np.empty((batch.shape[0], batch.shape[1], h, w), dtype=np.float32)
-    for i, image in enumerate(batch):
-        out[i] = cv2.resize(image.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR).transpose(
-            2, 0, 1
-        )
-    return out
