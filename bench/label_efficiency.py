@@ -1,0 +1,309 @@
+"""How many verified packages a drifted facility needs, with and without self-supervised adaptation.
+
+    python -m bench.label_efficiency [--quick] [--presets new_packages,six_weeks_later]
+        [--counts 25,50,100,200,400] [--device cuda] [--plot .local/bench/label_efficiency.json]
+
+For each drift preset it replays the demo's drifted facility (``wv.demo.scenario``: its two
+cameras' seeds, 10 fps) and trains candidates exactly as ``candidate_model`` does (its default
+fine-tune) from N verified packages, for N in ``--counts`` and for the demo's whole first drifted
+day (day 4, 10 s per camera, ≈ 79 packages). A package "verified" means every frame that shows it
+is trained on, with the simulator's truth for the whole frame (what ``render_ref`` gives the loop).
+The strategies, on the same frames, seeds and options:
+
+* ``plain``: the first N packages to appear on the first drifted day (a longer burst of day 4),
+  fine-tuning the shipped model;
+* ``adapted``: the same labels, fine-tuning the shipped model after DINO adaptation
+  (``model_lifecycle.ssl``) on the drifted facility's unlabeled frames of that day (every 2nd
+  frame of the long burst) plus the replay slice;
+* ``several_days``: N packages spread evenly over five drifted days (day 4 and days 8–11 of the
+  same cameras, none of them evaluated);
+* ``hard_first``: from the same five days, the N packages the shipped model misjudges most often
+  labelled first (what the hard-example queue approximates).
+
+Every candidate is scored on the drifted facility's days 5–7 (every 2nd frame, the days
+``bench.drift_recovery`` scores) and on the frozen test set. Goals (issue 21): with one drifted
+day's labels the adapted model reaches 94 % on both presets, and it reaches the plain fine-tune's
+best with at most a quarter of the labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from bench._report import write_report
+from contract.frames import Frame
+from edge.backends import EngineSpec
+from edge.backends.torch import TorchEngine
+from edge.model.detector import PackageDetector
+from edge.model.version import load_detector, read_version
+from edge.sources.factory import open_source
+from model_lifecycle.data import Sample, frame_to_sample
+from model_lifecycle.evaluate import detect, evaluate
+from model_lifecycle.finetune import finetune
+from model_lifecycle.metrics import match
+from model_lifecycle.sources import heldout_frames, training_frames
+from model_lifecycle.ssl.adapt import AdaptOptions, adapt
+from wv.demo.scenario import Scenario
+from wv.demo.story import DEFAULT_MODEL
+
+STRATEGIES = ("plain", "adapted", "several_days", "hard_first")
+EXTRA_DAYS = (8, 9, 10, 11)
+"""Further drifted days of the same cameras (never evaluated) for the several-days strategies."""
+TARGET = 0.94
+
+
+def camera_frames(scenario: Scenario, day: int, frames: int) -> dict[str, list[Frame]]:
+    """The first ``frames`` frames of each of the drifted facility's cameras on day ``day``."""
+    facility = scenario.drifted_facility
+    out = {}
+    for camera in scenario.cameras(facility):
+        burst = replace(scenario.camera_day(facility, camera, scenario.dates[day - 1]), frames=frames)
+        with open_source(burst.uri, camera, realtime=False) as source:
+            out[f"{day}/{camera}"] = list(source)
+    return out
+
+
+def first_packages(streams: dict[str, list[Frame]], n: int) -> set[str]:
+    """The first ``n`` packages to appear across the streams (by frame index)."""
+    first: dict[str, int] = {}
+    for frames in streams.values():
+        for frame in frames:
+            for t in frame.truth:
+                first.setdefault(t.package_id, frame.index)
+    return set(sorted(first, key=lambda p: (first[p], p))[:n])
+
+
+def frames_showing(streams: dict[str, list[Frame]], packages: set[str]) -> list[Frame]:
+    return [
+        f for frames in streams.values() for f in frames if any(t.package_id in packages for t in f.truth)
+    ]
+
+
+def package_errors(engine: TorchEngine, streams: dict[str, list[Frame]], threshold: float) -> dict[str, int]:
+    """Per package, in how many frames the engine's matched detection has the wrong condition
+    (or none is found): the shipped model's hard examples."""
+    errors: dict[str, int] = defaultdict(int)
+    frames = [f for fs in streams.values() for f in fs]
+    for frame, dets in zip(frames, detect(engine, frames), strict=True):
+        dets = [d for d in dets if d.score >= threshold]
+        hit = match(dets, frame.truth)
+        judged = {j: dets[i].condition for i, j in enumerate(hit) if j >= 0}
+        for j, t in enumerate(frame.truth):
+            errors[t.package_id] += judged.get(j) != t.condition
+    return errors
+
+
+def main() -> None:
+    from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="new_packages, counts 10,20, a few steps (a dry run)"
+    )
+    ap.add_argument("--presets", default="new_packages,six_weeks_later")
+    ap.add_argument("--counts", default="25,50,100,200,400")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--steps", type=int, default=CandidateModelConfig().steps, help="fine-tune steps")
+    ap.add_argument("--adapt-steps", type=int, default=AdaptOptions().steps)
+    ap.add_argument("--adapt-batch", type=int, default=AdaptOptions().batch_size)
+    ap.add_argument("--pooling", default=AdaptOptions().pooling, choices=("cls", "mean"))
+    ap.add_argument("--plot", type=Path, help="only draw the chart of an earlier run's JSON")
+    args = ap.parse_args()
+    if args.plot:
+        print(f"chart written to {plot(json.loads(args.plot.read_text()), args.plot.with_suffix('.png'))}")
+        return
+    quick = args.quick
+    presets = ["new_packages"] if quick else [p for p in args.presets.split(",") if p]
+    counts = [10, 20] if quick else [int(c) for c in args.counts.split(",")]
+    strategies = [s for s in args.strategies.split(",") if s]
+    if unknown := sorted(set(strategies) - set(STRATEGIES)):
+        ap.error(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    device = (
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    )
+
+    version = read_version(DEFAULT_MODEL)
+    size, threshold = version.input_size, version.score_threshold
+    parent = load_detector(DEFAULT_MODEL)
+    opts = replace(
+        CandidateModelConfig(steps=4 if quick else args.steps).finetune_options(), device=device, threads=None
+    )
+    adapt_opts = AdaptOptions(
+        steps=3 if quick else args.adapt_steps,
+        batch_size=4 if quick else args.adapt_batch,
+        head_warmup_steps=1 if quick else AdaptOptions().head_warmup_steps,
+        local_crops=2 if quick else AdaptOptions().local_crops,
+        pooling=args.pooling,
+        device=device,
+        threads=None,
+    )
+    replay_fn = training_frames(RetrainingDatasetConfig().replay_seed)
+    replay = [
+        frame_to_sample(replay_fn(i), size)
+        for i in range(16 if quick else RetrainingDatasetConfig().replay_frames)
+    ]
+    frozen = heldout_frames(30 if quick else 200)
+
+    def accuracy(model: PackageDetector, frames: list[Frame]) -> float:
+        engine = TorchEngine.for_module(model, EngineSpec("torch", "fp32", device))
+        return evaluate(engine, frames, threshold).condition_accuracy
+
+    rows: list[dict[str, object]] = []
+    metrics: dict[str, float] = {}
+    baseline: dict[str, float] = {}
+    started = time.perf_counter()
+    for preset in presets:
+        t0 = time.perf_counter()
+        scenario = Scenario(("FAC-001", "FAC-002", "FAC-003"), drift=preset, days=12)
+        day_frames = 20 if quick else scenario.frames
+        # the longest label budget decides how long day 4's burst must be (≈ 6 packages/s over 2 cameras)
+        long_frames = max(day_frames, round(max(counts) / 5.2 * scenario.fps) + 20)
+        day4 = camera_frames(scenario, scenario.drift_day, long_frames)
+        days = dict(camera_frames(scenario, scenario.drift_day, day_frames))
+        for d in EXTRA_DAYS[: 1 if quick else None]:
+            days.update(camera_frames(scenario, d, day_frames))
+        later = [
+            f
+            for d in range(scenario.drift_day + 1, 8)
+            for fs in camera_frames(scenario, d, day_frames).values()
+            for f in fs[::2]
+        ]
+        render_s = time.perf_counter() - t0
+        base, base_frozen = accuracy(parent, later), accuracy(parent, frozen)
+        baseline.update({f"{preset}.shipped": base, f"{preset}.shipped_frozen": base_frozen})
+        rows.append(_row(preset, "shipped", 0, 0, base, base_frozen))
+
+        adapted = parent
+        if "adapted" in strategies:
+            unlabeled = [frame_to_sample(f, size).image for fs in day4.values() for f in fs[::2]]
+            t1 = time.perf_counter()
+            result = adapt(parent, unlabeled, [s.image for s in replay], adapt_opts)
+            adapted = result.model
+            a_later, a_frozen = accuracy(adapted, later), accuracy(adapted, frozen)
+            metrics.update({f"{preset}.adapted_only": a_later, f"{preset}.adapted_only_frozen": a_frozen,
+                            f"{preset}.adapt_s": time.perf_counter() - t1})  # fmt: skip
+            rows.append(_row(preset, "adapted, no labels", 0, len(unlabeled), a_later, a_frozen))
+
+        errors = package_errors(
+            TorchEngine.for_module(parent, EngineSpec("torch", "fp32", device)), days, threshold
+        )
+        budgets: list[tuple[str, int | None]] = [("day", None), *((str(n), n) for n in counts)]
+        for label, n in budgets:
+            plans: dict[str, list[Frame]] = {}
+            one_day = {k: v[:day_frames] for k, v in day4.items()}
+            chosen = first_packages(one_day, 10**9) if n is None else first_packages(day4, n)
+            for strategy in strategies:
+                if strategy in ("plain", "adapted"):
+                    plans[strategy] = frames_showing(day4 if n else one_day, chosen)
+                elif n is not None and strategy == "several_days":
+                    per_day = defaultdict(dict)
+                    for key, fs in days.items():
+                        per_day[key.split("/")[0]][key] = fs
+                    share = -(-n // len(per_day))
+                    plans[strategy] = [
+                        f for s in per_day.values() for f in frames_showing(s, first_packages(s, share))
+                    ]
+                elif n is not None and strategy == "hard_first":
+                    hard = set(sorted(errors, key=lambda p: (-errors[p], p))[:n])
+                    plans[strategy] = frames_showing(days, hard)
+            for strategy, frames in plans.items():
+                if not frames:
+                    continue
+                packages = len({t.package_id for f in frames for t in f.truth})
+                t1 = time.perf_counter()
+                samples: list[Sample] = [frame_to_sample(f, size) for f in frames]
+                start = adapted if strategy == "adapted" else parent
+                candidate = finetune(start, samples, replay, opts).model
+                acc, acc_frozen = accuracy(candidate, later), accuracy(candidate, frozen)
+                key = f"{preset}.{strategy}.{label}"
+                metrics.update({key: acc, f"{key}.frozen": acc_frozen, f"{key}.frames": len(frames),
+                                f"{key}.packages": packages, f"{key}.s": time.perf_counter() - t1})  # fmt: skip
+                rows.append(
+                    _row(preset, strategy, f"{label} ({packages} in frames)", len(frames), acc, acc_frozen)
+                )
+                print(json.dumps(rows[-1]), flush=True)
+        metrics[f"{preset}.render_s"] = render_s
+    metrics["total_s"] = time.perf_counter() - started
+    for preset in presets:
+        metrics.update(goals(metrics, preset, counts))
+    print(
+        f"Fine-tune: {opts.steps} steps of {opts.batch_size}, {opts.frozen_blocks} blocks frozen; DINO: "
+        f"{adapt_opts.steps} steps of {adapt_opts.batch_size} frames ({adapt_opts.pooling}); on {device}."
+    )
+    path = write_report("label_efficiency", metrics, baseline, rows)
+    try:
+        print(f"chart written to {plot(json.loads(path.read_text()), path.with_suffix('.png'))}")
+    except ImportError:
+        print(f"matplotlib is not installed: draw the chart with --plot {path}")
+
+
+def _row(
+    preset: str, strategy: str, labels: object, frames: int, acc: float, frozen: float
+) -> dict[str, object]:
+    return {"preset": preset, "strategy": strategy, "verified packages": labels, "frames": frames,
+            "later days": f"{acc:.1%}", "frozen test set": f"{frozen:.1%}"}  # fmt: skip
+
+
+def goals(metrics: dict[str, float], preset: str, counts: list[int]) -> dict[str, float]:
+    """Issue 21's two goals as numbers: the adapted model's accuracy from one day's labels, and the
+    share of labels it needs to reach the plain fine-tune's best (inf: never within the counts)."""
+    out: dict[str, float] = {}
+    plain = {n: metrics[k] for n in counts if (k := f"{preset}.plain.{n}") in metrics}
+    if f"{preset}.adapted.day" in metrics:
+        out[f"{preset}.goal_one_day_adapted"] = metrics[f"{preset}.adapted.day"]
+    for strategy in ("adapted", "several_days", "hard_first"):
+        other = {n: metrics[k] for n in counts if (k := f"{preset}.{strategy}.{n}") in metrics}
+        if not plain or not other:
+            continue
+        best_n = min(n for n, v in plain.items() if v == max(plain.values()))
+        reach = [n for n, v in sorted(other.items()) if v >= plain[best_n]]
+        out[f"{preset}.{strategy}.label_share_to_plain_best"] = reach[0] / best_n if reach else float("inf")
+    return out
+
+
+def plot(report: dict, out: Path, series: Callable[[str], bool] = lambda k: True) -> Path:
+    """Accuracy on the later days against verified packages, one panel per preset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = report["metrics"]
+    presets = sorted({k.split(".")[0] for k in m if k.endswith(".render_s")})
+    fig, axes = plt.subplots(1, len(presets), figsize=(6 * len(presets), 4.2), squeeze=False)
+    for ax, preset in zip(axes[0], presets, strict=True):
+        for strategy in STRATEGIES:
+            pts = sorted(
+                (int(k.split(".")[2]), v)
+                for k, v in m.items()
+                if k.startswith(f"{preset}.{strategy}.") and k.count(".") == 2 and k.split(".")[2].isdigit()
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=strategy.replace("_", " "))
+        shipped = report["baseline"].get(f"{preset}.shipped")
+        if shipped is not None:
+            ax.axhline(shipped, color="grey", ls=":", label="shipped model")
+        ax.axhline(TARGET, color="red", ls="--", label="94 % target")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("verified packages")
+        ax.set_ylabel("condition accuracy, later days")
+        ax.set_title(preset)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WV_LOG_LEVEL", "WARNING")
+    main()
