@@ -41,9 +41,11 @@ nightly_model_quality_job = dg.define_asset_job(
 
 weekly_hard_examples_job = dg.define_asset_job(
     "weekly_hard_examples",
-    selection=dg.AssetSelection.assets("hard_example_export", "retraining_dataset"),
+    selection=dg.AssetSelection.assets("hard_example_export", "hard_example_labels", "retraining_dataset"),
     partitions_def=weekly_partitions,
-    description="Last week's hard-example export for labeling, and a fresh retraining dataset.",
+    description=(
+        "Last week's hard-example export for labeling, the labels that came back, and a fresh retraining dataset."
+    ),
     tags={"wv/job": "weekly_hard_examples", "dagster-k8s/config": LIGHT_K8S},
 )
 

@@ -111,10 +111,10 @@ def label_studio_task(task: LabelTask, image: str | None = None) -> dict[str, An
     (a data URL when the task goes to a server through its API)."""
     return {
         "data": {
+            **task.meta(),
             "image": image or task.image or "",
             "summary": f"{task.facility_id} {task.camera_id} package {task.package_id}: model says "
             f"{task.predicted} ({task.confidence:.2f})",
-            **task.meta(),
         },
         "predictions": [
             {

@@ -1,13 +1,16 @@
-"""``hard_example_export``: the week's decisions the model was unsure about, sent for labeling.
+"""``hard_example_export`` → ``hard_example_labels``: the week's unsure decisions, labeled by people.
 
 Decisions with a condition confidence in [low, high] (0.65–0.85 by default), one per track,
 capped per facility × class so one noisy camera cannot fill the export. Crops and a Prodigy JSONL
-manifest (plus Label Studio JSON) go to the labeling folder; the export is recorded in
-``hard_example_exports`` and its items in ``hard_examples``, where imported labels land.
+manifest (plus Label Studio JSON) go to the labeling folder and, with ``WV_LABEL_STUDIO_URL``, into
+the week's Label Studio project (crop, context and the model's guess as a prediction); the export is
+recorded in ``hard_example_exports`` and its items in ``hard_examples``. ``hard_example_labels``
+brings the annotations back (the project's export, plus any answered Prodigy/Label Studio files)
+into ``hard_examples.verified_condition``, which ``retraining_dataset`` trains on.
 """
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
@@ -16,12 +19,15 @@ from psycopg.types.json import Jsonb
 from assets.common.partitions import week_start, weekly_partitions
 from assets.common.resources import DatabaseResource
 from assets.common.settings import PipelineSettings
+from assets.model_quality.label_studio import LabelStudio
 from assets.model_quality.labeling import (
     Decision,
     build_tasks,
     camera_sources,
     import_answers,
     load_decisions,
+    pull_answers,
+    push_tasks,
 )
 from assets.model_quality.resources import LabelingResource
 from assets.model_quality.simulated_verifier import SimulatedVerifier
@@ -38,6 +44,11 @@ class HardExampleConfig(dg.Config):
     """Upper bound (inclusive); empty: WV_HARD_EXAMPLE_HIGH (0.85)."""
     max_per_stratum: int = 200
     """At most this many examples per facility × predicted class."""
+
+
+def project_title(monday: date) -> str:
+    """The Label Studio project of a week's hard examples."""
+    return f"Hard examples, week of {monday.isoformat()}"
 
 
 def select_hard_examples(decisions: list[Decision], max_per_stratum: int) -> list[Decision]:
@@ -60,7 +71,10 @@ _INSERT = """
 INSERT INTO hard_examples (export_id, event_id, facility_id, event_time, package_id, track_id, camera_id,
                            frame_index, bbox, predicted_condition, predicted_confidence, crop_path)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (export_id, event_id) DO UPDATE SET crop_path = EXCLUDED.crop_path,
+    frame_index = EXCLUDED.frame_index
 """
+"""A re-export keeps the labels its examples already have."""
 
 
 @dg.asset(
@@ -99,10 +113,12 @@ def hard_example_export(
         counts = Counter(f"{d.facility_id}/{d.condition}" for d in chosen)
         by_id = {t.event_id: t for t in batch.tasks}
         with conn.transaction():
-            conn.execute("DELETE FROM hard_example_exports WHERE export_id = %s", (export_id,))
             conn.execute(
                 "INSERT INTO hard_example_exports (export_id, week_start, confidence_low, confidence_high, "
-                "examples, manifest_path, counts) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "examples, manifest_path, counts) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (export_id) DO UPDATE SET confidence_low = EXCLUDED.confidence_low, "
+                "confidence_high = EXCLUDED.confidence_high, examples = EXCLUDED.examples, "
+                "manifest_path = EXCLUDED.manifest_path, counts = EXCLUDED.counts",
                 (
                     export_id,
                     monday,
@@ -112,6 +128,10 @@ def hard_example_export(
                     str(batch.prodigy.resolve()),
                     Jsonb(dict(counts)),
                 ),
+            )
+            conn.execute(
+                "DELETE FROM hard_examples WHERE export_id = %s AND NOT event_id = ANY(%s)",
+                (export_id, [d.event_id for d in chosen]),
             )
             with conn.cursor() as cur:
                 cur.executemany(
@@ -125,13 +145,15 @@ def hard_example_export(
                         for d in chosen
                     ],
                 )  # fmt: skip
-        if verifier is not None:
-            answer_file = (
-                labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
-            )
-            verifier.answer(batch.tasks, answer_file)
-        imported = import_answers(conn, labeling.answers_path())
         conn.commit()
+    pushed = None
+    if labeling.label_studio_url:
+        truth = verifier.truth()[0] if verifier is not None else None
+        client = LabelStudio(labeling.label_studio_url)
+        pushed = push_tasks(client, project_title(monday), batch.tasks, truth)
+    elif verifier is not None:  # no server: the simulator answers into a file, as a person's export
+        answer_file = labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
+        verifier.answer(batch.tasks, answer_file)
     per_facility = Counter(d.facility_id for d in chosen)
     metadata: dict[str, Any] = {
         "export_id": export_id,
@@ -143,10 +165,67 @@ def hard_example_export(
         "crops_rendered": batch.crops,
         "manifest": dg.MetadataValue.path(str(batch.prodigy.resolve())),
         "label_studio_tasks": dg.MetadataValue.path(str(batch.label_studio.resolve())),
-        "labels_applied": imported.hard_examples,
     }
+    if pushed is not None:
+        metadata["label_studio_project"] = pushed.project
+        metadata["label_studio_tasks_imported"] = pushed.imported
+        metadata["label_studio_tasks_already_there"] = pushed.already_there
+        metadata["annotated_by_simulator"] = pushed.annotated
     if per_facility:
         png = bar_chart(f"hard examples, week of {monday}", dict(sorted(per_facility.items())), "examples")
         metadata["chart"] = dg.MetadataValue.md(markdown_image(png, "hard examples per facility"))
     context.log.info("%s: %d hard examples of %d candidates", export_id, len(chosen), len(candidates))
     return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=weekly_partitions,
+    deps=["hard_example_export"],
+    group_name="model_quality",
+    owners=OWNERS,
+    kinds={"postgres", "python"},
+    tags={"domain": "model_quality"},
+    description=(
+        "The week's hard-example labels: the Label Studio project's annotations (its JSON export, saved to "
+        "the answers folder) and any answered Prodigy/Label Studio files there, imported into "
+        "`hard_examples.verified_condition`. Re-materialize as annotators work; unchanged labels are no-ops."
+    ),
+)
+def hard_example_labels(
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    labeling: LabelingResource,
+) -> dg.MaterializeResult:
+    monday = week_start(context)
+    export_id = f"hard-{monday.isoformat()}"
+    metadata: dict[str, Any] = {}
+    if labeling.label_studio_url:
+        answers = labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
+        metadata["label_studio_annotated_tasks"] = pull_answers(
+            LabelStudio(labeling.label_studio_url), project_title(monday), answers
+        )
+        metadata["label_studio_export"] = dg.MetadataValue.path(str(answers.resolve()))
+    with database.connect() as conn:
+        imported = import_answers(conn, labeling.answers_path())
+        examples, labeled, corrected = conn.execute(
+            "SELECT count(*), count(verified_condition), "
+            "count(*) FILTER (WHERE verified_condition <> predicted_condition) "
+            "FROM hard_examples WHERE export_id = %s",
+            (export_id,),
+        ).fetchone() or (0, 0, 0)
+        conn.commit()
+    for error in imported.errors:
+        context.log.warning("label file: %s", error)
+    context.log.info(
+        "%s: %d of %d hard examples labeled, %d corrected", export_id, labeled, examples, corrected
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "examples": examples,
+            "labeled": labeled,
+            "model_corrected": dg.MetadataValue.int(corrected),
+            "labels_applied": imported.hard_examples,
+            "label_errors": dg.MetadataValue.json([str(e) for e in imported.errors[:20]]),
+        }
+    )

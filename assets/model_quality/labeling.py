@@ -1,13 +1,17 @@
 """The labeling round trip shared by verified samples and hard examples.
 
 Decisions are read from ``package_detections`` ⋈ ``quality_assessments``; tasks (with crops where
-pixels exist) go out as Prodigy JSONL and Label Studio JSON; answered files come back from the
-labeling folder and set ``verified_condition`` on whichever table holds the event.
+pixels exist) go out as Prodigy JSONL and Label Studio JSON files and, where a Label Studio server
+is configured, into a project on it through its API; answered files (a project's export is saved as
+one) come back from the labeling folder and set ``verified_condition`` on whichever table holds the
+event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +20,14 @@ from typing import Any
 import psycopg
 
 from assets.model_quality.crops import parse_synthetic_uri, write_crop
+from assets.model_quality.label_studio import LabelStudio
 from assets.model_quality.simulated_verifier import SimulatedVerifier
 from quality.labeling import (
     LabelError,
     LabelTask,
+    label_studio_config,
+    label_studio_result,
+    label_studio_task,
     read_labels,
     write_label_studio_tasks,
     write_prodigy_tasks,
@@ -138,6 +146,52 @@ def build_tasks(
     label_studio = write_label_studio_tasks(tasks, out_dir / f"{name}.label-studio.json")
     crops = sum(1 for t in tasks if t.image)
     return TaskBatch(tasks, crops, prodigy, label_studio)
+
+
+def data_url(path: str | None) -> str | None:
+    """The crop inlined as a data URL, so a labeling server on another machine can show it."""
+    if not path:
+        return None
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+@dataclass
+class PushSummary:
+    project: int
+    imported: int
+    already_there: int
+    annotated: int = 0
+
+
+def push_tasks(
+    client: LabelStudio, title: str, tasks: Sequence[LabelTask], truth: Mapping[str, str] | None = None
+) -> PushSummary:
+    """Put the tasks into the project ``title`` (created when missing; tasks already there by event id
+    are left alone). ``truth`` (package_id → condition, the simulator's) then annotates every task
+    still without an annotation, through the same API call an annotator's Submit makes."""
+    project = client.project(title, label_studio_config())
+    present = {str(t["data"].get("event_id")) for t in client.tasks(project)}
+    new = [t for t in tasks if t.event_id not in present]
+    client.import_tasks(project, [label_studio_task(t, data_url(t.image)) for t in new])
+    summary = PushSummary(project, len(new), len(tasks) - len(new))
+    if truth is None:
+        return summary
+    for task in client.tasks(project):
+        condition = truth.get(str(task["data"].get("package_id")))
+        if condition is not None and not task.get("total_annotations"):
+            client.annotate(int(task["id"]), label_studio_result(condition))
+            summary.annotated += 1
+    return summary
+
+
+def pull_answers(client: LabelStudio, title: str, path: Path) -> int:
+    """Save the project's JSON export as an answer file (atomically); returns the tasks annotated."""
+    exported = client.export(client.project(title, label_studio_config()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(exported, indent=1), encoding="utf-8")
+    partial.replace(path)
+    return sum(1 for task in exported if task.get("annotations"))
 
 
 @dataclass

@@ -3,8 +3,9 @@
 People answer verification and hard-example tasks in Label Studio or Prodigy. In the demo (the
 ``labeling`` resource's ``verifier = "ground-truth"``) the simulator answers instead: the condition
 of each task's package comes from the frame rendered for its crop (by package id, else by box) and
-from the truth JSONL files the demo's edges wrote; the answers are written as a Label Studio export
-and imported like a person's. Nothing here runs for real cameras.
+from the truth JSONL files the demo's edges wrote; the answers are submitted through Label Studio's
+API (or, with no server, written as a Label Studio export) and imported like a person's. Nothing
+here runs for real cameras.
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ class SimulatedVerifier:
         if (condition := truth_condition(frame, package_id, bbox)) is not None:
             self.rendered[package_id] = condition
 
-    def answer(self, tasks: Sequence[LabelTask], answer_file: Path) -> tuple[int, list[str]]:
-        """Write the answers to `answer_file`; returns (answered, problems with truth files)."""
+    def truth(self) -> tuple[dict[str, str], list[str]]:
+        """package_id → true condition (truth files, then rendered frames); problems with truth files."""
         files = sorted(self.truth_dir.rglob("*.jsonl")) if self.truth_dir.is_dir() else []
         truth, errors = read_truth(files)
-        answered = ground_truth_answers(tasks, {**truth, **self.rendered}, answer_file)
-        return answered, [str(e) for e in errors]
+        return {**truth, **self.rendered}, [str(e) for e in errors]
+
+    def answer(self, tasks: Sequence[LabelTask], answer_file: Path) -> tuple[int, list[str]]:
+        """Write the answers to `answer_file`; returns (answered, problems with truth files)."""
+        truth, errors = self.truth()
+        return ground_truth_answers(tasks, truth, answer_file), errors
 
 
 def truth_condition(frame: Frame, package_id: str, bbox: tuple[float, float, float, float]) -> str | None:

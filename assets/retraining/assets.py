@@ -168,7 +168,7 @@ def group_frames(
 
 
 @dg.asset(
-    deps=["drift_evaluation", "hard_example_export", "verified_samples"],
+    deps=["drift_evaluation", "hard_example_labels", "verified_samples"],
     group_name="retraining",
     owners=OWNERS,
     kinds={"postgres", "python"},
