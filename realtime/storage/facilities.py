@@ -153,7 +153,9 @@ def mirror_catalogue(source: psycopg.Connection, target: psycopg.Connection) -> 
             ).fetchall()
             stage = sql.Identifier(f"wv_mirror_{table}")
             cur.execute(
-                sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, sql.Identifier(table))
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    stage, sql.Identifier(table)
+                )
             )
             with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)) as copy:
                 for row in rows:
