@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from wv.services.label_studio import venv_path
 from wv.settings import PlatformSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,13 @@ class DemoEnvironment:
             "WANDB_CACHE_DIR": str(wandb / "cache"),
             "WANDB_DATA_DIR": str(wandb / "data"),
             **({"WV_RETRAIN_STEPS": str(self.retrain_steps)} if self.retrain_steps else {}),
+            **({"WV_SERVICES_LABELING": "true"} if self.labeling_server else {}),
         }
+
+    @property
+    def labeling_server(self) -> bool:
+        """Whether Label Studio is installed (``make setup``): then hard examples are labeled in it."""
+        return (venv_path(self.state_dir) / "bin" / "label-studio").exists()
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.variables()}

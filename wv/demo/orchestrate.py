@@ -83,6 +83,7 @@ class DagsterSession:
                     "export_dir": str(labeling / "tasks"),
                     "import_dir": str(labeling / "verified"),
                     "truth_dir": str(labeling / "truth"),
+                    "label_studio_url": self.settings.label_studio_url,
                 }
             },
             "erp": {"config": {"files_dir": str(self.env.erp_dir)}},
@@ -94,7 +95,10 @@ class DagsterSession:
         partition: dg.MultiPartitionKey | str | None = None,
         ops: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
+        assets: list[str] | None = None,
     ) -> RunOutcome:
+        import dagster as dg
+
         job = self.defs.resolve_job_def(job_name)
         run_config: dict[str, Any] = {
             "resources": self.resources_config(),
@@ -111,6 +115,7 @@ class DagsterSession:
                 partition_key=partition,
                 tags={"wv/demo": self.env.stamp, **(tags or {})},
                 raise_on_error=False,
+                asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
             )
         return RunOutcome(result.run_id, result.success, job_name, str(partition) if partition else None)
 
@@ -128,6 +133,12 @@ class DagsterSession:
     def nightly_analytics(self, day: date, facility: str) -> RunOutcome:
         """``facility_nightly_analytics``: the facility-day rollup, then the ERP sync of its outbox."""
         return self.facility_day("facility_nightly_analytics", day, facility)
+
+    def hard_examples(self, monday: date) -> RunOutcome:
+        """The week's hard examples out to labeling (Label Studio when it runs) and their labels back."""
+        return self._run(
+            "weekly_hard_examples", monday.isoformat(), assets=["hard_example_export", "hard_example_labels"]
+        )
 
     def weekly_report(self, monday: date) -> RunOutcome:
         return self._run("weekly_network_report", monday.isoformat())

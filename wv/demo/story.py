@@ -14,7 +14,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -46,6 +46,7 @@ class Outcome:
     candidate: str = ""
     candidate_passed: bool | None = None
     gate_reasons: str = ""
+    hard_examples: dict[str, Any] = field(default_factory=dict)
     approved_at: float | None = None
     swap_verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -270,10 +271,10 @@ class DemoRun:
                 self.outcome.count(session.nightly_analytics(day, facility).success)
             step.update(f"ERP files in {self.env.erp_dir}")
         for request in session.evaluate_drift_sensor():
-            self.retrain(request)
+            self.retrain(request, day)
 
     # --- the loop closing -----------------------------------------------------------------------
-    def retrain(self, request: Any) -> None:
+    def retrain(self, request: Any, day: date) -> None:
         assert self.session is not None
         tags = request.tags
         alarm = f"{tags.get('wv/facilities', '?')} at {float(tags.get('wv/lowest_accuracy', 'nan')):.1%}"
@@ -282,6 +283,7 @@ class DemoRun:
             f"Drift sensor: {alarm} < {self.env.base.drift_accuracy_threshold:.0%}, retraining launched",
             f"run key {request.run_key}",
         )
+        self.label_hard_examples(day)
         with self.story.step("Retraining run: dataset → fine-tuned candidate → blocking evaluation") as step:
             run = self.session.retrain(request, self.size)  # a rejected candidate fails this run
             self.outcome.retraining_run = run.run_id
@@ -304,6 +306,35 @@ class DemoRun:
                     f"{newest.version}: check {'passed' if passed else 'failed'} "
                     f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
+
+    def label_hard_examples(self, day: date) -> None:
+        """The week of the day drift was caught: its unsure decisions through labeling, before
+        retraining uses the labels."""
+        assert self.session is not None
+        server = "Label Studio" if self.session.settings.label_studio_url else "task files (no Label Studio)"
+        with self.story.step(f"Hard examples of the drifted week → {server} → labels back") as step:
+            monday = day - timedelta(days=day.weekday())
+            run = self.session.hard_examples(monday)
+            self.outcome.count(run.success)
+            with psycopg.connect(self.env.database_url) as conn:
+                examples, labeled, corrected = conn.execute(
+                    "SELECT count(*), count(verified_condition), "
+                    "count(*) FILTER (WHERE verified_condition <> predicted_condition) FROM hard_examples "
+                    "WHERE export_id = %s",
+                    (f"hard-{monday.isoformat()}",),
+                ).fetchone() or (0, 0, 0)
+            self.outcome.hard_examples = {
+                "week": monday.isoformat(), "server": server, "examples": examples, "labeled": labeled,
+                "model_corrected": corrected, "run": run.run_id,
+            }  # fmt: skip
+            if not run.success:
+                error = self.session.run_error(run.run_id) or "no error recorded"
+                self.outcome.problems.append(f"hard examples run {run.run_id} failed: {error}")
+                step.fail(error)
+                return
+            step.update(
+                f"week of {monday}: {examples} exported, {labeled} labeled, {corrected} corrected the model"
+            )
 
     # --- the week in figures ------------------------------------------------------------------
     def report(self) -> WeekSummary:
