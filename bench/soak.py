@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import os
 import signal
 import sys
@@ -58,7 +59,7 @@ from bench.reliability.faults import (
     corrupt_file,
     wait_until,
 )
-from bench.reliability.journaled_edge import FAULT_MARKER
+from bench.reliability.journaled_edge import FAULT_MARKER, QUOTA_REASONS, drops_file
 from bench.reliability.models import has_verdict, make_version, model_status, point_to
 from bench.reliability.patroni import PatroniCluster
 from bench.reliability.pipeline import (
@@ -109,8 +110,8 @@ class Results:
     lost: int
     """Owed, not stored, and not among the counted quota drops."""
     quota_dropped: int
-    """Counted by the edges (``wv_edge_outbox_removed{reason="dropped_quota"}``), read just before
-    the quota phase's shutdown (which may drop a few more)."""
+    """Counted by the edges (``wv_edge_outbox_removed{reason="dropped_quota"|"dropped_quota_anomaly"}``),
+    as its outbox recorded them at its last write (``bench.reliability.journaled_edge.drops_file``)."""
     quota_missing: int
     """Measured: in neither the database nor the stopped outbox after the phase, and never stored."""
     anomalies_lost: int
@@ -205,11 +206,16 @@ class Tracker:
         """Events owed at ``marks`` not stored (as of the last :meth:`caught_up`)."""
         return sum(e[0] not in self.stored for f, n in marks.items() for e in self.owed[f][:n])
 
-    def write_off(self, facility: str, kept: set[str]) -> int:
-        """The facility's events neither stored nor ``kept`` (in its outbox) are drops; returns how many."""
+    def write_off(self, facility: str, kept: set[str], since: int, carried: set[str]) -> int:
+        """Drops of a quota phase: the facility's events journaled from ``since`` on or ``carried`` in
+        its outbox into the phase, neither stored nor ``kept`` (in its outbox after); returns how many.
+        Nothing earlier is a candidate: an event already on its way to the centre is not a quota drop."""
         count = self.marks()[facility]
         self.caught_up({facility: count})
-        dropped = {e[0] for e in self.owed[facility][:count] if e[0] not in self.stored and e[0] not in kept}
+        candidates = self.owed[facility][since:count] + [
+            e for e in self.owed[facility][:since] if e[0] in carried
+        ]
+        dropped = {e[0] for e in candidates if e[0] not in self.stored and e[0] not in kept}
         self.written_off |= dropped
         return len(dropped)
 
@@ -452,25 +458,29 @@ class Soak:
         edge = self.edges[self._pick("outbox_quota")]
         normal = copy.deepcopy(edge.config)
         edge.process.stop()
+        since, carried = self.tracker.marks()[edge.facility], edge.outbox_ids()
         edge.write_config(
             transport={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}, outbox={"quota_mb": 0.05}
         )
+        drops = drops_file(edge.journal)
+        drops.unlink(missing_ok=True)
         edge.start(wait_events=edge.written() + 1, timeout=180)
         time.sleep(10 if quick else 30)
-        dropped = edge.metric("wv_edge_outbox_removed_total", reason="dropped_quota")
-        anomalies_dropped = edge.metric("wv_edge_outbox_removed_total", reason="dropped_quota_anomaly")
         edge.process.stop()
+        # The outbox's own counters as of its last write: a scrape before the stop missed the stop's drops.
+        counted = json.loads(drops.read_text()) if drops.exists() else {}
+        dropped, anomalies_dropped = (int(counted.get(r, 0)) for r in QUOTA_REASONS)
         # Nothing was delivered in this phase: what is neither stored nor still in the outbox was dropped.
-        measured = self.tracker.write_off(edge.facility, edge.outbox_ids())
+        measured = self.tracker.write_off(edge.facility, edge.outbox_ids(), since, carried)
         edge.config = normal
         edge.write_config()
         f.healed = time.time()
         f.drained = edge.facility  # its dropped events never arrive: recovered once its outbox is empty
         edge.start(wait_events=edge.written() + 1, timeout=180)
-        self.quota_dropped += int(dropped)
+        self.quota_dropped += int(dropped + anomalies_dropped)
         f.detail = (
-            f"{edge.facility}: {measured} events dropped ({int(dropped)} counted before the shutdown's last "
-            f"writes), {int(anomalies_dropped)} anomalies"
+            f"{edge.facility}: {measured} events dropped ({int(dropped + anomalies_dropped)} counted by the "
+            f"edge), {int(anomalies_dropped)} of them anomalies"
         )
 
     def _model_fault(self, f: Fault) -> None:

@@ -18,6 +18,7 @@ there (an engine stuck in a call: the watchdog's case).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -64,15 +65,31 @@ def journal_line(payload: bytes, anomaly: bool) -> str:
     return f"{event.event_id}\t{kind}\t{int(anomaly)}\t{ts.seconds * 1000 + ts.nanos // 1_000_000}\n"
 
 
+QUOTA_REASONS = ("dropped_quota", "dropped_quota_anomaly")
+
+
+def drops_file(journal: Path) -> Path:
+    """Where a journaled edge keeps its outbox's quota drop counters (JSON, replaced atomically)."""
+    return journal.with_name(journal.name + ".drops.json")
+
+
 class JournaledOutbox(Outbox):
-    """The edge outbox; every accepted event is also appended to :attr:`journal`."""
+    """The edge outbox; every accepted event is also appended to :attr:`journal`, and the quota
+    drop counters, whenever a write changed them, to :func:`drops_file` (exact after any exit, even a
+    SIGKILL, where a scrape of the metrics endpoint is only as fresh as its moment)."""
 
     journal: IO[str]
 
     def put(self, payloads: Sequence[tuple[bytes, bool]]) -> list[bytes]:
+        dropped = [self.counters[r] for r in QUOTA_REASONS]
         keys = super().put(payloads)
         self.journal.write("".join(journal_line(p, a) for p, a in payloads))
         self.journal.flush()
+        if [self.counters[r] for r in QUOTA_REASONS] != dropped:
+            path = drops_file(Path(self.journal.name))
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps({r: self.counters[r] for r in QUOTA_REASONS}))
+            partial.replace(path)
         return keys
 
 
