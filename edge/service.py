@@ -210,6 +210,7 @@ class EdgeService:
             cfg.hotswap,
             decode_for,
             status_path=base / "model_status.json",
+            scope=(cfg.facility, [c.id for c in cfg.cameras]),  # a canary naming them applies here
         )
         self.relay.start()  # replay starts at once, before the first frame
         try:
