@@ -5,7 +5,9 @@ else the shipped default. A background thread then polls the pointer. A new vers
 off the inference path and shadow-runs on sampled batches (same input as the active model); after
 `shadow_frames` frames it is promoted only if its detections agree with the active model's
 (`min_agreement`) and its p95 inference time stays within `max_latency_ratio` of the active one's.
-Otherwise the active model stays and the verdict says why. Promotion swaps one reference between
+Otherwise the active model stays and the verdict says why. An edge whose facility (or every camera)
+a canary names (``canary.json`` next to the pointer, ``contract.canary_pointer``) follows the canary
+instead, through the same shadow run; when the canary ends it goes back to the pointer's version. Promotion swaps one reference between
 two batches, so no frame is lost or processed twice. `max_failures` consecutive inference
 failures of the active model roll back to the previous one; the failed version is not loaded
 again until the pointer names a different version. Every verdict is kept in `status()` and
@@ -21,13 +23,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from contract.canary_pointer import Canary, canary_file, read_canary
 from contract.frames import Detection
 from contract.model_pointer import PointerError, read_pointer
 from edge.backends.base import Engine, EngineSpec, ModelFiles, load_engine
@@ -92,7 +95,10 @@ class ModelManager:
         decode: Decoder,
         status_path: Path | None = None,
         loader: Callable[[Path, EngineSpec, str], LoadedModel] | None = None,
+        scope: tuple[str, Sequence[str]] | None = None,
     ) -> None:
+        """``scope``: this edge's facility and camera ids, which decide whether a canary applies to it
+        (None: it never follows a canary)."""
         self.spec = spec
         self.model_spec = model
         self.cfg = hotswap
@@ -115,7 +121,8 @@ class ModelManager:
         self._offers = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pointer_mtime: float | None = None
+        self.scope = scope
+        self._pointers_seen: tuple[float | None, float | None] | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -157,6 +164,8 @@ class ModelManager:
         except PointerError as exc:
             log.error("%s; ignoring it", exc)
             pointer = None
+        if (canary := self._canary()) is not None:
+            choices.append((canary.version, canary.path))
         if pointer is not None:
             choices.append((pointer.version, pointer.path))
             if pointer.previous and pointer.previous_path is not None:
@@ -281,24 +290,36 @@ class ModelManager:
                 except Exception:  # never let a bad pointer or model kill the manager thread
                     log.exception("model pointer poll failed")
 
+    def _canary(self) -> Canary | None:
+        """The canary this edge runs, if one covers its facility or cameras."""
+        if self.scope is None:
+            return None
+        try:
+            canary = read_canary(canary_file(self.model_spec.pointer_path.parent))
+        except PointerError as exc:
+            log.error("%s; following the production pointer", exc)
+            return None
+        return canary if canary is not None and canary.covers(*self.scope) else None
+
     def poll(self) -> None:
-        """Check the pointer and start shadowing a new version if it names one."""
-        file = self.model_spec.pointer_path
-        try:
-            mtime = file.stat().st_mtime
-        except FileNotFoundError:
+        """Check the pointer (and canary) and start shadowing a new version if they name one here."""
+        seen = (
+            _mtime(self.model_spec.pointer_path),
+            _mtime(canary_file(self.model_spec.pointer_path.parent)),
+        )
+        if seen == self._pointers_seen or seen[0] is None:
             return
-        if mtime == self._pointer_mtime:
-            return
+        self._pointers_seen = seen
         try:
-            pointer = read_pointer(file)
+            pointer = read_pointer(self.model_spec.pointer_path)
         except PointerError as exc:
             log.error("%s; keeping %s", exc, self.active.version if self.active else "?")
-            self._pointer_mtime = mtime
             return
-        self._pointer_mtime = mtime
         if pointer is None or self.active is None:
             return
+        canary = self._canary()
+        if canary is not None:
+            pointer = replace(pointer, version=canary.version, path=canary.path)
         key = (pointer.version, str(pointer.path))
         current = {(m.version, str(m.files.path)) for m in (self.active, self.candidate) if m is not None}
         if key in current or key in self._blocked:
@@ -399,6 +420,13 @@ class ModelManager:
         for m in (self.active, self.previous, self.candidate, self.fallback):
             if m is not None:
                 m.engine.close()
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _load_model(path: Path, spec: EngineSpec, version: str) -> LoadedModel:

@@ -5,12 +5,19 @@ A model version is an immutable directory. Its life cycle is
 model to production (``approve`` requires a name), and every move is a row in
 ``model_promotions``. The edge follows ``<models_dir>/production.json``, rewritten atomically
 (temporary file + rename) after each committed change, so it never reads half a file.
+
+A canary puts a version on some facilities or cameras first (``start_canary``: status
+``approved``, ``<models_dir>/canary.json`` for the edges); it ends promoted fleet-wide by a person
+(``approve``) or rolled back (``roll_back_canary``, automatically on a clear loss). Its start is an
+``approve`` row and its rollback a ``rollback`` row of the canary version in ``model_promotions``,
+the reason saying ``canary``.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from contract.canary_pointer import Canary, canary_file, clear_canary, read_canary, write_canary
 from contract.model_pointer import Pointer, pointer_file, read_pointer, write_pointer
 
 Status = Literal["candidate", "approved", "production", "retired", "rolled_back", "rejected"]
@@ -58,6 +66,30 @@ _COLUMNS = (
 )
 
 
+def _resolve_targets(
+    conn: psycopg.Connection[dict[str, Any]], targets: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(facilities, cameras) named by ``targets``: a facility id, ``FACILITY/CAMERA`` or a bare camera
+    id, each known to the ``facilities`` / ``cameras`` tables; anything else is refused by name."""
+    known_facilities = {r["facility_id"] for r in conn.execute("SELECT facility_id FROM facilities")}
+    known_cameras = {
+        f"{r['facility_id']}/{r['camera_id']}"
+        for r in conn.execute("SELECT facility_id, camera_id FROM cameras")
+    }
+    facilities: list[str] = []
+    cameras: list[str] = []
+    for target in (t.strip() for t in targets if t.strip()):
+        if target in known_facilities:
+            facilities.append(target)
+        elif target in known_cameras or any(c.endswith(f"/{target}") for c in known_cameras):
+            cameras.append(target)
+        else:
+            raise RegistryError(
+                f"canary target {target!r} is neither a facility nor a camera (see `wv db cameras`)"
+            )
+    return tuple(dict.fromkeys(facilities)), tuple(dict.fromkeys(cameras))
+
+
 class ModelRegistry:
     """Registry operations over one database and one models folder."""
 
@@ -68,6 +100,10 @@ class ModelRegistry:
     @property
     def pointer_path(self) -> Path:
         return pointer_file(self.models_dir)
+
+    @property
+    def canary_path(self) -> Path:
+        return canary_file(self.models_dir)
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.database_url, row_factory=dict_row, connect_timeout=10)
@@ -192,6 +228,11 @@ class ModelRegistry:
             previous = current["version"] if current else None
             if previous == version:
                 raise RegistryError(f"{version} is already in production")
+            canary = self.canary()
+            if canary is not None and canary.version != version:
+                raise RegistryError(
+                    f"canary {canary.version} runs on {canary.describe()}: promote it or roll it back first"
+                )
             if model.status not in ("candidate", "approved", "retired"):
                 raise RegistryError(
                     f"{version} is {model.status}; only candidates or retired models can be approved"
@@ -215,7 +256,104 @@ class ModelRegistry:
             )
             promoted = ModelVersion(**row)  # type: ignore[arg-type]
         self._write_pointer(promoted, previous, by)
+        clear_canary(self.canary_path)  # the canary, if it was this version, now runs everywhere
         return promoted
+
+    # --- canary ----------------------------------------------------------------------------
+    def canary(self) -> Canary | None:
+        """The version on trial on some edges, None when none is."""
+        return read_canary(self.canary_path)
+
+    def start_canary(self, version: str, by: str, targets: Sequence[str], reason: str = "") -> ModelVersion:
+        """A person puts ``version`` on some facilities or cameras first (``targets``: facility ids,
+        ``FACILITY/CAMERA`` or bare camera ids); the rest of the fleet stays on production. The
+        same evaluation rule as ``approve`` applies."""
+        by = by.strip()
+        if not by:
+            raise RegistryError("a canary needs the approver's name (--by NAME)")
+        if not [t for t in targets if t.strip()]:
+            raise RegistryError("a canary names at least one facility or camera (--canary FAC-002,FAC-003)")
+        with self._connect() as conn:
+            conn.execute("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE")
+            model = self._get(conn, version, lock=True)
+            current = conn.execute(
+                "SELECT version FROM model_versions WHERE status = 'production'"
+            ).fetchone()
+            if current is None:
+                raise RegistryError("no model is in production: a canary is compared with production")
+            if current["version"] == version:
+                raise RegistryError(f"{version} is already in production")
+            running = self.canary()
+            if running is not None and running.version != version:
+                raise RegistryError(f"canary {running.version} runs on {running.describe()}: end it first")
+            if model.status not in ("candidate", "approved", "retired"):
+                raise RegistryError(
+                    f"{version} is {model.status}; only candidates or retired models can be tried"
+                )
+            if model.status == "candidate" and model.evaluation_passed is not True:
+                state = "failed" if model.evaluation_passed is False else "has not run"
+                raise RegistryError(
+                    f"{version}: its candidate evaluation {state}; materialize candidate_evaluation first"
+                )
+            facilities, cameras = _resolve_targets(conn, targets)
+            canary = Canary(version, self.resolve(model), facilities, cameras, by)
+            row = conn.execute(
+                "UPDATE model_versions SET status = 'approved', approved_by = %s, approved_at = now(), "
+                f"metrics = metrics || %s WHERE version = %s RETURNING {_COLUMNS}",
+                (
+                    by,
+                    Jsonb({"canary": {"facilities": list(facilities), "cameras": list(cameras), "by": by}}),
+                    version,
+                ),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO model_promotions (version, previous, action, actor, reason) "
+                "VALUES (%s, %s, 'approve', %s, %s)",
+                (
+                    version,
+                    current["version"],
+                    by,
+                    f"canary on {canary.describe()}" + (f": {reason}" if reason else ""),
+                ),
+            )
+            started = ModelVersion(**row)  # type: ignore[arg-type]
+        write_canary(self.canary_path, canary)
+        return started
+
+    def roll_back_canary(self, by: str, reason: str, decision: dict[str, Any] | None = None) -> ModelVersion:
+        """End the canary: its edges go back to production; the version becomes ``rolled_back``."""
+        canary = self.canary()
+        if canary is None:
+            raise RegistryError("no canary is running")
+        with self._connect() as conn:
+            conn.execute("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE")
+            current = conn.execute(
+                "SELECT version FROM model_versions WHERE status = 'production'"
+            ).fetchone()
+            row = conn.execute(
+                "UPDATE model_versions SET status = 'rolled_back', notes = %s, metrics = metrics || %s "
+                f"WHERE version = %s RETURNING {_COLUMNS}",
+                (
+                    reason,
+                    Jsonb({"canary_decision": decision or {"verdict": "rollback", "by": by}}),
+                    canary.version,
+                ),
+            ).fetchone()
+            if row is None:
+                raise RegistryError(f"canary version {canary.version} is not registered")
+            conn.execute(
+                "INSERT INTO model_promotions (version, previous, action, actor, reason) "
+                "VALUES (%s, %s, 'rollback', %s, %s)",
+                (
+                    canary.version,
+                    current["version"] if current else None,
+                    by,
+                    f"canary rolled back: {reason}",
+                ),
+            )
+            ended = ModelVersion(**row)
+        clear_canary(self.canary_path)
+        return ended
 
     def rollback(self, by: str, reason: str = "") -> ModelVersion:
         """Restore the model that production replaced; the current one becomes ``rolled_back``."""

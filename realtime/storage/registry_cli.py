@@ -111,10 +111,22 @@ def approve(
     version: Annotated[str, typer.Argument(help="Version to put in production.")],
     by: Annotated[str, typer.Option("--by", help="Your name: recorded as the approver.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the promotion history).")] = "",
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these facilities or cameras first (FAC-002,FAC-001/cam-2); canary_comparison compares "
+            "them with production and rolls back a clear loss; approve again without --canary to go fleet-wide."
+        ),
+    ] = None,
 ) -> None:
     """Promote a version whose candidate evaluation passed; the edges follow within their poll interval."""
     registry = _registry()
     try:
+        if canary is not None:
+            model = registry.start_canary(version, by, canary.split(","), reason)
+            running = registry.canary()
+            console.print(f"canary {model.version} on {running.describe() if running else '?'}")
+            return
         _show(registry.approve(version, by, reason), registry.read_pointer())
     except _FAILURES as exc:
         _fail(exc)
