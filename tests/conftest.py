@@ -31,6 +31,7 @@ import redis
 from psycopg import sql
 
 from bench.fixtures.events import DEFAULT_CAMERAS
+from bench.fixtures.shards import ASSIGNMENT, FACILITIES, shard_databases
 from foundation.redaction import display_url
 from foundation.redis_connect import RedisMisconfigured, connect, require_sentinels, with_db
 from foundation.settings import ConfigError
@@ -42,6 +43,7 @@ from wv.settings import PlatformSettings
 
 if TYPE_CHECKING:
     from realtime.service.server import RunningServer
+    from realtime.storage.shards import ShardMap
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests, and the ``wv`` subprocesses they start, read the services recorded by ``wv services up``
@@ -105,6 +107,21 @@ def database_url(settings: PlatformSettings) -> Iterator[str]:
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def shard_set(settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShardMap]:
+    """Two facility shards for the session: new databases ``home`` and ``east`` on the configured
+    server holding ``bench.fixtures.shards.FACILITIES`` as ``ASSIGNMENT`` says; dropped after."""
+    cameras = dict.fromkeys(FACILITIES, DEFAULT_CAMERAS)
+    with shard_databases(
+        settings.database_url,
+        tmp_path_factory.mktemp("shards"),
+        ASSIGNMENT,
+        facilities=FACILITIES,
+        cameras=cameras,
+    ) as (shards, _path):
+        yield shards
 
 
 @pytest.fixture

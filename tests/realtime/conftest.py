@@ -16,10 +16,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from bench.fixtures.events import detection_batch
+from bench.fixtures.events import DEFAULT_CAMERAS, detection_batch
+from bench.fixtures.shards import FACILITIES, reset
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
 from realtime.ingest.worker import IngestConfig, IngestWorker
+from realtime.storage.facilities import ensure_cameras, ensure_facilities
+from realtime.storage.shards import ShardMap
 from wv.settings import PlatformSettings
 
 
@@ -167,3 +170,18 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.
 def topic_reader(kafka_bootstrap: str) -> Callable[..., list[ConsumerRecord]]:
     """``topic_reader(topic, expected)``: the topic's messages from the beginning."""
     return lambda topic, expected, timeout_s=20.0: read_topic(kafka_bootstrap, topic, expected, timeout_s)
+
+
+@pytest.fixture
+def shards(shard_set: ShardMap) -> ShardMap:
+    """Two facility shards (the session's ``shard_set``), emptied: ``FACILITIES`` split by ``ASSIGNMENT``."""
+    reset(shard_set, FACILITIES, dict.fromkeys(FACILITIES, DEFAULT_CAMERAS))
+    return shard_set
+
+
+@pytest.fixture
+def one_database(db: psycopg.Connection) -> psycopg.Connection:
+    """The single database of before (``db``) with the four facilities of :func:`shards`."""
+    ensure_facilities(db, FACILITIES)
+    ensure_cameras(db, dict.fromkeys(FACILITIES, DEFAULT_CAMERAS))
+    return db

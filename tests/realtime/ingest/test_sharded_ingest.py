@@ -5,7 +5,6 @@ is down holds back only its own facilities' events."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -13,41 +12,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory
-from bench.fixtures.shards import shard_databases
+from bench.fixtures.events import EventFactory
+from bench.fixtures.shards import ASSIGNMENT, FACILITIES
 from bench.reliability.pipeline import committed_offsets
 from contract.events import anomaly_flag
 from contract.proto import warehouse_vision_pb2 as pb
-from realtime.storage.facilities import ensure_cameras, ensure_facilities
-from realtime.storage.shards import HOME, ShardMap
+from realtime.storage.shards import HOME
 from realtime.storage.writer import EventWriter, prepare
 
 pytestmark = pytest.mark.timeout(120)
-FACILITIES = ("FAC-001", "FAC-002", "FAC-003", "FAC-004")
-ASSIGNMENT = {"FAC-001": HOME, "FAC-002": HOME, "FAC-003": "east", "FAC-004": "east"}
 TABLES = {
     "package_detections": "event_id, facility_id, package_id, zone, event_time",
     "quality_assessments": "event_id, facility_id, condition",
     "packages": "package_id, facility_id, decisions, first_seen, last_seen, last_zone",
     "anomaly_flags": "anomaly_id, facility_id, kind",
 }
-
-
-@pytest.fixture
-def shards(settings, tmp_path) -> Iterator[ShardMap]:
-    cameras = dict.fromkeys(FACILITIES, DEFAULT_CAMERAS)
-    with shard_databases(
-        settings.database_url, tmp_path, ASSIGNMENT, facilities=FACILITIES, cameras=cameras
-    ) as (shard_map, _path):
-        yield shard_map
-
-
-@pytest.fixture
-def one_database(db) -> psycopg.Connection:
-    """The single database of before, with the fourth facility too."""
-    ensure_facilities(db, ["FAC-004"])
-    ensure_cameras(db, {"FAC-004": DEFAULT_CAMERAS})
-    return db
 
 
 def _events(seed: int, packages: int = 12) -> list[pb.DetectionEvent]:
