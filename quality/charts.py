@@ -72,3 +72,23 @@ def bar_chart(title: str, values: Mapping[str, float], ylabel: str, reference: f
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     return _png(fig)
+
+
+def comparison_chart(
+    title: str, arms: Mapping[str, Mapping[str, float | None]], panels: Sequence[str]
+) -> bytes:
+    """One small bar panel per figure in ``panels``, one bar per arm (e.g. canary vs production)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    names = list(arms)
+    colours = ["#30638e", "#d1495b", "#edae49", "#00798c"]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        values = [arms[n].get(panel) for n in names]
+        ax.bar(names, [v or 0.0 for v in values], color=colours[: len(names)])
+        for i, v in enumerate(values):
+            ax.annotate(
+                "n/a" if v is None else f"{v:.3g}", (i, v or 0.0), ha="center", va="bottom", fontsize=8
+            )
+        ax.set_title(panel, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(title)
+    return _png(fig)

@@ -1,0 +1,98 @@
+"""A canary against production on the same days: each arm's figures, and the verdict.
+
+A clear loss (verified accuracy, model latency or anomaly rate beyond its bound) rolls the canary
+back automatically. No clear loss once both arms have enough verified samples recommends the
+promotion, which a person makes (``wv model approve VERSION --by NAME``); fewer samples keep
+watching. The arms run on different cameras, so "agreement" here is how alike their decisions'
+condition mixes are (1 − total variation distance), not a per-package comparison: the edges'
+shadow run measures that before a canary ever serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model version's work on the compared days."""
+
+    version: str
+    decisions: int
+    verified: int
+    verified_correct: int
+    anomalies: int
+    p95_infer_ms: float | None
+    conditions: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.verified_correct / self.verified if self.verified else None
+
+    @property
+    def anomaly_rate(self) -> float | None:
+        return self.anomalies / self.decisions if self.decisions else None
+
+
+@dataclass(frozen=True)
+class Bounds:
+    min_verified: int = 30
+    """Verified samples each arm needs before accuracy counts (and before a promotion is recommended)."""
+    max_accuracy_drop: float = 0.02
+    """A canary verified accuracy this far below production's is a clear loss."""
+    max_latency_ratio: float = 1.5
+    """Canary p95 inference time over production's beyond this is a clear loss."""
+    max_anomaly_ratio: float = 2.0
+    anomaly_slack: float = 0.01
+    """A canary anomaly rate above production's × ratio + slack is a clear loss."""
+
+
+Verdict = Literal["rollback", "promote_recommended", "keep_watching"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reasons: list[str]
+
+
+def mix_agreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | None:
+    """1 − total variation distance between two condition mixes (1: the same shares)."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    if not total_a or not total_b:
+        return None
+    keys = set(a) | set(b)
+    return 1 - 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys)
+
+
+def decide(canary: Arm, production: Arm, bounds: Bounds) -> Decision:
+    """Roll back on a clear loss; recommend promotion when both arms have enough verified samples."""
+    losses: list[str] = []
+    enough = canary.verified >= bounds.min_verified and production.verified >= bounds.min_verified
+    ca, pa = canary.accuracy, production.accuracy
+    if enough and ca is not None and pa is not None and ca < pa - bounds.max_accuracy_drop:
+        losses.append(
+            f"verified accuracy {ca:.1%} vs production {pa:.1%} (more than {bounds.max_accuracy_drop:.0%} lower)"
+        )
+    if canary.p95_infer_ms and production.p95_infer_ms:
+        ratio = canary.p95_infer_ms / production.p95_infer_ms
+        if ratio > bounds.max_latency_ratio:
+            losses.append(f"p95 inference {ratio:.2f}x production's (max {bounds.max_latency_ratio})")
+    if canary.anomaly_rate is not None and production.anomaly_rate is not None:
+        limit = production.anomaly_rate * bounds.max_anomaly_ratio + bounds.anomaly_slack
+        if canary.decisions >= bounds.min_verified and canary.anomaly_rate > limit:
+            losses.append(
+                f"anomaly rate {canary.anomaly_rate:.1%} vs production {production.anomaly_rate:.1%}"
+            )
+    if losses:
+        return Decision("rollback", losses)
+    if enough:
+        return Decision("promote_recommended", ["no clear loss; a person approves the fleet-wide rollout"])
+    return Decision(
+        "keep_watching",
+        [
+            f"verified samples canary {canary.verified}, production {production.verified} (need {bounds.min_verified})"
+        ],
+    )
