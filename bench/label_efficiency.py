@@ -295,6 +295,9 @@ def plot(report: dict, out: Path, series: Callable[[str], bool] = lambda k: True
             ax.axhline(shipped, color="grey", ls=":", label="shipped model")
         ax.axhline(TARGET, color="red", ls="--", label="94 % target")
         ax.set_xscale("log", base=2)
+        ticks = sorted({int(k.split(".")[2]) for k in m if k.startswith(f"{preset}.") and k.count(".") == 2
+                        and k.split(".")[2].isdigit()})  # fmt: skip
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("verified packages")
         ax.set_ylabel("condition accuracy, later days")
         ax.set_title(preset)
