@@ -43,7 +43,6 @@ from prometheus_client.core import Metric
 from edge.backends.base import EngineSpec
 from edge.batching.controller import BatchController
 from edge.batching.straggler import StragglerRunner
-from edge.capture.queues import FrameHub
 from edge.capture.reader import CameraReader
 from edge.capture.workers import DecodePool, RemoteReader
 from edge.config import CameraConfig, EdgeConfig, ZoneSpec
@@ -58,6 +57,7 @@ from edge.outbox.store import Outbox
 from edge.pipeline import CameraRuntime, Pipeline, decode_for
 from edge.publish.base import Transport
 from edge.retry import Backoff
+from edge.sampling import sampling_hub
 from edge.sources.base import FrameSource
 from edge.sources.factory import open_source
 from edge.sources.simulated import SyntheticSource
@@ -218,7 +218,7 @@ class EdgeService:
             self.references = SkuReferences(
                 cfg.redis_url, cfg.decisions.reference_capacity, cfg.decisions.reference_min_count
             )
-            self.hub = FrameHub()
+            self.hub = sampling_hub(cfg.facility)  # a FrameHub; samples frames when WV_FRAME_SAMPLING is on
             self.decoders = (
                 DecodePool(self.hub, cfg.capture.workers, int(cfg.capture.max_frame_mb * 2**20))
                 if cfg.capture.workers
