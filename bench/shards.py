@@ -7,7 +7,7 @@
    the difference per event is what routing adds to the consumer thread.
 2. **Sustained ingest**, one worker (``IngestWorker``, the code behind ``wv realtime run``, in a
    thread of this process) draining a backlog of DetectionBatch messages from four facilities
-   (messages span both shards, as when an edge's batches are mixed), into one database (the
+   (every message spans both shards: the worst case for routing), into one database (the
    baseline) and into two shards (FAC-001/002 at home, FAC-003/004 on ``east``) on the same
    server; rounds alternate so both see the same machine. The rate is events over the span from
    the first stored row to the last (group join excluded).
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import statistics
 import threading
 import time
@@ -34,8 +33,9 @@ from kafka import TopicPartition
 
 from bench._report import write_report
 from bench._services import scratch_redis, scratch_topics
-from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory, detection_batch
+from bench.fixtures.events import DEFAULT_CAMERAS, detection_batch
 from bench.fixtures.shards import ASSIGNMENT, FACILITIES, shard_databases
+from bench.ingest import make_events as ingest_events
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
 from realtime.codec import Decoded
@@ -49,19 +49,11 @@ PER_MESSAGE = 250
 
 
 def make_events(count: int) -> list[pb.DetectionEvent]:
-    """``count`` unique events of the four facilities, shuffled: clones of realistic ones."""
-    templates = [
-        e for i, f in enumerate(FACILITIES) for e in EventFactory(f, seed=90 + i).stream(250, detections=4)
-    ]
-    random.Random(9).shuffle(templates)
-    run = uuid.uuid4().hex[:8]
-    events = []
-    for i in range(count):
-        event = pb.DetectionEvent()
-        event.CopyFrom(templates[i % len(templates)])
-        event.event_id = f"{run}-{i:010d}"
-        event.package_id = f"{event.package_id}-{i // len(templates)}"
-        events.append(event)
+    """``count`` unique events (:func:`bench.ingest.make_events`), dealt round-robin to the four
+    facilities: every message then spans both shards."""
+    events = ingest_events(count, seed=9)
+    for i, event in enumerate(events):
+        event.facility_id = FACILITIES[i % len(FACILITIES)]
     return events
 
 
