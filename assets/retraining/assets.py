@@ -27,6 +27,7 @@ from assets.common.resources import DatabaseResource, ModelRegistryResource, Wan
 from assets.common.settings import PipelineSettings
 from assets.model_quality.crops import SyntheticCamera, parse_synthetic_uri
 from assets.model_quality.labeling import camera_sources
+from assets.retraining.adaptation import adapted_start
 from quality.gate import GatePolicy, decide
 from quality.sampling import sample_rank
 from realtime.storage.model_registry import ModelRegistry, ModelVersion
@@ -254,6 +255,9 @@ class CandidateModelConfig(dg.Config):
     reference_frames: int = 48
     """Training frames whose embeddings become the candidate's drift reference."""
     seed: int = 0
+    adapted_backbone: bool = False
+    """Start from ``backbone_adaptation``'s newest passing model instead of production's weights (off:
+    it did not raise accuracy on the drift presets measured, docs/benchmarks.md)."""
 
     def finetune_options(self) -> "FinetuneOptions":
         """The fine-tune this config describes (also what ``bench.drift_recovery`` measures)."""
@@ -296,6 +300,7 @@ def training_samples(dataset: RetrainingDataset, input_size: tuple[int, int]) ->
 
 
 @dg.asset(
+    deps=["backbone_adaptation"],
     group_name="retraining",
     owners=OWNERS,
     kinds={"pytorch", "onnx", "wandb"},
@@ -327,6 +332,7 @@ def candidate_model(
     registry = model_registry.registry()
     parent, parent_dir = _require_production(registry)
     parent_version = read_version(parent_dir)
+    start_dir = adapted_start(registry.models_dir, parent) if config.adapted_backbone else parent_dir
     version = f"cand-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     out_dir = registry.models_dir / version
     started = time.perf_counter()
@@ -334,7 +340,7 @@ def candidate_model(
     opts = config.finetune_options()
     run_config = {**asdict(opts), "parent": parent, "manifest": retraining_dataset.manifest}
     with wandb.run(version, "retraining", run_config) as run:
-        result = finetune(load_detector(parent_dir), labeled, replay, opts, on_log=run.log)
+        result = finetune(load_detector(start_dir), labeled, replay, opts, on_log=run.log)
         run.summary.update(result.timings)
     training: dict[str, Any] = {
         "parent": parent,
@@ -344,6 +350,7 @@ def candidate_model(
         "replay_frames": len(replay),
         "frozen_blocks": config.frozen_blocks,
         "manifest": retraining_dataset.manifest,
+        "adapted_backbone": str(start_dir) if config.adapted_backbone else None,
         "final_loss": result.final_loss,
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
     }
