@@ -40,7 +40,6 @@ from bench._report import write_report
 from bench.edge_pipeline import pin_cores
 from edge.backends.base import EngineSpec, load_engine
 from edge.config import build_config
-from edge.model.preprocess import preprocess
 from edge.publish.base import Delivery, Transport
 from edge.publish.wire import Outgoing
 from edge.service import EdgeService
@@ -62,16 +61,16 @@ class AckAll(Transport):
 
 def record_clips(folder: Path, width: int, height: int) -> list[Path]:
     """The simulator recorded to H.264 clips (cached); one per scene seed."""
-    import av
-
-    from simulator import SimConfig
-    from simulator.video import write_video
-
     folder.mkdir(parents=True, exist_ok=True)
     clips = []
     for seed in range(1, SCENES + 1):
         out = folder / f"scene{seed}_{width}x{height}.mp4"
         if not out.exists():
+            import av
+
+            from simulator import SimConfig
+            from simulator.video import write_video
+
             with tempfile.TemporaryDirectory() as tmp:
                 raw = Path(tmp) / "raw.mp4"
                 write_video(raw, CLIP_SECONDS, seed, config=SimConfig(width=width, height=height, fps=FPS))
@@ -94,7 +93,7 @@ def record_clips(folder: Path, width: int, height: int) -> list[Path]:
 def engine_max(
     model: Path, spec: EngineSpec, clip: Path, batches: Sequence[int], seconds: float
 ) -> dict[str, float]:
-    """Best images/s of the bare engine over `batches` (preprocessed frames, no pipeline)."""
+    """Best images/s of the bare engine over `batches` (frames prepared once, where the engine runs)."""
     import cv2
 
     cap = cv2.VideoCapture(str(clip))
@@ -103,7 +102,7 @@ def engine_max(
     engine = load_engine(model, spec)
     best: dict[str, float] = {}
     for b in batches:
-        batch = preprocess([frames[i % len(frames)] for i in range(b)], engine.model.input_size)
+        batch = engine.prepare([frames[i % len(frames)] for i in range(b)])  # on the GPU for torch on CUDA
         engine.infer(batch)  # warm-up (kernel selection, allocation)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds or n < 3:
@@ -164,7 +163,7 @@ def pss_mb(pids: Sequence[int]) -> float:
 
 
 def run_config(
-    clips: list[Path],
+    clips: list[str],
     spec: EngineSpec,
     model: Path,
     cameras: int,
@@ -181,7 +180,7 @@ def run_config(
                 "cameras": [
                     {
                         "id": f"cam-{i}",
-                        "source": f"file://{clips[i % len(clips)]}?realtime=1",
+                        "source": clips[i % len(clips)],
                         "policy": "latest",
                         "restart_at_end": True,
                     }
@@ -193,6 +192,7 @@ def run_config(
                     "precision": spec.precision,
                     "device": spec.device,
                     "threads": spec.threads,
+                    "cuda_graphs": spec.cuda_graphs,
                 },
                 "model": {"version": str(model), "fallback": None},
                 "budgets": {
@@ -238,6 +238,12 @@ def run_config(
             for (_cam, reason), n in drops.items():
                 by_reason[reason] += n
             batches = service.runner.counters["batches"] - batches0
+            reg = service.metrics.registry
+            stages = {}
+            for stage in ("decode", "queue", "preprocess", "infer", "track", "decide", "publish"):
+                total = reg.get_sample_value("wv_edge_stage_seconds_sum", {"stage": stage}) or 0.0
+                count = reg.get_sample_value("wv_edge_stage_seconds_count", {"stage": stage}) or 1.0
+                stages[f"stage_{stage}_ms"] = 1000 * total / count
             pids = [os.getpid()] + [
                 w.process.pid for w in (service.decoders.workers if service.decoders else [])
             ]
@@ -256,6 +262,8 @@ def run_config(
         "batch_mean": done / max(batches, 1),
         "gpu_util_pct": util,
         "memory_mb": memory,
+        "post_ms_per_batch": service.controller.post_ms,
+        **stages,
     }
 
 
@@ -280,15 +288,26 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2, help="CPU cores to pin the process to")
     parser.add_argument("--size", default="640x360", help="frame size of the clips")
     parser.add_argument("--quick", action="store_true", help="8 s per configuration")
+    parser.add_argument("--cuda-graphs", action="store_true", help="engine.cuda_graphs (torch on CUDA)")
+    parser.add_argument(
+        "--rendered",
+        action="store_true",
+        help="cameras render the simulator in the workers instead of decoding",
+    )
     args = parser.parse_args()
     cores = pin_cores(args.cores)
     cuda = args.device.startswith("cuda")
     precision = args.precision or ("fp16" if cuda else "int8")
     threads = None if cuda else len(cores)
-    spec = EngineSpec(args.engine, precision, args.device, threads)
+    spec = EngineSpec(args.engine, precision, args.device, threads, cuda_graphs=args.cuda_graphs)
     width, height = (int(v) for v in args.size.split("x"))
     state = Path(os.environ.get("WV_STATE_DIR", ".local"))
     clips = record_clips((state / "bench" / "video").resolve(), width, height)
+    sources = [f"file://{c}?realtime=1" for c in clips]
+    if args.rendered:
+        sources = [
+            f"synthetic://seed={i}&fps={FPS}&width={width}&height={height}" for i in range(1, SCENES + 1)
+        ]
     seconds = 8.0 if args.quick else args.seconds
     max_batch = args.max_batch or (256 if cuda else 16)
     batches = [int(b) for b in (args.engine_batches or ("1,8,32,64,128,256" if cuda else "1,2,4")).split(",")]
@@ -296,7 +315,7 @@ def main() -> None:
     top = baseline["engine_max_img_s"]
     rows, metrics = [], {}
     for n in (int(c) for c in args.cameras.split(",")):
-        r = run_config(clips, spec, args.model, n, args.per_worker, seconds, args.warmup, max_batch)
+        r = run_config(sources, spec, args.model, n, args.per_worker, seconds, args.warmup, max_batch)
         load = os.getloadavg()[0]
         r["load_1m"] = load
         metrics.update({f"{n}cam_{k}": v for k, v in r.items()})
@@ -315,10 +334,12 @@ def main() -> None:
                 "load 1m": f"{load:.1f}",
             }
         )
-        print(rows[-1], flush=True)
+        print(
+            rows[-1], {k: round(v, 2) for k, v in r.items() if k.startswith(("stage_", "post_"))}, flush=True
+        )
     per_batch = ", ".join(f"b{b} {baseline['engine_b' + str(b) + '_img_s']:.0f}" for b in batches)
     print(
-        f"engine {spec.name} {precision} on {args.device}; raw engine max {top:.0f} img/s ({per_batch}); "
+        f"engine {spec.name} {precision} on {args.device}{' (CUDA graphs)' if args.cuda_graphs else ''}; raw engine max {top:.0f} img/s ({per_batch}); "
         f"cores pinned: {cores}; {seconds:.0f} s per row after {args.warmup:.0f} s warm-up"
     )
     write_report("edge_video", metrics, baseline, rows)

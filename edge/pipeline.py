@@ -3,7 +3,8 @@
 One thread runs it. Each iteration takes up to the controller's batch limit of the oldest waiting
 frames (waiting a little for a fuller batch only while the oldest frame has slack), runs them
 through the straggler runner, and hands each frame, in order per camera, to that camera's
-tracker and decider. Every event is written to the outbox before the relay is told about it.
+tracker and decider; the events of the whole batch are then serialised (once) and written to the
+outbox in one durable write (one fsync per batch, not per frame), before the relay is told.
 
 A frame's pixels may live in a decode worker's shared-memory slot (`edge.capture.workers`): they
 are valid until the batch ends, when the slot goes back to the worker. Whatever keeps pixels
@@ -177,20 +178,34 @@ class Pipeline:
             "preprocess_ms": (prep_done - started) * 1000,
             "infer_ms": (infer_done - prep_done) * 1000,
         }
+        decided = [
+            self._decide(c, dets, info, shared, started) for c, dets in zip(items, detections, strict=True)
+        ]
+        write_started = time.monotonic()
+        self._write([(events, ctx, c.captured_at, decided_at) for c, ctx, events, decided_at in decided])
+        done = time.monotonic()
         e2e: list[float] = []
-        for c, dets in zip(items, detections, strict=True):
-            e2e.append(self._frame(c, dets, info, shared, started))
+        for (c, ctx, _, _), dets in zip(decided, detections, strict=True):
+            ctx.timings["publish_ms"] = (done - write_started) * 1000
+            ctx.timings["end_to_end_ms"] = (done - c.captured_at) * 1000
+            self.metrics.observe_stages(ctx.timings)
+            self.counters["frames"] += 1
+            self.counters["detections"] += len(dets)
+            self.frames_by_camera[ctx.camera_id] += 1
+            e2e.append(ctx.timings["end_to_end_ms"])
+        self.e2e_ms.extend(e2e)
         post_ms = (time.monotonic() - infer_done) * 1000
         self.controller.observe(len(items), outcome.infer_ms, post_ms, e2e, self.hub.depth())
 
-    def _frame(
+    def _decide(
         self,
         c: Captured,
         dets: list[Detection],
         info: ModelInfo,
         shared: dict[str, float],
         batch_start: float,
-    ) -> float:
+    ) -> tuple[Captured, FrameContext, list[pb.DetectionEvent], float]:
+        """Track one frame's detections and decide; the events are written with the batch's."""
         cam = self.cameras[c.frame.camera_id]
         t0 = time.monotonic()
         step = cam.tracker.update(c.frame.index, c.frame.timestamp, dets)
@@ -210,34 +225,28 @@ class Pipeline:
         )
         events = cam.decider.observe(ctx, step.matches, c.frame)
         events.extend(e for t in step.ended if (e := cam.decider.decide(t, ctx)) is not None)
-        t2 = time.monotonic()
-        ctx.timings["decide_ms"] = (t2 - t1) * 1000
-        self._write(events, ctx, c.captured_at, t2)
-        done = time.monotonic()
-        ctx.timings["publish_ms"] = (done - t2) * 1000
-        ctx.timings["end_to_end_ms"] = (done - c.captured_at) * 1000
-        self.metrics.observe_stages(ctx.timings)
-        self.counters["frames"] += 1
-        self.counters["detections"] += len(dets)
-        self.frames_by_camera[cam.camera_id] += 1
-        self.e2e_ms.append(ctx.timings["end_to_end_ms"])
-        return ctx.timings["end_to_end_ms"]
+        decided_at = time.monotonic()
+        ctx.timings["decide_ms"] = (decided_at - t1) * 1000
+        return c, ctx, events, decided_at
 
-    def _write(
-        self, events: list[pb.DetectionEvent], ctx: FrameContext, captured_at: float, t2: float
-    ) -> None:
-        if not events:
-            return
+    def _write(self, frames: list[tuple[list[pb.DetectionEvent], FrameContext, float, float]]) -> None:
+        """Every event of a batch in one durable outbox write (one fsync), then wake the relay.
+
+        Each event is serialised here, once: the relay and the transport pass these bytes on."""
         now = time.monotonic()
-        for event in events:
-            event.timings.decide_ms = ctx.timings["decide_ms"]
-            event.timings.publish_ms = (now - t2) * 1000
-            event.timings.end_to_end_ms = (now - captured_at) * 1000
-            kind = "events_decision" if event.kind == pb.EVENT_KIND_DECISION else "events_detection"
-            self.counters[kind] += 1
-            self.counters["anomalies"] += len(event.anomalies)
-        self.outbox.put([(e.SerializeToString(), has_anomalies(e)) for e in events])
-        self.relay.notify()
+        payloads = []
+        for events, ctx, captured_at, decided_at in frames:
+            for event in events:
+                event.timings.decide_ms = ctx.timings["decide_ms"]
+                event.timings.publish_ms = (now - decided_at) * 1000
+                event.timings.end_to_end_ms = (now - captured_at) * 1000
+                kind = "events_decision" if event.kind == pb.EVENT_KIND_DECISION else "events_detection"
+                self.counters[kind] += 1
+                self.counters["anomalies"] += len(event.anomalies)
+                payloads.append((event.SerializeToString(), has_anomalies(event)))
+        if payloads:
+            self.outbox.put(payloads)
+            self.relay.notify()
 
     def finish(self) -> None:
         """End every live track (shutdown or end of stream) and write their decisions."""
@@ -247,4 +256,5 @@ class Pipeline:
             if last is None:
                 continue
             events = [e for t in ended if (e := cam.decider.decide(t, last)) is not None]
-            self._write(events, last, time.monotonic(), time.monotonic())
+            now = time.monotonic()
+            self._write([(events, last, now, now)])

@@ -95,7 +95,7 @@ class TorchEngine(Engine):
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._net(static)
         outputs = {k: out[k] for k in OUTPUT_NAMES}
 

@@ -22,6 +22,10 @@ Liveness: each worker sends every camera's counters and heartbeat four times a s
 mirrors them into the camera's own :class:`~edge.watchdog.Heartbeat`, so the watchdog judges a
 reader in a worker like one in-process. A worker process that dies is started again and its
 cameras re-added (counted as reconnects).
+
+Workers are started with ``spawn`` (never ``fork``: the edge process has threads), so a program
+that embeds the edge must guard its entry point with ``if __name__ == "__main__"``, as any
+multiprocessing program must (``wv edge run`` and the benchmarks do).
 """
 
 from __future__ import annotations
@@ -102,20 +106,24 @@ class RingSink:
             self.give_back(slot)
             self.drop("frame_too_large")
             return True
-        self._send(
-            (
-                "frame",
-                self.spec.camera_id,
-                self.spec.generation,
-                slot,
-                frame.image.shape,
-                frame.index,
-                frame.timestamp,
-                frame.truth,
-                item.captured_at,
-                item.decode_ms,
+        try:
+            self._send(
+                (
+                    "frame",
+                    self.spec.camera_id,
+                    self.spec.generation,
+                    slot,
+                    frame.image.shape,
+                    frame.index,
+                    frame.timestamp,
+                    frame.truth,
+                    item.captured_at,
+                    item.decode_ms,
+                )
             )
-        )
+        except BaseException:
+            self.give_back(slot)  # never lose a slot: the camera would starve
+            raise
         return True
 
     def drop(self, reason: str, n: int = 1) -> None:
@@ -230,7 +238,8 @@ class _MirroredHeartbeat(Heartbeat):
     """A worker-side reader's heartbeat as the edge sees it (updated from status messages)."""
 
     def __init__(self, name: str) -> None:
-        self.remote_busy = False
+        self.remote_busy = True
+        """Until the worker reports otherwise: a worker that never starts must show as a stall."""
         self.remote_idle = False
         super().__init__(name, has_work=lambda: self.remote_busy)
 
@@ -365,20 +374,26 @@ class _WorkerHandle:
                 message = conn.recv()
             except (EOFError, OSError):
                 break
-            kind, camera_id = message[0], message[1]
-            reader = self.readers.get(camera_id)
-            if reader is None:
-                continue
-            if kind == "frame":
-                reader.on_frame(message)
-            elif kind == "status":
-                reader.on_status(message)
-            elif kind == "drop":
-                self.pool.hub.drop(camera_id, message[2], message[3])
-            elif kind == "removed" and message[2] == reader.spec.generation:
-                self.readers.pop(camera_id, None)
-                reader.finished.set()
+            try:
+                self._dispatch(message)
+            except Exception:  # a bug must not stop every camera of this worker
+                log.exception("decode worker %d: message %s failed", self.index, message[:2])
         self.pool.worker_died(self, conn)
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind, camera_id = message[0], message[1]
+        reader = self.readers.get(camera_id)
+        if reader is None:
+            return
+        if kind == "frame":
+            reader.on_frame(message)
+        elif kind == "status":
+            reader.on_status(message)
+        elif kind == "drop":
+            self.pool.hub.drop(camera_id, message[2], message[3])
+        elif kind == "removed" and message[2] == reader.spec.generation:
+            self.readers.pop(camera_id, None)
+            reader.finished.set()
 
     def stop(self, timeout_s: float) -> None:
         self.send(("stop",))
