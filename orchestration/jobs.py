@@ -56,6 +56,13 @@ retraining_job = dg.define_asset_job(
     tags={"wv/job": "retraining", "dagster-k8s/config": RETRAINING_K8S},
 )
 
+backbone_adaptation_job = dg.define_asset_job(
+    "backbone_adaptation",
+    selection=dg.AssetSelection.assets("backbone_adaptation"),
+    description="Self-supervised adaptation of production's backbone to the unlabeled frames (on the GPU node).",
+    tags={"wv/job": "backbone_adaptation", "dagster-k8s/config": RETRAINING_K8S},
+)
+
 detections_quality_job = dg.define_asset_job(
     "detections_quality",
     selection=dg.AssetSelection.checks_for_assets("package_detections"),
@@ -67,5 +74,6 @@ JOBS: list[Any] = [
     nightly_model_quality_job,
     weekly_hard_examples_job,
     retraining_job,
+    backbone_adaptation_job,
     detections_quality_job,
 ]
