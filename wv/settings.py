@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from edge.sampling.settings import FrameSamplingSettings
 from edge.settings import EdgeSettings
 from foundation.settings import StateSettings, WVSettings
 from orchestration.settings import OrchestrationSettings
@@ -40,9 +41,12 @@ TIER_SETTINGS: dict[str, type[WVSettings]] = {
     "centre": CentreSettings,
     "orchestration": OrchestrationSettings,
     "services": ServicesSettings,
+    "frame sampling": FrameSamplingSettings,
 }
 """Each tier's model, by the name the configuration table gives it."""
 
 
-class PlatformSettings(OrchestrationSettings, CentreSettings, EdgeSettings, ServicesSettings):
+class PlatformSettings(
+    OrchestrationSettings, CentreSettings, EdgeSettings, ServicesSettings, FrameSamplingSettings
+):
     """The union of every tier's settings (one ``WV_`` namespace, each variable declared once)."""
