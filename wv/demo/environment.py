@@ -109,6 +109,8 @@ class DemoEnvironment:
             "WV_MODEL_STORE": str(self.models_dir),
             "WV_FACILITIES": ",".join(self.base.facilities),
             "WV_VERIFIED_SAMPLE_RATE": f"{self.verified_sample_rate:g}",
+            "WV_FRAME_SAMPLING": "true",  # unlabeled frames for backbone_adaptation: one a second of a burst
+            "WV_FRAME_SAMPLE_INTERVAL_S": "1",
             "WV_METRICS_PORT": "0",
             "WV_LOG_FORMAT": "json",
             "GX_ANALYTICS_ENABLED": "false",
