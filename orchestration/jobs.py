@@ -57,10 +57,10 @@ retraining_job = dg.define_asset_job(
 )
 
 backbone_adaptation_job = dg.define_asset_job(
-    "backbone_adaptation",
+    "adapt_backbone",
     selection=dg.AssetSelection.assets("backbone_adaptation"),
     description="Self-supervised adaptation of production's backbone to the unlabeled frames (on the GPU node).",
-    tags={"wv/job": "backbone_adaptation", "dagster-k8s/config": RETRAINING_K8S},
+    tags={"wv/job": "adapt_backbone", "dagster-k8s/config": RETRAINING_K8S},
 )
 
 detections_quality_job = dg.define_asset_job(

@@ -8,7 +8,7 @@ worse than production on the frozen test set, within the promotion gate's tolera
 asked (``adapted_backbone: true``): on the drift presets measured (``bench.label_efficiency``,
 docs/benchmarks.md) adaptation did not raise accuracy, so the loop's default stays the plain
 fine-tune and this asset is in no job the sensors launch. It runs on a GPU when one is there
-(``backbone_adaptation`` job, GPU node tags); on a CPU it shrinks to ``cpu_steps`` small steps.
+(job ``adapt_backbone``, GPU node tags); on a CPU it shrinks to ``cpu_steps`` small steps.
 """
 
 import json
@@ -96,7 +96,7 @@ def adapted_start(models_dir: Path, production: str) -> Path:
     owners=OWNERS,
     kinds={"pytorch"},
     tags={"domain": "retraining", "compute": "gpu"},
-    op_tags={"wv/job": "backbone_adaptation"},
+    op_tags={"wv/job": "adapt_backbone"},
     check_specs=[ADAPTATION_GATE],
     description=(
         "Production's backbone adapted by self-supervised DINO training to the facilities' recent unlabeled "
