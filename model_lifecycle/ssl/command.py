@@ -47,7 +47,10 @@ def adapt_cmd(
         raise typer.Exit(2)
     replay_fn = training_frames(1)
     replay = [frame_to_sample(replay_fn(i), size).image for i in range(replay_frames)]
-    opts = AdaptOptions(steps=steps, batch_size=batch_size, lr=lr, device=device, seed=seed, threads=None)
+    warmup = min(AdaptOptions().head_warmup_steps, steps // 4)
+    opts = AdaptOptions(
+        steps, batch_size, lr=lr, head_warmup_steps=warmup, device=device, seed=seed, threads=None
+    )
     result = adapt(
         load_detector(version_dir), unlabeled, replay, opts, on_log=lambda r: typer.echo(json.dumps(r))
     )

@@ -84,7 +84,7 @@ def _photometric(images: Tensor, gen: torch.Generator, blur_p: float, solarize_p
     x = grey + (x - grey) * torch.where(jitter, u(0.6, 1.4), 1.0)
     x = torch.where(p(0.2), x.mean(1, keepdim=True).expand_as(x), x).clamp(0, 1)
     sigma = torch.empty(b).uniform_(0.1, 2.0, generator=gen) * (torch.rand(b, generator=gen) < blur_p)
-    x = _blur(x, sigma)
+    x = _blur(x, sigma).clamp(0, 1)  # the kernel's float sum may exceed 1 by an ulp
     return torch.where(p(solarize_p) & (x >= 0.5), 1 - x, x)
 
 
