@@ -10,7 +10,10 @@
    (every message spans both shards: the worst case for routing), into one database (the
    baseline) and into two shards (FAC-001/002 at home, FAC-003/004 on ``east``) on the same
    server; rounds alternate so both see the same machine. The rate is events over the span from
-   the first stored row to the last (group join excluded).
+   the first stored row to the last (group join excluded). CPU per event, which a busy shared
+   machine disturbs far less than the rate: this process's (the worker's threads, and the row
+   counting) from the worker's start to the last commit, and the worker's database backends' on
+   every shard.
 
 Both shards live on the one local server and share its 2 cores with the worker, so no gain is
 expected; the ratio shows the cost of routing and of two connection pools and lanes.
@@ -24,7 +27,7 @@ import statistics
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -35,6 +38,7 @@ from bench._report import write_report
 from bench._services import scratch_redis, scratch_topics
 from bench.fixtures.events import DEFAULT_CAMERAS, detection_batch
 from bench.fixtures.shards import ASSIGNMENT, FACILITIES, shard_databases
+from bench.ingest import cpu_seconds
 from bench.ingest import make_events as ingest_events
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime import kafka
@@ -94,10 +98,32 @@ def _empty(urls: list[str]) -> None:
             )
 
 
+@dataclass
+class Run:
+    """One worker's drain of the backlog: events/s, and CPU per event of the worker's process and
+    of its database backends (every shard's, from their connection to the last commit)."""
+
+    rate: float
+    client_us: float
+    database_us: float
+
+
+def _backend_cpu(urls: list[str], application: str) -> float:
+    """CPU seconds the backends of ``application`` on the servers of ``urls`` have used."""
+    total = 0.0
+    for url in urls:
+        with psycopg.connect(url) as conn:
+            pids = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+            ).fetchall()
+        total += sum(cpu_seconds(pid) for (pid,) in pids)
+    return total
+
+
 def sustained(
     settings: PlatformSettings, base: IngestConfig, shards: ShardMap, values: list[bytes], events: int
-) -> float:
-    """Events/s one worker stores from a backlog of ``values`` into ``shards``."""
+) -> Run:
+    """What one worker achieves storing a backlog of ``values`` into ``shards``."""
     urls = list(shards.urls.values())
     _empty(urls)
     with scratch_topics(settings, ["detections", "anomalies", "dead-letter"], PARTITIONS) as topics:
@@ -106,6 +132,7 @@ def sustained(
             producer.send(topics["detections"], value=value, partition=i % PARTITIONS)
         producer.flush(60)
         producer.close(5)
+        run = f"bench-shards-{uuid.uuid4().hex[:6]}"
         config = replace(
             base,
             database_url=shards.home_url,
@@ -113,10 +140,12 @@ def sustained(
             detections_topic=topics["detections"],
             anomalies_topic=topics["anomalies"],
             dead_letter_topic=topics["dead-letter"],
-            group_id=f"bench-shards-{uuid.uuid4().hex[:6]}",
+            group_id=run,
+            client_id=run,
         )
         worker = IngestWorker(config)
         thread = threading.Thread(target=worker.run, daemon=True)
+        cpu = time.process_time()
         thread.start()
         try:
             while (stored := _stored(urls)) == 0:
@@ -128,7 +157,9 @@ def sustained(
                     raise TimeoutError(f"{stored} of {events} events stored in 300 s")
                 time.sleep(0.1)
                 stored = _stored(urls)
-            return (events - first) / (time.perf_counter() - started)
+            rate = (events - first) / (time.perf_counter() - started)
+            client, database = time.process_time() - cpu, _backend_cpu(urls, run)
+            return Run(rate, client / events * 1e6, database / events * 1e6)
         finally:
             worker.stop.set()
             thread.join(60)
@@ -146,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(0, len(events), PER_MESSAGE)
     ]
     cameras = dict.fromkeys(FACILITIES, DEFAULT_CAMERAS)
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    runs: dict[int, list[Run]] = {1: [], 2: []}
     with (
         TemporaryDirectory() as one_folder,
         TemporaryDirectory() as two_folder,
@@ -164,39 +195,49 @@ def main(argv: list[str] | None = None) -> None:
         base = IngestConfig.from_settings(settings, redis_url=redis_url)
         for _ in range(args.rounds):
             for n, shards in ((1, one), (2, two)):
-                rates[n].append(sustained(settings, base, shards, values, len(events)))
-    one_rate, two_rate = statistics.median(rates[1]), statistics.median(rates[2])
+                runs[n].append(sustained(settings, base, shards, values, len(events)))
+
+    def median(n: int, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in runs[n])
+
+    one_rate, two_rate = median(1, "rate"), median(2, "rate")
     metrics = {
         "events": len(events),
         "rounds": args.rounds,
         "ingest_2_shards_events_per_s": round(two_rate),
         "ratio_2_shards_to_1": round(two_rate / one_rate, 3),
+        "worker_cpu_us_per_event_2_shards": round(median(2, "client_us"), 2),
+        "db_cpu_us_per_event_2_shards": round(median(2, "database_us"), 2),
         "routing_cpu_us_per_event": round(routed_us - plain_us, 2),
     }
     baseline = {
         "ingest_1_shard_events_per_s": round(one_rate),
+        "worker_cpu_us_per_event_1_shard": round(median(1, "client_us"), 2),
+        "db_cpu_us_per_event_1_shard": round(median(1, "database_us"), 2),
         "batch_build_cpu_us_per_event": round(plain_us, 2),
     }
     rows = [
         {
-            "measure": "ingest, 1 worker, 1 shard (baseline)",
-            "events/s (median)": f"{one_rate:,.0f}",
-            "runs": ", ".join(f"{r:,.0f}" for r in rates[1]),
-            "of 1 shard": "100 %",
-        },
+            "measure": f"ingest, 1 worker, {n} shard{'s' if n > 1 else ''}"
+            + (" (baseline)" if n == 1 else ""),
+            "events/s (median)": f"{median(n, 'rate'):,.0f}",
+            "runs": ", ".join(f"{r.rate:,.0f}" for r in runs[n]),
+            "of 1 shard": f"{median(n, 'rate') / one_rate:.0%}",
+            "worker CPU µs/event": f"{median(n, 'client_us'):.1f}",
+            "PostgreSQL CPU µs/event": f"{median(n, 'database_us'):.1f}",
+        }
+        for n in (1, 2)
+    ]
+    rows.append(
         {
-            "measure": "ingest, 1 worker, 2 shards",
-            "events/s (median)": f"{two_rate:,.0f}",
-            "runs": ", ".join(f"{r:,.0f}" for r in rates[2]),
-            "of 1 shard": f"{two_rate / one_rate:.0%}",
-        },
-        {
-            "measure": "batch building, consumer CPU µs/event",
+            "measure": "batch building (consumer thread), CPU µs/event",
             "events/s (median)": "",
             "runs": f"{plain_us:.2f} without routing, {routed_us:.2f} with",
             "of 1 shard": f"{routed_us / plain_us:.0%}",
-        },
-    ]
+            "worker CPU µs/event": f"+{routed_us - plain_us:.2f}",
+            "PostgreSQL CPU µs/event": "",
+        }
+    )
     write_report("shards", metrics, baseline, rows)
 
 
