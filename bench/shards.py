@@ -109,15 +109,16 @@ class Run:
 
 
 def _backend_cpu(urls: list[str], application: str) -> float:
-    """CPU seconds the backends of ``application`` on the servers of ``urls`` have used."""
-    total = 0.0
+    """CPU seconds the backends of ``application`` on the servers of ``urls`` have used (each
+    backend once: shards on one server list the same ones)."""
+    pids: set[int] = set()
     for url in urls:
         with psycopg.connect(url) as conn:
-            pids = conn.execute(
+            rows = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
-            ).fetchall()
-        total += sum(cpu_seconds(pid) for (pid,) in pids)
-    return total
+            )
+            pids.update(pid for (pid,) in rows)
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def sustained(

@@ -127,9 +127,8 @@ class IngestWorker:
         self.sink = self._lanes.home.sink
         """The home shard's sink (the only one without shards)."""
         self._connections = self._lanes.home.connections
-        self._inflight: deque[tuple[MicroBatch, Future[object], list[Future[object]]]] = deque()
-        """Batches handed to the lanes (with their parts), oldest first: the order their offsets
-        are committed in."""
+        self._inflight: deque[_Submitted] = deque()
+        """Batches handed to the lanes, oldest first: the order their offsets are committed in."""
         self._pending = MicroBatch(self._route)
         self._consumer: KafkaConsumer | None = None
         self._events_per_message = 100.0
@@ -193,7 +192,9 @@ class IngestWorker:
     def _submit(self) -> None:
         batch, self._pending = self._pending, MicroBatch(self._route)
         done, parts = self._lanes.submit(batch.parts, batch.dead_letters, self._write)
-        self._inflight.append((batch, done, parts))
+        # Only the offsets stay here: behind a shard that is down, the rows of the batches the
+        # other shards stored must not pile up in memory until its offsets can be committed.
+        self._inflight.append(_Submitted(batch.offsets, batch.size, done, parts))
 
     def _write(self, sink: EventSink, rows: BatchRows, dead_letters: list[DeadLetter]) -> object:
         return sink.store_rows(
@@ -217,7 +218,8 @@ class IngestWorker:
         return True
 
     def _reap_oldest(self, block: bool, timeout: float | None) -> bool:
-        batch, future, _parts = self._inflight[0]
+        batch = self._inflight[0]
+        future = batch.done
         if not block and not future.done():
             return False
         try:
@@ -238,13 +240,13 @@ class IngestWorker:
 
     def _abandon(self) -> None:
         """Forget every batch not yet committed: it will be consumed again (and deduplicated)."""
-        for _, _done, parts in self._inflight:
-            for part in parts:
+        for batch in self._inflight:
+            for part in batch.parts:
                 part.cancel()
         self._inflight.clear()
         self._pending = MicroBatch(self._route)
 
-    def _commit(self, batch: MicroBatch) -> None:
+    def _commit(self, batch: _Submitted) -> None:
         assert self._consumer is not None
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()}
         try:
@@ -285,6 +287,17 @@ class IngestWorker:
                     continue
                 if position is not None:
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+@dataclass(frozen=True, slots=True)
+class _Submitted:
+    """A batch handed to the lanes: the offsets it completes, its size, and its futures (all
+    parts, and each part to cancel)."""
+
+    offsets: dict[TopicPartition, int]
+    size: int
+    done: Future[object]
+    parts: list[Future[object]]
 
 
 class _Rebalance(ConsumerRebalanceListener):
