@@ -52,6 +52,8 @@ class FileSource(FrameSource):
         index = self._index
         self._index += 1
         if self._pacer is not None:
+            if index == 0 and self.start_time is None:
+                self._t0 = time.time()  # the pacer's clock starts now: timestamps are its due times
             self._pacer.wait(index)
         timestamp, truth = self._truth.get(index, (self._t0 + index / self._fps, []))
         return Frame(self.camera_id, index, timestamp, image, truth)

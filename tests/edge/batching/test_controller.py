@@ -54,3 +54,12 @@ def test_one_slow_first_call_of_a_new_batch_size_does_not_rule_that_size_out():
         seen.add(n)
         ctl.observe(n, 400.0 if first and n > 1 else 4.0 + 2.0 * n, 1.0, [40.0] * n, backlog=8)
     assert ctl.limit >= 4  # GPU-like: kernels autotuned on each new shape, then fast
+
+
+def test_latency_from_queueing_on_a_gpu_grows_the_batch_instead_of_halving_it():
+    ctl = BatchController(budget_ms=100, deadline_ms=60, max_batch=256)
+    ctl.limit = 8
+    for _ in range(200):
+        n = ctl.limit
+        ctl.observe(n, 1.0 + 0.04 * n, 0.3 * n / 8, [95.0] * n, backlog=40)  # 64 cameras waiting
+    assert ctl.limit >= 64 and ctl.decreases == 0
