@@ -54,10 +54,11 @@ from edge.watchdog import Heartbeat
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 0.25
-LATEST_SLOTS = 2
-"""One frame queued, one in the batch being processed. With no slot free the worker drops the frame
-it decoded, so only frames the loop can take cross the pipe (on an H100 with 4 slots, 64 cameras
-sent every decoded frame only for the edge to drop 9 in 10 of them as stale)."""
+LATEST_SLOTS = 4
+"""One frame queued, one in the batch being processed, one being written, one in flight: the queue
+always holds the camera's newest frame. (2 slots, so that only frames the loop can take cross the
+pipe, halved the frames processed at 32 cameras on an H100: a slot came back only after its
+batch, and the camera's next frame up to a frame interval later; docs/benchmarks.md.)"""
 EVERY_EXTRA_SLOTS = 2
 """`every` cameras get queue_size + this many slots (frames in the running batch)."""
 
