@@ -210,6 +210,34 @@ class ModelRegistry:
             ).fetchone()
         return ModelVersion(**row)  # type: ignore[arg-type]
 
+    def _promotable(
+        self, conn: psycopg.Connection[dict[str, Any]], version: str
+    ) -> tuple[ModelVersion, str | None]:
+        """Lock the registry and check that ``version`` may reach edges (fleet-wide or as a canary):
+        not in production already, no other canary running, a candidate only with a passed
+        evaluation unless nothing is in production. Returns it and the production version."""
+        conn.execute("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE")
+        model = self._get(conn, version, lock=True)
+        current = conn.execute("SELECT version FROM model_versions WHERE status = 'production'").fetchone()
+        production = current["version"] if current else None
+        if production == version:
+            raise RegistryError(f"{version} is already in production")
+        canary = self.canary()
+        if canary is not None and canary.version != version:
+            raise RegistryError(
+                f"canary {canary.version} runs on {canary.describe()}: promote it or roll it back first"
+            )
+        if model.status not in ("candidate", "approved", "retired"):
+            raise RegistryError(
+                f"{version} is {model.status}; only candidates or retired models can be approved"
+            )
+        if production is not None and model.status == "candidate" and model.evaluation_passed is not True:
+            state = "failed" if model.evaluation_passed is False else "has not run"
+            raise RegistryError(
+                f"{version}: its candidate evaluation {state}; materialize candidate_evaluation first"
+            )
+        return model, production
+
     def approve(self, version: str, by: str, reason: str = "") -> ModelVersion:
         """A person promotes ``version`` to production; the previous production model is retired.
 
@@ -220,28 +248,7 @@ class ModelRegistry:
         if not by:
             raise RegistryError("an approval needs the approver's name (--by NAME)")
         with self._connect() as conn:
-            conn.execute("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE")
-            model = self._get(conn, version, lock=True)
-            current = conn.execute(
-                "SELECT version FROM model_versions WHERE status = 'production'"
-            ).fetchone()
-            previous = current["version"] if current else None
-            if previous == version:
-                raise RegistryError(f"{version} is already in production")
-            canary = self.canary()
-            if canary is not None and canary.version != version:
-                raise RegistryError(
-                    f"canary {canary.version} runs on {canary.describe()}: promote it or roll it back first"
-                )
-            if model.status not in ("candidate", "approved", "retired"):
-                raise RegistryError(
-                    f"{version} is {model.status}; only candidates or retired models can be approved"
-                )
-            if previous is not None and model.status == "candidate" and model.evaluation_passed is not True:
-                state = "failed" if model.evaluation_passed is False else "has not run"
-                raise RegistryError(
-                    f"{version}: its candidate evaluation {state}; materialize candidate_evaluation first"
-                )
+            _, previous = self._promotable(conn, version)
             if previous is not None:
                 conn.execute("UPDATE model_versions SET status = 'retired' WHERE version = %s", (previous,))
             row = conn.execute(
@@ -274,27 +281,9 @@ class ModelRegistry:
         if not [t for t in targets if t.strip()]:
             raise RegistryError("a canary names at least one facility or camera (--canary FAC-002,FAC-003)")
         with self._connect() as conn:
-            conn.execute("LOCK TABLE model_versions IN SHARE ROW EXCLUSIVE MODE")
-            model = self._get(conn, version, lock=True)
-            current = conn.execute(
-                "SELECT version FROM model_versions WHERE status = 'production'"
-            ).fetchone()
-            if current is None:
+            model, production = self._promotable(conn, version)
+            if production is None:
                 raise RegistryError("no model is in production: a canary is compared with production")
-            if current["version"] == version:
-                raise RegistryError(f"{version} is already in production")
-            running = self.canary()
-            if running is not None and running.version != version:
-                raise RegistryError(f"canary {running.version} runs on {running.describe()}: end it first")
-            if model.status not in ("candidate", "approved", "retired"):
-                raise RegistryError(
-                    f"{version} is {model.status}; only candidates or retired models can be tried"
-                )
-            if model.status == "candidate" and model.evaluation_passed is not True:
-                state = "failed" if model.evaluation_passed is False else "has not run"
-                raise RegistryError(
-                    f"{version}: its candidate evaluation {state}; materialize candidate_evaluation first"
-                )
             facilities, cameras = _resolve_targets(conn, targets)
             canary = Canary(version, self.resolve(model), facilities, cameras, by)
             row = conn.execute(
@@ -311,7 +300,7 @@ class ModelRegistry:
                 "VALUES (%s, %s, 'approve', %s, %s)",
                 (
                     version,
-                    current["version"],
+                    production,
                     by,
                     f"canary on {canary.describe()}" + (f": {reason}" if reason else ""),
                 ),

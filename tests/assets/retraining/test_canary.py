@@ -5,6 +5,7 @@ itself, leaving a fleet-wide promotion to a person."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,17 @@ MODEL = Path(__file__).resolve().parents[3] / "models" / "default"
 
 
 @pytest.fixture
-def registry(db: psycopg.Connection, database_url: str, resources: dict[str, Any]) -> ModelRegistry:
-    """v1 in production and v2, a candidate that passed its evaluation, in the test's models folder."""
+def registry(db: psycopg.Connection, database_url: str, resources: dict[str, Any]) -> Iterator[ModelRegistry]:
+    """v1 in production and v2, a candidate that passed its evaluation, in the test's models folder;
+    the registry is emptied afterwards (a later test may expect no production model)."""
     registry = ModelRegistry(database_url, Path(resources["model_registry"].models_dir))
     for version in ("v1", "v2"):
         shutil.copytree(MODEL, registry.models_dir / version, ignore=shutil.ignore_patterns("*.onnx", "*.pt"))
     registry.register("v1", "v1", "tiny")
     registry.approve("v1", "ops", "first model")
     registry.register("v2", "v2", "tiny", metrics={"evaluation": {"passed": True}}, parent_version="v1")
-    return registry
+    yield registry
+    db.execute("TRUNCATE model_promotions, model_versions CASCADE")
 
 
 def _traffic(database_url: str, version: str, facility: str, n: int, correct: int) -> None:
