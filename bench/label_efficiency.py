@@ -206,7 +206,7 @@ def main() -> None:
                 if strategy in ("plain", "adapted"):
                     plans[strategy] = frames_showing(day4 if n else one_day, chosen)
                 elif n is not None and strategy == "several_days":
-                    per_day = defaultdict(dict)
+                    per_day: dict[str, dict[str, list[Frame]]] = defaultdict(dict)
                     for key, fs in days.items():
                         per_day[key.split("/")[0]][key] = fs
                     share = -(-n // len(per_day))
