@@ -61,7 +61,13 @@ def run(
     else:
         cfg = build_config({}, settings, "defaults")  # names what is missing
     token = settings.grpc_token.get_secret_value() if settings.grpc_token else None
-    service = EdgeService(cfg, grpc_token=token, owns_process=True)
+    service = EdgeService(
+        cfg,
+        grpc_token=token,
+        owns_process=True,
+        reload=(lambda: load_config(config, settings)) if config is not None else None,
+        config_file=config,  # cameras added, removed or re-pointed there apply without a restart
+    )
     try:
         service.run(drain_timeout_s=drain_timeout)
     except (OutboxError, NoModelError, EngineError) as exc:

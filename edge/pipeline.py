@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,30 @@ class Pipeline:
         """End-to-end latency of the most recent frames (capture to outbox), for benchmarks."""
         self.heartbeat = Heartbeat("inference", has_work=lambda: hub.pending() > 0)
         """Beats once per loop turn; stalled when frames wait and the loop does not come back."""
+        self._changes: list[Callable[[], bool]] = []
+        self._changes_lock = threading.Lock()
+
+    # -- camera changes (applied on the loop's thread, between batches) ----------------------
+
+    def request(self, change: Callable[[], bool]) -> None:
+        """Run `change` on the inference thread between batches, each turn until it returns True
+        (cameras are only added or removed there, so no batch sees half a camera)."""
+        with self._changes_lock:
+            self._changes.append(change)
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            pending, self._changes = self._changes, []
+        left = [change for change in pending if not change()]
+        if left:
+            with self._changes_lock:
+                self._changes[:0] = left
+
+    def retire(self, camera_id: str) -> None:
+        """Forget a camera whose reader has stopped: its live tracks end and their decisions are
+        written; its counts (frames, drops) stay in the metrics."""
+        cam = self.cameras.pop(camera_id)
+        self._finish_camera(cam)
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -97,10 +122,15 @@ class Pipeline:
         """Process frames until `stop` is set or every (finite) source ended, then finish tracks."""
         while not stop.is_set():
             self.heartbeat.beat()
+            self._apply_changes()
             items = self.next_batch(stop)
             if items:
                 self._process_guarded(items)
-            elif all(c.reader.finished.is_set() for c in self.cameras.values()) and not self.hub.depth():
+            elif (
+                all(c.reader.finished.is_set() for c in list(self.cameras.values()))
+                and not self.hub.depth()
+                and not self._changes
+            ):
                 break
         self.drain()
         self.finish()
@@ -109,9 +139,11 @@ class Pipeline:
         hub, ctl = self.hub, self.controller
         with hub.cond:
             while not hub.pending() and not stop.is_set() and not hub.closed:
-                if all(c.reader.finished.is_set() for c in self.cameras.values()):
+                if all(c.reader.finished.is_set() for c in list(self.cameras.values())):
                     return []
                 hub.cond.wait(0.1)
+                if self._changes:  # camera changes wait for no frame, at most 0.1 s
+                    return []
             oldest = hub.oldest()
             if oldest is None:
                 return []
@@ -250,11 +282,14 @@ class Pipeline:
 
     def finish(self) -> None:
         """End every live track (shutdown or end of stream) and write their decisions."""
-        for cam in self.cameras.values():
-            ended = cam.tracker.finish()
-            last = cam.decider.last_context()
-            if last is None:
-                continue
-            events = [e for t in ended if (e := cam.decider.decide(t, last)) is not None]
-            now = time.monotonic()
-            self._write([(events, last, now, now)])
+        for cam in list(self.cameras.values()):
+            self._finish_camera(cam)
+
+    def _finish_camera(self, cam: CameraRuntime) -> None:
+        ended = cam.tracker.finish()
+        last = cam.decider.last_context()
+        if last is None:
+            return
+        events = [e for t in ended if (e := cam.decider.decide(t, last)) is not None]
+        now = time.monotonic()
+        self._write([(events, last, now, now)])

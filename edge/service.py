@@ -35,6 +35,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,10 @@ def camera_zones(camera: CameraConfig, source: FrameSource) -> list[ZoneSpec]:
     ]
 
 
+RETIRE_WAIT_S = 10.0
+"""A removed camera's reader gets this long to stop (a read stuck longer is abandoned)."""
+CONFIG_POLL_S = 2.0
+"""How often the configuration file is checked for camera changes."""
 WATCH_INTERVAL_S = 0.1
 """How often the watchdog thread looks at signals, heartbeats and the stop deadline."""
 BACKSTOP_MARGIN_S = 5.0
@@ -119,8 +124,17 @@ class EdgeService:
         transport: Transport | None = None,
         hard_exit: Callable[[int], None] = _hard_exit,
         owns_process: bool = False,
+        reload: Callable[[], EdgeConfig] | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.config = config
+        self._reload = reload
+        self._config_file = config_file
+        """Watched for camera changes (`reload` reads it), applied live: see `apply_cameras`."""
+        self._camera_configs = list(config.cameras)
+        self._cameras_lock = threading.Lock()
+        self.retired_counters: dict[str, Counter[str]] = {}
+        """Reader counts of cameras removed or re-pointed while running (kept in the metrics)."""
         self._grpc_token = grpc_token
         self._transport = transport
         self._hard_exit = hard_exit
@@ -260,6 +274,8 @@ class EdgeService:
             target=self.pipeline.run, args=(self.stop_event,), name="inference"
         )
         self._pipeline_thread.start()
+        if self._config_file is not None and self._reload is not None:
+            threading.Thread(target=self._watch_config, name="camera-config", daemon=True).start()
         self._started = True
         log.info(
             "edge service started",
@@ -302,6 +318,86 @@ class EdgeService:
         identity = SimulatorIdentity() if self.config.decisions.simulator_truth else None
         decider = Decider(self.config.decisions, zones, camera.routes, self.references, identity=identity)
         return CameraRuntime(camera.id, reader, tracker, decider)
+
+    # -- cameras changed while running ------------------------------------------------------
+
+    def apply_cameras(self, cameras: list[CameraConfig]) -> dict[str, list[str]]:
+        """Add, remove and re-point cameras without a restart (from any thread).
+
+        A removed camera's reader stops; frames it already queued are processed, its live tracks
+        end and their decisions are written, then it is forgotten; its counts stay in the metrics.
+        A changed camera (new source, policy, zones, ...) is removed and added again under its id."""
+        if not cameras:
+            raise ValueError("an edge needs at least one camera")
+        with self._cameras_lock:
+            current = {c.id: c for c in self._camera_configs}
+            wanted = {c.id: c for c in cameras}
+            added = [i for i in wanted if i not in current]
+            removed = [i for i in current if i not in wanted]
+            changed = [i for i in wanted if i in current and wanted[i] != current[i]]
+            for camera_id in removed + changed:
+                self._retire(camera_id, wanted.get(camera_id))
+            for camera_id in added:
+                self.pipeline.request(lambda c=wanted[camera_id]: self._attach(c))
+            self._camera_configs = list(cameras)
+        if added or removed or changed:
+            log.info("cameras changed", extra={"added": added, "removed": removed, "changed": changed})
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _attach(self, camera: CameraConfig) -> bool:
+        """On the inference thread: build, register and start one camera."""
+        runtime = self._camera(camera)
+        self.cameras[camera.id] = runtime
+        self.watchdog.watch(runtime.reader.heartbeat)
+        runtime.reader.start()
+        return True
+
+    def _retire(self, camera_id: str, replacement: CameraConfig | None) -> None:
+        runtime = self.cameras[camera_id]
+        runtime.reader.stop()
+        give_up = time.monotonic() + RETIRE_WAIT_S
+
+        def done() -> bool:  # on the inference thread, each turn until the reader has stopped
+            queue = self.hub.queues.get(camera_id)
+            stopped = runtime.reader.finished.is_set() or time.monotonic() > give_up
+            if not stopped or (queue is not None and queue.items and time.monotonic() <= give_up):
+                return False
+            if runtime.reader.alive:
+                log.warning(
+                    "camera %s: reader still in a read after %.0f s; abandoned", camera_id, RETIRE_WAIT_S
+                )
+            self.pipeline.retire(camera_id)
+            self.hub.remove(camera_id)
+            self.watchdog.unwatch(runtime.reader.heartbeat)
+            self.retired_counters[camera_id] = self.retired_counters.get(camera_id, Counter()) + Counter(
+                runtime.reader.counters
+            )
+            if self.decoders is not None and isinstance(runtime.reader, RemoteReader):
+                self.decoders.detach(runtime.reader)
+            if replacement is not None:
+                self._attach(replacement)
+            return True
+
+        self.pipeline.request(done)
+
+    def _watch_config(self) -> None:
+        """Poll the configuration file; camera changes apply live, other changes need a restart."""
+        assert self._config_file is not None and self._reload is not None
+        seen = _mtime(self._config_file)
+        while not self.stop_event.wait(CONFIG_POLL_S):
+            mtime = _mtime(self._config_file)
+            if mtime == seen:
+                continue
+            seen = mtime
+            try:
+                fresh = self._reload()
+            except Exception as exc:  # a half-written or invalid file: keep running as configured
+                log.error("edge configuration changed but is not valid; cameras unchanged: %s", exc)
+                continue
+            self.apply_cameras(fresh.cameras)
+            others = {k for k in EdgeConfig.model_fields if k != "cameras"}
+            if fresh.model_dump(include=others) != self.config.model_dump(include=others):
+                log.warning("edge configuration changed beyond cameras: those changes need a restart")
 
     # -- run and stop -----------------------------------------------------------------------
 
@@ -464,9 +560,9 @@ class EdgeService:
         log.info("edge service stopping", extra={"reason": self.stop_reason, "within_s": self._remaining()})
         reserve = min(3.0, self.config.shutdown.timeout_s * 0.25)
         """Kept back from the waits below for closing the outbox and the rest."""
-        for cam in self.cameras.values():
+        for cam in list(self.cameras.values()):
             cam.reader.stop()
-        for cam in self.cameras.values():  # the loop still runs, so `every` readers can hand over
+        for cam in list(self.cameras.values()):  # the loop still runs, so `every` readers can hand over
             cam.reader.join(timeout=min(5.0, max(0.0, self._remaining() - reserve)))
         self.hub.close()  # releases a reader still blocked if the loop is stuck
         self.stop_event.set()
@@ -493,7 +589,7 @@ class EdgeService:
         if pipeline_done:  # else an engine may still be inside a call: closing it under that call could crash
             self.manager.stop()
         self.references.close()
-        self.abandoned += [f"camera-{c.camera_id}" for c in self.cameras.values() if c.reader.alive]
+        self.abandoned += [f"camera-{c.camera_id}" for c in list(self.cameras.values()) if c.reader.alive]
         log.info(
             "edge service stopped",
             extra={
@@ -509,7 +605,9 @@ class EdgeService:
         """The exit summary line: frames read, processed and dropped (by reason), events left."""
         if not self._started:
             return "edge stopped before it started"
-        captured = sum(c.reader.counters["frames"] for c in self.cameras.values())
+        captured = sum(c.reader.counters["frames"] for c in self.cameras.values()) + sum(
+            c["frames"] for c in self.retired_counters.values()
+        )
         drops: Counter[str] = Counter()
         for (_camera, reason), n in self.hub.drops.items():
             drops[reason] += n
@@ -550,7 +648,9 @@ class EdgeService:
         yield gauge(
             "wv_edge_batch_wait_seconds", "Current adaptive batch fill wait.", self.controller.wait_ms / 1000
         )
-        readers = {c.camera_id: c.reader.counters for c in self.cameras.values()}
+        readers = {k: Counter(v) for k, v in self.retired_counters.items()}
+        for c in list(self.cameras.values()):
+            readers[c.camera_id] = readers.get(c.camera_id, Counter()) + Counter(c.reader.counters)
         for name, doc, key in (
             ("wv_edge_frames_captured", "Frames decoded (each later processed or dropped).", "frames"),
             ("wv_edge_source_reconnects", "Source reconnect attempts.", "reconnects"),
@@ -647,6 +747,13 @@ class EdgeService:
             [],
             {(): st.redis_errors},
         )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _polygon(zone: ZoneSpec) -> np.ndarray:

@@ -96,7 +96,10 @@ class Watchdog:
         self.heartbeats: list[Heartbeat] = []
 
     def watch(self, *heartbeats: Heartbeat) -> None:
-        self.heartbeats.extend(heartbeats)
+        self.heartbeats = [*self.heartbeats, *heartbeats]  # replaced, never mutated: readers iterate
+
+    def unwatch(self, heartbeat: Heartbeat) -> None:
+        self.heartbeats = [h for h in self.heartbeats if h is not heartbeat]
 
     def stalls(self) -> list[Stall]:
         """The components stalled for longer than ``stall_s`` right now."""

@@ -48,8 +48,17 @@ class FrameHub:
 
     def add(self, camera_id: str, policy: str, capacity: int) -> CameraQueue:
         q = CameraQueue(self, camera_id, policy, capacity)
-        self.queues[camera_id] = q
+        with self.cond:
+            self.queues[camera_id] = q
         return q
+
+    def remove(self, camera_id: str) -> None:
+        """A camera taken out of service: frames still queued are dropped (`camera_removed`)."""
+        with self.cond:
+            q = self.queues.pop(camera_id, None)
+            for item in q.items if q is not None else ():
+                item.done()
+                self.drop(camera_id, "camera_removed")
 
     def drop(self, camera_id: str, reason: str, n: int = 1) -> None:
         self.drops[(camera_id, reason)] += n

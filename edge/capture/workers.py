@@ -471,6 +471,14 @@ class DecodePool:
             self._attached.append(reader)
         worker.add(reader)
 
+    def detach(self, reader: RemoteReader) -> None:
+        """A removed camera: its shared memory goes once the last view of it does."""
+        with self._lock:
+            self._attached = [r for r in self._attached if r is not reader]
+        if reader.ring is not None:
+            reader.ring.close()
+            reader.ring = None
+
     def worker_died(self, worker: _WorkerHandle, conn: Connection) -> None:
         """Start the worker again and give it back its cameras (unless the edge is stopping)."""
         if self._stopping or worker.conn is not conn:
