@@ -25,6 +25,7 @@ records the signal (no lock, no logging) and the watchdog thread acts on it; a h
 from __future__ import annotations
 
 import faulthandler
+import functools
 import logging
 import os
 import signal
@@ -240,8 +241,9 @@ class EdgeService:
             )
             self.cameras = {c.id: self._camera(c) for c in cfg.cameras}
         except BaseException:
-            if getattr(self, "decoders", None) is not None:
-                self.decoders.stop()
+            decoders: DecodePool | None = getattr(self, "decoders", None)
+            if decoders is not None:
+                decoders.stop()
             self.relay.stop()
             self.transport.close()
             self.outbox.close()
@@ -338,7 +340,7 @@ class EdgeService:
             for camera_id in removed + changed:
                 self._retire(camera_id, wanted.get(camera_id))
             for camera_id in added:
-                self.pipeline.request(lambda c=wanted[camera_id]: self._attach(c))
+                self.pipeline.request(functools.partial(self._attach, wanted[camera_id]))
             self._camera_configs = list(cameras)
         if added or removed or changed:
             log.info("cameras changed", extra={"added": added, "removed": removed, "changed": changed})

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.capture.queues import Captured, FrameHub
-from edge.capture.workers import DecodePool
+from edge.capture.workers import DecodePool, RemoteReader
 from edge.config import CameraConfig
 
 
@@ -52,6 +52,16 @@ def pool(hub: FrameHub) -> Iterator[DecodePool]:
     pool.stop()
 
 
+def looping_camera(tmp_path: Path, pool: DecodePool) -> RemoteReader:
+    """A live-like camera (`latest`) replaying a 10-frame clip in a loop, started."""
+    write_clip(tmp_path / "loop.avi", 10)
+    reader = pool.reader(
+        CameraConfig(id="cam", source=str(tmp_path / "loop.avi"), policy="latest", restart_at_end=True)
+    )
+    reader.start()
+    return reader
+
+
 def take_all(hub: FrameHub) -> list[Captured]:
     with hub.cond:
         items = hub.take(1000, float("inf"))
@@ -84,11 +94,7 @@ def test_every_frame_of_two_cameras_arrives_intact_through_a_few_shared_slots(
 def test_a_live_camera_nobody_keeps_up_with_drops_stale_frames_counted_for_it(
     tmp_path: Path, hub: FrameHub, pool: DecodePool
 ):
-    write_clip(tmp_path / "loop.avi", 10)
-    reader = pool.reader(
-        CameraConfig(id="cam", source=str(tmp_path / "loop.avi"), policy="latest", restart_at_end=True)
-    )
-    reader.start()
+    reader = looping_camera(tmp_path, pool)
     wait_for(lambda: reader.counters["frames"] >= 60)
     assert hub.drops[("cam", "stale")] >= 40  # one queued frame, the rest pushed out or never copied
     wait_for(lambda: hub.pending() == 1)
@@ -100,11 +106,7 @@ def test_a_live_camera_nobody_keeps_up_with_drops_stale_frames_counted_for_it(
 def test_a_decode_worker_that_dies_is_restarted_and_its_camera_reads_on(
     tmp_path: Path, hub: FrameHub, pool: DecodePool
 ):
-    write_clip(tmp_path / "loop.avi", 10)
-    reader = pool.reader(
-        CameraConfig(id="cam", source=str(tmp_path / "loop.avi"), policy="latest", restart_at_end=True)
-    )
-    reader.start()
+    reader = looping_camera(tmp_path, pool)
     wait_for(lambda: reader.counters["frames"] >= 10)
     os.kill(pool.workers[0].process.pid, signal.SIGKILL)
     wait_for(lambda: pool.counters["worker_restarts"] == 1)
