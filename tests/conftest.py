@@ -120,6 +120,7 @@ def shard_set(settings: PlatformSettings, tmp_path_factory: pytest.TempPathFacto
         ASSIGNMENT,
         facilities=FACILITIES,
         cameras=cameras,
+        retention_days=14,  # two weeks of daily partitions, not 90: quicker to create and drop
     ) as (shards, _path):
         yield shards
 

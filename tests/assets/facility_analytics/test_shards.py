@@ -12,6 +12,7 @@ import pytest
 from assets.common.resources import DatabaseResource
 from assets.facility_analytics.assets import facility_daily_analytics
 from assets.facility_analytics.reports import network_weekly_report
+from assets.facility_analytics.sql import refresh_facility_day
 from bench.fixtures.events import DEFAULT_CAMERAS
 from bench.fixtures.shards import FACILITIES, reset, write_shard_map
 from realtime.storage.facilities import mirror_catalogue
@@ -53,17 +54,19 @@ def test_facility_days_and_the_weekly_report_over_two_shards_equal_one_databases
         "sharded": DatabaseResource(url=shards.home_url, shard_map=str(tmp_path / "shards.yaml")),
     }
 
+    for facility in TIMEZONES:  # the one database: what each facility-day run computes there
+        refresh_facility_day(db, facility, day)
+    first, last = (
+        dg.MultiPartitionKey({"date": day.isoformat(), "facility": f}) for f in ("FAC-001", "FAC-003")
+    )
+    run = dg.materialize(  # the day of every facility in one run, as a backfill runs it
+        [facility_daily_analytics],
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        resources={"settings": orchestration_settings, "database": resources["sharded"]},
+    )
+    assert run.success
     reports = {}
     for name, database in resources.items():
-        first, last = (
-            dg.MultiPartitionKey({"date": day.isoformat(), "facility": f}) for f in ("FAC-001", "FAC-003")
-        )
-        run = dg.materialize(  # the day of every facility in one run, as a backfill runs it
-            [facility_daily_analytics],
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-            resources={"settings": orchestration_settings, "database": database},
-        )
-        assert run.success, name
         weekly = dg.materialize(
             [network_weekly_report],
             partition_key=monday.isoformat(),

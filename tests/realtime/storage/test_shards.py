@@ -74,6 +74,7 @@ def test_upgrade_migrates_every_shard_and_keeps_the_registry_mirrored(settings, 
         "WV_DATABASE_URL": home,
         "WV_SHARD_MAP": str(tmp_path / "shards.yaml"),
         "WV_FACILITIES": "FAC-001,FAC-002,FAC-003,FAC-004",
+        "WV_RETENTION_DAYS": "3",  # few daily partitions to create
     }
     try:
         upgraded = _wv(monkeypatch, env, "upgrade")
