@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
     "db": (["realtime.storage.cli:app"], "Apply migrations, maintain partitions, register cameras."),
     "data": (["simulator.cli:app"], "Generate synthetic conveyor datasets and videos."),
     "model": (
-        ["model_lifecycle.cli:app", "realtime.storage.registry_cli:app"],
+        ["model_lifecycle.cli:app", "realtime.storage.registry_cli:app", "orchestration.model_cli:app"],
         "Train, evaluate, export, register, approve and roll back models.",
     ),
     "edge": (["edge.cli:app"], "Run the edge service next to the cameras."),

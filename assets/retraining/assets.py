@@ -15,6 +15,7 @@ worse candidate before anyone can promote it.
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,13 +411,59 @@ class CandidateEvaluationConfig(dg.Config):
     """Dataset manifest whose hold-out is the recent verified set; empty: the candidate's training manifest."""
     test_frames: int = 200
     """Frames of the frozen held-out test set (``model_lifecycle.sources.heldout_frames``)."""
+    frozen_data: str = ""
+    """A dataset folder (``wv model import`` / ``wv data`` layout) to use as the frozen test set
+    instead of the simulator's: a team's own fixed test images, which no version may get worse on."""
+    recent_data: str = ""
+    """A dataset folder to use as the recent set instead of the manifest's hold-out: the team's
+    newest labeled images, which a candidate must do better on than production."""
     parity_frames: int = 64
     frozen_tolerance: float = GatePolicy.frozen_tolerance
     class_tolerance: float = GatePolicy.class_tolerance
     min_class_support: int = GatePolicy.min_class_support
 
 
-def evaluate_version(path: Path, sets: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+def evaluation_sets(
+    config: CandidateEvaluationConfig, manifest: str
+) -> tuple[dict[str, Sequence[Any]], dict[str, Any]]:
+    """The frozen and recent frame sets the gate compares on, and where each came from.
+
+    Defaults: the simulator's frozen held-out set and the recent hold-out of the training manifest
+    (verified samples); a team's own dataset folders replace either."""
+    from model_lifecycle.sources import DirectoryFrames, heldout_frames
+
+    frozen: Sequence[Any]
+    recent: Sequence[Any]
+    described: dict[str, Any] = {}
+    if config.frozen_data:
+        frozen = DirectoryFrames(_dataset_folder(config.frozen_data, "frozen_data"))
+        described["frozen"] = frozen.describe()
+    else:
+        frozen = heldout_frames(config.test_frames)
+        described["frozen"] = {"source": "simulator held-out set", "frames": len(frozen)}
+    if config.recent_data:
+        recent = DirectoryFrames(_dataset_folder(config.recent_data, "recent_data"))
+        described["recent"] = recent.describe()
+    else:
+        recent = [render_ref(r) for r in load_manifest(Path(manifest)).recent] if manifest else []
+        described["recent"] = {
+            "source": f"recent hold-out of {manifest or 'no manifest'}",
+            "frames": len(recent),
+        }
+    return {"frozen": frozen, "recent": recent}, described
+
+
+def _dataset_folder(path: str, field: str) -> Path:
+    folder = Path(path)
+    if not (folder / "annotations.jsonl").is_file():
+        raise dg.Failure(
+            f"candidate_evaluation.{field}={path}: not a dataset folder (no annotations.jsonl); "
+            "make one with `wv model import` or `wv data generate`"
+        )
+    return folder
+
+
+def evaluate_version(path: Path, sets: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
     """EvalReport dicts of the INT8 engine (what the edge runs) of ``path`` on each named frame set."""
     from assets.common.modeling import version_engine
     from edge.model.version import read_version
@@ -431,7 +478,7 @@ def evaluate_version(path: Path, sets: dict[str, list[Any]]) -> dict[str, dict[s
     }
 
 
-def int8_parity(path: Path, frames: list[Any]) -> dict[str, Any]:
+def int8_parity(path: Path, frames: Sequence[Any]) -> dict[str, Any]:
     from edge.backends import EngineSpec, load_engine
     from edge.model.version import read_version
     from model_lifecycle.evaluate import parity
@@ -486,15 +533,12 @@ def candidate_evaluation(
     model_registry: ModelRegistryResource,
     wandb: WandbResource,
 ) -> dg.MaterializeResult:
-    from model_lifecycle.sources import heldout_frames
-
     registry = model_registry.registry()
     production, production_dir = _require_production(registry)
     candidate = newest_candidate(registry, config.version)
     candidate_dir = registry.resolve(candidate)
     manifest = config.manifest or (candidate.metrics.get("training") or {}).get("manifest") or ""
-    recent = load_manifest(Path(manifest)).recent if manifest else []
-    sets = {"frozen": heldout_frames(config.test_frames), "recent": [render_ref(r) for r in recent]}
+    sets, described = evaluation_sets(config, manifest)
     reports = {
         "production": evaluate_version(production_dir, sets),
         "candidate": evaluate_version(candidate_dir, sets),
@@ -511,6 +555,7 @@ def candidate_evaluation(
         "reasons": decision.reasons,
         "against": production,
         "manifest": manifest,
+        "sets": described,
         "comparisons": decision.comparisons,
         "reports": reports,
         "int8_parity": parity,
@@ -539,6 +584,7 @@ def candidate_evaluation(
             "int8_parity": dg.MetadataValue.json(parity),
             "recent_frames": len(sets["recent"]),
             "frozen_frames": len(sets["frozen"]),
+            "sets": dg.MetadataValue.json(described),
         },
         check_results=[
             dg.AssetCheckResult(
