@@ -585,7 +585,7 @@ class EdgeService:
             self.outbox.flush()
             self.outbox.close()
             self.outbox_flushed = True
-        self.runner.close()
+        self.runner.close(min(2.0, max(0.0, self._remaining() - reserve)))
         if self.decoders is not None:
             self.decoders.stop(max(0.5, min(5.0, self._remaining())))
         if pipeline_done:  # else an engine may still be inside a call: closing it under that call could crash

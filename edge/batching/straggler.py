@@ -11,6 +11,7 @@ its batch is answered by the fallback.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ class StragglerRunner:
         primary_errors, fallback_errors."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="primary")
         self._running: Future[tuple[dict[str, np.ndarray], float]] | None = None
+        self._closing = False
 
     def run(self, primary: LoadedModel, batch: Any, images: Sequence[np.ndarray], grace_s: float) -> Outcome:
         """Infer one batch prepared by `primary` (the active model when the batch was formed) from
@@ -106,10 +108,17 @@ class StragglerRunner:
 
     def _late_done(self, primary: LoadedModel, future: Future[tuple[dict[str, np.ndarray], float]]) -> None:
         exc = future.exception()
-        if exc is not None:
+        if exc is not None and not self._closing:
             self._primary_failed(primary, exc)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 0.0) -> None:
+        """Stop taking batches; a late primary still running gets `timeout_s` to finish, so its
+        engine is not closed under it (and a failure it meets after the stop is not counted)."""
+        self._closing = True
+        running = self._running
+        if running is not None and not running.done():
+            with contextlib.suppress(Exception):
+                running.result(timeout=timeout_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
