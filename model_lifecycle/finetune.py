@@ -69,7 +69,9 @@ class FinetuneOptions:
 
 
 @dataclass
-class FinetuneResult:
+class TrainingResult:
+    """What a fine-tune (or a self-supervised adaptation, ``model_lifecycle.ssl``) returns."""
+
     model: PackageDetector
     steps: int
     history: list[dict[str, float]]
@@ -206,7 +208,7 @@ def finetune(
     replay: Sequence[Sample],
     opts: FinetuneOptions = FinetuneOptions(),
     on_log: Callable[[dict[str, float]], None] | None = None,
-) -> FinetuneResult:
+) -> TrainingResult:
     """A copy of `parent` fine-tuned on `labelled` (e.g. verified drifted frames) and `replay`
     (frames of the original training distribution), its first `frozen_blocks` blocks unchanged."""
     depth = len(parent.backbone.blocks)
@@ -238,7 +240,7 @@ def finetune(
         "cached_views": float(len(labelled_cache) + len(replay_cache)),
         "cache_mb": (labelled_cache.nbytes + replay_cache.nbytes) / 1e6,
     }
-    return FinetuneResult(model.cpu(), steps, history, timings)
+    return TrainingResult(model.cpu(), steps, history, timings)
 
 
 def train_suffix(

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from edge.model.detector import PackageDetector
 from edge.model.vit import VisionTransformer
 from model_lifecycle.data import normalize_on_device
+from model_lifecycle.finetune import TrainingResult
 from model_lifecycle.ssl.head import DinoHead
 from model_lifecycle.ssl.loss import DinoLoss
 from model_lifecycle.ssl.views import ViewSpec, local_size_for, multi_crop
@@ -70,18 +71,6 @@ class AdaptOptions:
     log_every: int = 20
     time_limit_s: float | None = None
     """Stop early once this much wall time has passed."""
-
-
-@dataclass
-class AdaptResult:
-    model: PackageDetector
-    steps: int
-    history: list[dict[str, float]]
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def final_loss(self) -> float | None:
-        return self.history[-1]["loss"] if self.history else None
 
 
 class _Student(nn.Module):
@@ -137,7 +126,7 @@ def adapt(
     replay: Sequence[np.ndarray] = (),
     opts: AdaptOptions = AdaptOptions(),
     on_log: Callable[[dict[str, float]], None] | None = None,
-) -> AdaptResult:
+) -> TrainingResult:
     """A copy of `parent` whose backbone is adapted by DINO to `unlabeled` (uint8 (3, h, w) frames
     at the model's input size), anchored on `replay`; its heads are `parent`'s."""
     if not len(unlabeled):
@@ -159,7 +148,7 @@ def _adapt(
     replay: Sequence[np.ndarray],
     opts: AdaptOptions,
     on_log: Callable[[dict[str, float]], None] | None,
-) -> AdaptResult:
+) -> TrainingResult:
     torch.manual_seed(opts.seed)
     device = _device(opts.device)
     t0 = time.perf_counter()
@@ -232,4 +221,4 @@ def _adapt(
     model = copy.deepcopy(parent).float()
     model.backbone.load_state_dict({k: v.cpu() for k, v in teacher.backbone.state_dict().items()})
     timings = {"adapt_s": time.perf_counter() - t0, "frames": float(len(frames)), "replay": float(len(old))}
-    return AdaptResult(model.eval(), step, history, timings)
+    return TrainingResult(model.eval(), step, history, timings)
