@@ -9,7 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.common.partitions import daily_facility_partitions, weekly_partitions
+from assets.common.partitions import daily_facility_partitions
+from assets.model_quality.hard_examples import hard_example_weeks
 
 RETRAINING_K8S = {
     "container_config": {
@@ -42,7 +43,7 @@ nightly_model_quality_job = dg.define_asset_job(
 weekly_hard_examples_job = dg.define_asset_job(
     "weekly_hard_examples",
     selection=dg.AssetSelection.assets("hard_example_export", "hard_example_labels", "retraining_dataset"),
-    partitions_def=weekly_partitions,
+    partitions_def=hard_example_weeks,
     description=(
         "Last week's hard-example export for labeling, the labels that came back, and a fresh retraining dataset."
     ),

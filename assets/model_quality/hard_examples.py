@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from psycopg.types.json import Jsonb
 
-from assets.common.partitions import week_start, weekly_partitions
+from assets.common.partitions import START_DATE, week_start
 from assets.common.resources import DatabaseResource
 from assets.common.settings import PipelineSettings
 from assets.model_quality.label_studio import LabelStudio
@@ -35,6 +35,12 @@ from quality.charts import bar_chart, markdown_image
 from quality.sampling import sample_rank
 
 OWNERS = ["team:ml-quality"]
+
+hard_example_weeks = dg.WeeklyPartitionsDefinition(
+    start_date=START_DATE, timezone="UTC", day_offset=1, end_offset=1
+)
+"""ISO weeks keyed by their Monday, like the other weekly assets, plus the week in progress: its
+hard examples can go to labeling before it ends (a re-export adds the new ones, labels kept)."""
 
 
 class HardExampleConfig(dg.Config):
@@ -78,7 +84,7 @@ ON CONFLICT (export_id, event_id) DO UPDATE SET crop_path = EXCLUDED.crop_path,
 
 
 @dg.asset(
-    partitions_def=weekly_partitions,
+    partitions_def=hard_example_weeks,
     deps=["package_detections"],
     group_name="model_quality",
     owners=OWNERS,
@@ -179,7 +185,7 @@ def hard_example_export(
 
 
 @dg.asset(
-    partitions_def=weekly_partitions,
+    partitions_def=hard_example_weeks,
     deps=["hard_example_export"],
     group_name="model_quality",
     owners=OWNERS,
