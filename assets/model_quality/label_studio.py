@@ -2,7 +2,8 @@
 
 The server is named by one URL carrying its API token as the password,
 ``http://:TOKEN@host:port`` (the legacy token, sent as ``Authorization: Token …``; a server started
-by ``wv services up`` has it on). Tasks go in with their crop inlined as a data URL, so a server on
+by ``wv services up`` has it on; new organizations get personal access tokens only, so enable
+legacy tokens under Organization → Access Token Settings on a shared server). Tasks go in with their crop inlined as a data URL, so a server on
 another machine needs no access to our files; answers come back as the project's JSON export,
 which ``quality.labeling.read_label_studio`` reads like a file a person exported.
 """
