@@ -4,6 +4,8 @@ Each stratum (here: the predicted condition) contributes ``ceil(rate × size)`` 
 least ``minimum`` when it is not empty, so rare damage classes are always seen by a person. The
 choice ranks decisions by a hash of their event id: re-running a day picks the same decisions,
 and late events change a day's sample by at most the few they displace.
+
+``hard_first`` orders labeled packages for a retraining budget: the model's mistakes first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,3 +52,38 @@ def stratum_counts(items: Sequence[T], stratum: Callable[[T], str]) -> dict[str,
     for item in items:
         counts[stratum(item)] += 1
     return dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class LabeledPackage:
+    """A package a person labeled, as the retraining budget sees it."""
+
+    key: str
+    """Identity of the package (facility and package id)."""
+    day: str
+    """UTC day of the labeled decision (ISO)."""
+    wrong: bool
+    """The label differs from the production model's decision."""
+    hard_example: bool
+    """The label came back from the hard-example queue (a decision the model was unsure of)."""
+    confidence: float
+    """The model's confidence in its decision."""
+
+    @property
+    def hard(self) -> bool:
+        return self.wrong or self.hard_example
+
+
+def hard_first(packages: Iterable[LabeledPackage], budget: int = 0) -> list[LabeledPackage]:
+    """The ``budget`` packages most worth training on (all of them when ``budget`` is 0), in that order.
+
+    Those the model got wrong first, then hard-example labels, then the least confident: on the
+    label-efficiency benchmark, labels of the model's mistakes spread over several drifted days
+    were what raised accuracy (docs/benchmarks.md), not more labels of what it already gets right.
+    Ties break by a stable hash, so re-running picks the same packages."""
+    if budget < 0:
+        raise ValueError(f"label budget must be >= 0, got {budget}")
+    ranked = sorted(
+        packages, key=lambda p: (not p.wrong, not p.hard_example, p.confidence, sample_rank(p.key, "budget"))
+    )
+    return ranked[:budget] if budget else ranked

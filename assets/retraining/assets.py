@@ -16,13 +16,14 @@ worse candidate before anyone can promote it.
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from psycopg.rows import namedtuple_row
+from pydantic import Field
 
 from assets.common.resources import DatabaseResource, ModelRegistryResource, WandbResource
 from assets.common.settings import PipelineSettings
@@ -30,7 +31,7 @@ from assets.model_quality.crops import SyntheticCamera, parse_synthetic_uri
 from assets.model_quality.labeling import camera_sources
 from assets.retraining.adaptation import adapted_start
 from quality.gate import GatePolicy, decide
-from quality.sampling import sample_rank
+from quality.sampling import LabeledPackage, hard_first, sample_rank
 from realtime.storage.model_registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class RetrainingDataset:
     recent: list[FrameRef]
     replay_seed: int
     replay_indices: list[int]
+    selection: dict[str, Any] = field(default_factory=dict)
+    """Which labeled packages were trained on: budget, hard ones, per facility and day."""
 
     @property
     def train_frames(self) -> int:
@@ -79,6 +82,7 @@ def load_manifest(path: Path) -> RetrainingDataset:
     return RetrainingDataset(
         manifest=str(path), train=refs(data["train"]), recent=refs(data["recent"]),
         replay_seed=data["replay_seed"], replay_indices=data["replay_indices"],
+        selection=data.get("selection", {}),
     )  # fmt: skip
 
 
@@ -111,7 +115,14 @@ def render_ref(ref: FrameRef) -> Any:
 # --- retraining_dataset ------------------------------------------------------------------------
 class RetrainingDatasetConfig(dg.Config):
     lookback_days: int = 28
-    """Labeled events from this many days before the newest labeled event are used."""
+    """Labeled events from this many days before the newest labeled event are used (facilities in
+    ``drift_since`` excepted)."""
+    drift_since: dict[str, str] = Field(default_factory=dict)
+    """Facility → first day (ISO) it was below the accuracy threshold: its labels from that day on are
+    used, however many days that is (the drift sensor fills it in)."""
+    label_budget: int = 400
+    """At most this many labeled packages (not held out) are trained on, the model's mistakes first
+    (``quality.sampling.hard_first``); 0: all of them."""
     replay_frames: int = 128
     """Frames of the original synthetic training data mixed in, so nothing already learnt is forgotten."""
     replay_seed: int = 1
@@ -122,33 +133,91 @@ class RetrainingDatasetConfig(dg.Config):
 
 _LABELED = """
 WITH labeled AS (
-    SELECT 'hard' AS origin, event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition
+    SELECT 'hard' AS origin, event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition,
+        predicted_condition, predicted_confidence
     FROM hard_examples WHERE verified_condition IS NOT NULL
     UNION ALL
-    SELECT 'verified', event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition
+    SELECT 'verified', event_id, package_id, facility_id, camera_id, event_time, bbox, verified_condition,
+        predicted_condition, predicted_confidence
     FROM verified_samples WHERE verified_condition IS NOT NULL AND bbox IS NOT NULL
 ), chosen AS (
     SELECT DISTINCT ON (event_id) * FROM labeled
-    WHERE event_time >= (SELECT max(event_time) FROM labeled) - make_interval(days => %(days)s)
+    WHERE event_time >= coalesce(
+        (%(since)s::jsonb ->> facility_id)::date::timestamp AT TIME ZONE 'UTC',
+        (SELECT max(event_time) FROM labeled) - make_interval(days => %(days)s))
     ORDER BY event_id, origin
 )
 SELECT * FROM chosen
 UNION ALL
 SELECT DISTINCT ON (d.event_id) 'track', d.event_id, d.package_id, d.facility_id, d.camera_id, d.event_time,
-    ARRAY[d.x1, d.y1, d.x2, d.y2], c.verified_condition
+    ARRAY[d.x1, d.y1, d.x2, d.y2], c.verified_condition, c.predicted_condition, c.predicted_confidence
 FROM chosen c JOIN package_detections d
     ON d.package_id = c.package_id AND d.facility_id = c.facility_id AND d.camera_id = c.camera_id
     AND d.event_time BETWEEN c.event_time - make_interval(secs => %(track_s)s)
                          AND c.event_time + make_interval(secs => %(track_s)s)
 WHERE d.event_id NOT IN (SELECT event_id FROM chosen)
 """
-"""Labeled events, plus the package's other detections by the same camera around them ("track"
-rows): a labeler judges a package once, and the label holds for every frame that shows it."""
+"""Labeled events (a drifted facility's since its drift began, the others' of the last days), plus
+the package's other detections by the same camera around them ("track" rows): a labeler judges a
+package once, and the label holds for every frame that shows it."""
 
 
 def is_recent_holdout(package_id: str) -> bool:
     """Held out by package, so no view of a held-out package is trained on."""
     return sample_rank(package_id, "holdout") < RECENT_HOLDOUT_SHARE * 2**64
+
+
+def labeled_packages(rows: list[Any]) -> dict[tuple[str, str], LabeledPackage]:
+    """Each labeled (facility, package) of ``rows``, with what the budget ranks it by: whether the
+    label contradicts the model's decision, came from the hard-example queue, and how sure the model was."""
+    out: dict[tuple[str, str], LabeledPackage] = {}
+    for r in sorted((r for r in rows if r.origin != "track"), key=lambda r: r.event_time):
+        key = (r.facility_id, r.package_id)
+        seen = out.get(key)
+        confidence = float(r.predicted_confidence) if r.predicted_confidence is not None else 1.0
+        out[key] = LabeledPackage(
+            key=f"{r.facility_id}/{r.package_id}",
+            day=seen.day if seen else r.event_time.astimezone(UTC).date().isoformat(),
+            wrong=(seen is not None and seen.wrong) or r.verified_condition != r.predicted_condition,
+            hard_example=(seen is not None and seen.hard_example) or r.origin == "hard",
+            confidence=min(confidence, seen.confidence) if seen else confidence,
+        )
+    return out
+
+
+def budget_selection(
+    rows: list[Any], budget: int, drift_since: Mapping[str, str]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The rows of the ``budget`` labeled packages ranked first by ``hard_first``, and what was chosen
+    (per facility and day, how many were hard) for the manifest."""
+    packages = labeled_packages(rows)
+    chosen = {p.key for p in hard_first(packages.values(), budget)}
+    kept = {k: p for k, p in packages.items() if p.key in chosen}
+    per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (facility, _), p in sorted(kept.items(), key=lambda kv: (kv[0][0], kv[1].day)):
+        per_day[facility][p.day] += 1
+    summary = {
+        "label_budget": budget,
+        "drift_since": dict(drift_since),
+        "labeled_packages": len(packages),
+        "trained_packages": len(kept),
+        "hard_packages": sum(p.hard for p in kept.values()),
+        "wrong_packages": sum(p.wrong for p in kept.values()),
+        "packages_per_day": {f: dict(days) for f, days in per_day.items()},
+    }
+    return [r for r in rows if (r.facility_id, r.package_id) in kept], summary
+
+
+def _since(drift_since: Mapping[str, str]) -> str:
+    """``drift_since`` as JSON for the query, each day checked."""
+    for facility, day in drift_since.items():
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise dg.Failure(
+                f"retraining_dataset.drift_since[{facility!r}] = {day!r}: not an ISO date (YYYY-MM-DD)"
+            ) from None
+    return json.dumps(dict(drift_since))
 
 
 def group_frames(
@@ -189,7 +258,11 @@ def retraining_dataset(
     settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.Output[RetrainingDataset]:
     with database.connect() as conn:
-        params = {"days": config.lookback_days, "track_s": config.track_seconds}
+        params = {
+            "days": config.lookback_days,
+            "track_s": config.track_seconds,
+            "since": _since(config.drift_since),
+        }
         rows: list[Any] = conn.cursor(row_factory=namedtuple_row).execute(_LABELED, params).fetchall()
         uris = {k: v for k, v in camera_sources(conn).items() if v}
     cameras = {k: c for k, uri in uris.items() if (c := parse_synthetic_uri(k[1], uri)) is not None}
@@ -202,12 +275,14 @@ def retraining_dataset(
     recent_rows = [r for r in held_out if r.origin == "verified"]
     held_frames = {frame(r) for r in held_out}
     train_rows = [r for r in usable if not is_recent_holdout(r.package_id) and frame(r) not in held_frames]
+    train_rows, selection = budget_selection(train_rows, config.label_budget, config.drift_since)
     dataset = RetrainingDataset(
         manifest="",
         train=group_frames(train_rows, cameras, uris),
         recent=group_frames(recent_rows, cameras, uris),
         replay_seed=config.replay_seed,
         replay_indices=list(range(config.replay_frames)),
+        selection=selection,
     )
     folder = settings.state_dir / "datasets" / f"retraining-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,6 +304,12 @@ def retraining_dataset(
             "recent_holdout_events": len(recent_rows),
             "recent_holdout_frames": len(dataset.recent),
             "train_events_per_facility": dg.MetadataValue.json(dict(per_facility)),
+            "labeled_packages": selection["labeled_packages"],
+            "trained_packages": selection["trained_packages"],
+            "hard_packages": selection["hard_packages"],
+            "wrong_packages": selection["wrong_packages"],
+            "label_budget": config.label_budget,
+            "packages_per_day": dg.MetadataValue.json(selection["packages_per_day"]),
             "manifest": dg.MetadataValue.path(str(manifest.resolve())),
         },
     )
