@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from wv.services.base import ServiceError
+from wv.services.label_studio import LabelStudioService
 from wv.services.manager import ServiceManager, services_for
 from wv.settings import PlatformSettings
 
@@ -20,9 +21,10 @@ Names = Annotated[
 def _manager() -> ServiceManager:
     """The manager of this checkout's services; every tier's settings are checked first."""
     settings = PlatformSettings.startup()
-    return ServiceManager(
-        settings.state_dir, services=services_for(settings.services_ha, settings.services_labeling)
-    )
+    # A Label Studio started earlier stays managed (status, down, its URL) after labeling is turned off.
+    started = (settings.state_dir / "services" / LabelStudioService.name / "service.json").exists()
+    labeling = settings.services_labeling or started
+    return ServiceManager(settings.state_dir, services=services_for(settings.services_ha, labeling))
 
 
 @app.command()
