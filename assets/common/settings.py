@@ -49,6 +49,14 @@ class PipelineSettings(
     retrain_steps: int = Field(
         300, gt=0, description="Fine-tuning steps of a drift-triggered retraining run."
     )
+    retrain_every_days: int = Field(
+        2,
+        ge=0,
+        description=(
+            "While a facility stays below the threshold, retrain again once this many more days are "
+            "evaluated, on all its labels since the drop (0: once per drop)."
+        ),
+    )
     analytics_throughput_tolerance: float = Field(
         0.5, gt=0, description="Asset check: packages seen may differ from expected by this share."
     )
