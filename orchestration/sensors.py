@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -18,17 +18,22 @@ DRIFT_ASSET = dg.AssetKey("drift_evaluation")
 
 @dataclass
 class DriftCursor:
-    """Where the sensor stopped reading, and which facilities are currently below the threshold."""
+    """Where the sensor stopped reading, which facilities are below the threshold (since which day),
+    and the day of each one's last retraining request."""
 
     after_storage_id: int | None = None
     below: dict[str, str] = field(default_factory=dict)
+    requested: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> "DriftCursor":
         return cls(**json.loads(raw)) if raw else cls()
 
     def dump(self) -> str:
-        return json.dumps({"after_storage_id": self.after_storage_id, "below": self.below}, sort_keys=True)
+        return json.dumps(
+            {"after_storage_id": self.after_storage_id, "below": self.below, "requested": self.requested},
+            sort_keys=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -39,24 +44,40 @@ class Evaluation:
     accuracy: float | None
 
 
-def new_drops(cursor: DriftCursor, evaluations: list[Evaluation], threshold: float) -> list[Evaluation]:
-    """Evaluations where a facility newly fell below ``threshold``; updates ``cursor`` in place.
+def new_drops(
+    cursor: DriftCursor, evaluations: list[Evaluation], threshold: float, every_days: int = 0
+) -> list[Evaluation]:
+    """Evaluations that call for retraining; updates ``cursor`` in place.
 
-    A facility fires once per drop: it stays in ``cursor.below`` until an evaluation at or above
-    the threshold shows it recovered. Evaluations without verified samples change nothing.
+    A facility fires when it newly falls below ``threshold`` and stays in ``cursor.below`` until an
+    evaluation at or above the threshold shows it recovered. While it stays below, it fires again
+    once an evaluated day is ``every_days`` after its last request (0: never): by then more of its
+    drifted days are labeled, and one day of labels was not enough on the harder drifts
+    (docs/benchmarks.md, label efficiency). Evaluations without verified samples change nothing.
     """
-    drops = []
+    due = []
     for e in sorted(evaluations, key=lambda e: e.storage_id):
         cursor.after_storage_id = max(cursor.after_storage_id or 0, e.storage_id)
         if e.accuracy is None:
             continue
-        if e.accuracy < threshold:
-            if e.facility not in cursor.below:
-                cursor.below[e.facility] = e.day
-                drops.append(e)
-        else:
+        if e.accuracy >= threshold:
             cursor.below.pop(e.facility, None)
-    return drops
+            cursor.requested.pop(e.facility, None)
+            continue
+        if e.facility not in cursor.below:
+            cursor.below[e.facility] = e.day
+        elif (
+            not every_days
+            or _days(cursor.requested.get(e.facility, cursor.below[e.facility]), e.day) < every_days
+        ):
+            continue
+        cursor.requested[e.facility] = e.day
+        due.append(e)
+    return due
+
+
+def _days(earlier: str, later: str) -> int:
+    return (date.fromisoformat(later) - date.fromisoformat(earlier)).days
 
 
 def _evaluation(record: dg.EventLogRecord) -> Evaluation | None:
@@ -74,7 +95,8 @@ def _evaluation(record: dg.EventLogRecord) -> Evaluation | None:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches retraining when a facility's drift_evaluation accuracy falls below "
-    "WV_DRIFT_ACCURACY_THRESHOLD (0.94); once per drop, again only after that facility recovers.",
+    "WV_DRIFT_ACCURACY_THRESHOLD (0.94), on its labels since the drop; again every WV_RETRAIN_EVERY_DAYS "
+    "evaluated days while it stays below (more drifted days labeled), and on a new drop after it recovers.",
 )
 def drift_retraining_sensor(
     context: dg.SensorEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
@@ -92,23 +114,30 @@ def drift_retraining_sensor(
             after = max(r.storage_id for r in result.records)
         if not result.has_more:
             break
-    drops = new_drops(cursor, evaluations, threshold)
+    drops = new_drops(cursor, evaluations, threshold, settings.retrain_every_days)
     cursor.after_storage_id = after
     if not drops:
         return dg.SensorResult(skip_reason=f"no facility newly below {threshold}", cursor=cursor.dump())
     facilities = ",".join(sorted({d.facility for d in drops}))
     run_key = "drift-" + "-".join(f"{d.facility}@{d.day}" for d in drops)
     lowest = min(drops, key=lambda d: d.accuracy or 0.0)
+    since = {d.facility: cursor.below[d.facility] for d in drops}
     context.log.info("accuracy below %s at %s; launching retraining", threshold, facilities)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
-                run_config={"ops": {"candidate_model": {"config": {"steps": settings.retrain_steps}}}},
+                run_config={
+                    "ops": {
+                        "retraining_dataset": {"config": {"drift_since": since}},
+                        "candidate_model": {"config": {"steps": settings.retrain_steps}},
+                    }
+                },
                 tags={
                     "wv/trigger": "drift",
                     "wv/facilities": facilities,
                     "wv/lowest_accuracy": f"{lowest.accuracy:.4f}",
+                    "wv/drift_since": ",".join(f"{f}@{d}" for f, d in sorted(since.items())),
                 },
             )
         ],
