@@ -15,10 +15,13 @@ class Zone:
     polygon: np.ndarray
     """(N, 2) float32 vertices in frame pixels, N >= 3."""
 
+    def __post_init__(self) -> None:
+        # The polygon's edges, once (np.roll per lookup was a tenth of the inference thread's time).
+        object.__setattr__(self, "_edges", (*self.polygon.T, *np.roll(self.polygon, -1, axis=0).T))
+
     def contains(self, x: float, y: float) -> bool:
         """Even-odd ray casting; points on the top/left edges count as inside."""
-        px, py = self.polygon[:, 0], self.polygon[:, 1]
-        qx, qy = np.roll(px, -1), np.roll(py, -1)
+        px, py, qx, qy = self._edges  # type: ignore[attr-defined]
         crosses = (py <= y) != (qy <= y)
         with np.errstate(divide="ignore", invalid="ignore"):
             x_at = px + (y - py) * (qx - px) / (qy - py)

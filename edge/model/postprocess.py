@@ -11,6 +11,8 @@ Engine contract (ONNX Runtime, torch, TensorRT): input `images` float32 (B, 3, h
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,15 +60,21 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=16)
+def _cell_centres(n: int) -> list[float]:
+    """Normalised centres of `n` grid cells along one axis (cached: the grid is fixed per model)."""
+    return [float(c) for c in (np.arange(n) + 0.5) / n]
+
+
 def pool_embedding(embedding: np.ndarray, box: np.ndarray, fallback_cell: tuple[int, int]) -> np.ndarray:
     """Mean of the (E, h, w) embedding over cells whose centres lie in the normalised box, L2-normalised."""
     _, h, w = embedding.shape
-    cy = (np.arange(h) + 0.5) / h
-    cx = (np.arange(w) + 0.5) / w
-    rows = np.flatnonzero((cy >= box[1]) & (cy <= box[3]))
-    cols = np.flatnonzero((cx >= box[0]) & (cx <= box[2]))
-    if rows.size and cols.size:
-        vec = embedding[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].mean(axis=(1, 2))
+    cy, cx = _cell_centres(h), _cell_centres(w)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    r0, r1 = bisect.bisect_left(cy, y1), bisect.bisect_right(cy, y2)
+    c0, c1 = bisect.bisect_left(cx, x1), bisect.bisect_right(cx, x2)
+    if r1 > r0 and c1 > c0:
+        vec = embedding[:, r0:r1, c0:c1].mean(axis=(1, 2))
     else:
         vec = embedding[:, fallback_cell[0], fallback_cell[1]]
     return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
