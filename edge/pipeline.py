@@ -103,12 +103,15 @@ class Pipeline:
             self._changes.append(change)
 
     def _apply_changes(self) -> None:
+        """In order: a change not ready yet (a reader still stopping) holds back the ones after it,
+        so a camera removed and added again is never added before its old self is gone."""
         with self._changes_lock:
             pending, self._changes = self._changes, []
-        left = [change for change in pending if not change()]
-        if left:
-            with self._changes_lock:
-                self._changes[:0] = left
+        for i, change in enumerate(pending):
+            if not change():
+                with self._changes_lock:
+                    self._changes[:0] = pending[i:]
+                return
 
     def retire(self, camera_id: str) -> None:
         """Forget a camera whose reader has stopped: its live tracks end and their decisions are
