@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from functools import partial
 
 from realtime import metrics
 from realtime.dead_letters import DeadLetterPublisher
@@ -117,9 +118,7 @@ class Lanes:
             parts = {HOME: BatchRows(), **parts}
         futures = [
             self.lanes[name].submit(
-                lambda sink, rows=rows, letters=(dead_letters if name == HOME else []): store(
-                    sink, rows, letters
-                ),
+                partial(_store_part, store, rows=rows, letters=dead_letters if name == HOME else []),
                 len(rows),
             )
             for name, rows in parts.items()
@@ -137,6 +136,16 @@ class Lanes:
     def close(self) -> None:
         for lane in self.lanes.values():
             lane.close()
+
+
+def _store_part(
+    store: Callable[[EventSink, BatchRows, list[DeadLetter]], object],
+    sink: EventSink,
+    *,
+    rows: BatchRows,
+    letters: list[DeadLetter],
+) -> object:
+    return store(sink, rows, letters)
 
 
 def _all_of(futures: list[Future[object]]) -> Future[object]:
