@@ -153,6 +153,15 @@ class CaptureConfig(_Strict):
             "spread over them; frames reach inference through shared memory."
         ),
     )
+    max_interval: int = Field(
+        default=1,
+        ge=1,
+        le=30,
+        description=(
+            "Automatic interval: while live (latest) cameras drop frames, infer every k-th frame, "
+            "k up to this (1: off); steps back once no frame was dropped for 30 s."
+        ),
+    )
     max_frame_mb: float = Field(
         default=6.3,
         gt=0,

@@ -26,6 +26,7 @@ from contract.frames import Detection
 from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import ModelFiles
 from edge.batching.controller import BatchController
+from edge.batching.interval import IntervalController
 from edge.batching.straggler import StragglerRunner
 from edge.capture.queues import Captured, FrameHub
 from edge.capture.reader import CameraReader
@@ -51,6 +52,8 @@ class CameraRuntime:
     reader: CameraReader | RemoteReader
     tracker: IouTracker
     decider: Decider
+    interval: int = 1
+    """The configured interval (the automatic one never goes below it)."""
 
 
 def decode_for(
@@ -73,6 +76,7 @@ class Pipeline:
         relay: Relay,
         metrics: EdgeMetrics,
         budget_ms: float,
+        interval: IntervalController | None = None,
     ) -> None:
         self.facility_id = facility_id
         self.cameras = cameras
@@ -91,6 +95,7 @@ class Pipeline:
         """End-to-end latency of the most recent frames (capture to outbox), for benchmarks."""
         self.heartbeat = Heartbeat("inference", has_work=lambda: hub.pending() > 0)
         """Beats once per loop turn; stalled when frames wait and the loop does not come back."""
+        self.interval = interval
         self._changes: list[Callable[[], bool]] = []
         self._changes_lock = threading.Lock()
 
@@ -113,6 +118,24 @@ class Pipeline:
                     self._changes[:0] = pending[i:]
                 return
 
+    def _adapt_interval(self) -> None:
+        """Under load, infer fewer frames of the live cameras (`IntervalController`)."""
+        ctl = self.interval
+        if ctl is None or not ctl.due():
+            return
+        live = [
+            c
+            for c in list(self.cameras.values())
+            if getattr(self.hub.queues.get(c.camera_id), "policy", "") == "latest"
+        ]
+        handed = sum(c.reader.counters["frames"] - c.reader.counters["skipped_interval"] for c in live)
+        dropped = sum(self.hub.drops[(c.camera_id, r)] for c in live for r in ("stale", "over_budget"))
+        if ctl.observe(handed, dropped):
+            k = min(1 + ctl.extra, ctl.max_interval)
+            log.info("inference interval of live cameras now %d (frames dropped under load)", k)
+            for c in live:
+                c.reader.set_interval(max(c.interval, k))
+
     def retire(self, camera_id: str) -> None:
         """Forget a camera whose reader has stopped: its live tracks end and their decisions are
         written; its counts (frames, drops) stay in the metrics."""
@@ -126,6 +149,7 @@ class Pipeline:
         while not stop.is_set():
             self.heartbeat.beat()
             self._apply_changes()
+            self._adapt_interval()
             items = self.next_batch(stop)
             if items:
                 self._process_guarded(items)

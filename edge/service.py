@@ -44,6 +44,7 @@ from prometheus_client.core import Metric
 
 from edge.backends.base import EngineSpec
 from edge.batching.controller import BatchController
+from edge.batching.interval import IntervalController
 from edge.batching.straggler import StragglerRunner
 from edge.capture.reader import CameraReader
 from edge.capture.workers import DecodePool, RemoteReader
@@ -263,6 +264,7 @@ class EdgeService:
             self.relay,
             self.metrics,
             b.latency_ms,
+            IntervalController(cfg.capture.max_interval) if cfg.capture.max_interval > 1 else None,
         )
         self.metrics.add_collector(self._collect)
         self.watchdog.watch(
@@ -319,7 +321,7 @@ class EdgeService:
         )
         identity = SimulatorIdentity() if self.config.decisions.simulator_truth else None
         decider = Decider(self.config.decisions, zones, camera.routes, self.references, identity=identity)
-        return CameraRuntime(camera.id, reader, tracker, decider)
+        return CameraRuntime(camera.id, reader, tracker, decider, camera.interval)
 
     # -- cameras changed while running ------------------------------------------------------
 

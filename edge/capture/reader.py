@@ -56,6 +56,9 @@ class CameraReader:
     def start(self) -> None:
         self._thread.start()
 
+    def set_interval(self, interval: int) -> None:
+        self.interval = interval
+
     def stop(self) -> None:
         self._stop.set()
 

@@ -226,6 +226,10 @@ def worker_main(conn: Connection, log_level: int) -> None:
                 cam = _WorkerCamera(spec, fd, send)
                 cameras[spec.camera_id] = cam
                 cam.reader.start()
+            elif kind == "interval":
+                cam = cameras.get(message[1])
+                if cam is not None:
+                    cam.reader.interval = message[2]
             elif kind == "remove":
                 cam = cameras.pop(message[1], None)
                 if cam is not None:
@@ -299,6 +303,11 @@ class RemoteReader:
     @property
     def alive(self) -> bool:
         return not self.finished.is_set()
+
+    def set_interval(self, interval: int) -> None:
+        self.spec = dataclasses.replace(self.spec, interval=interval)  # kept if the worker restarts
+        if self._worker is not None:
+            self._worker.send(("interval", self.camera_id, interval))
 
     def release(self, generation: int, slot: int) -> None:
         worker = self._worker

@@ -1,0 +1,70 @@
+"""Under load the live cameras' inference interval grows (frames skipped on purpose, the tracker
+bridging them) and steps back once nothing was dropped for a while."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edge.backends.base import engine_class
+from edge.batching.interval import IntervalController
+from edge.service import EdgeService
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_drops_raise_the_interval_to_its_limit_and_calm_lowers_it_step_by_step():
+    clock = Clock()
+    ctl = IntervalController(max_interval=3, window_s=2, raise_share=0.05, calm_s=10, clock=clock)
+    handed = dropped = 0
+
+    def window(h: int, d: int) -> bool:
+        nonlocal handed, dropped
+        clock.now += 2
+        handed, dropped = handed + h, dropped + d
+        return ctl.observe(handed, dropped)
+
+    assert window(60, 30) and ctl.extra == 1
+    assert window(60, 10) and ctl.extra == 2
+    assert not window(60, 10) and ctl.extra == 2  # at the limit (interval 3)
+    assert not window(60, 1) and ctl.extra == 2  # a few drops: not calm yet
+    for _ in range(4):
+        assert not window(60, 0)
+    assert window(60, 0) and ctl.extra == 1  # 10 s without a drop
+    assert not window(60, 2)  # under 5 %: no raise, but the calm starts again
+
+
+@pytest.mark.timeout(90)
+def test_an_edge_that_cannot_keep_up_infers_fewer_frames_of_its_live_cameras(
+    edge_config, kafka_bootstrap, topic_prefix, monkeypatch
+):
+    slow = engine_class("test-slow")
+    monkeypatch.setattr(slow, "every", 1)
+    monkeypatch.setattr(slow, "delay_s", 0.08)  # about 12 inferences a second for 30 offered
+    cfg = edge_config(
+        [{"id": "cam-1", "source": "synthetic://seed=5&fps=30", "policy": "latest"}],
+        engine={"name": "test-slow"},
+        capture={"max_interval": 3},
+        budgets={"fallback": False},
+        transport={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix},
+    )
+    service = EdgeService(cfg)
+    service.start()
+    try:
+        reader = service.cameras["cam-1"].reader
+        deadline = time.monotonic() + 30
+        while reader.interval < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reader.interval == 3
+        skipped = reader.counters["skipped_interval"]
+        time.sleep(1)
+        assert reader.counters["skipped_interval"] > skipped
+    finally:
+        service.shutdown()
