@@ -8,7 +8,8 @@ A shard that is down stalls only its lane: its parts wait in the lane's queue, r
 it is back, while the other lanes keep writing their facilities' events. Offsets stay behind
 the oldest held part, so nothing is skipped; the worker stops consuming once the held events
 reach ``WV_INGEST_HELD_MAX_EVENTS`` (memory is finite) and resumes as they drain.
-With one shard there is one lane and a batch is one part: the single database of before.
+With one shard there is one lane and a batch is one part: the single database of before (and
+the worker waits, as before, while ``WV_INGEST_WRITERS`` batches are uncommitted).
 """
 
 from __future__ import annotations

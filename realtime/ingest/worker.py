@@ -11,8 +11,8 @@ after its batch's database commit and all earlier ones; while the database is do
 retry with backoff and the consumer pauses its partitions yet keeps polling, so it stays in the
 group and commits nothing. With facility shards (``WV_SHARD_MAP``) each batch is split by shard
 and written by that shard's lane (:mod:`realtime.ingest.lanes`): a shard that is down holds back
-its own facilities' events (and every offset after them) while the other shards keep writing. SIGTERM stops polling, drains the in-flight and pending batches,
-commits, and leaves.
+its own facilities' events (and every offset after them) while the other shards keep writing.
+SIGTERM stops polling, drains the in-flight and pending batches, commits, and leaves.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ class IngestWorker:
     def _step(self, consumer: KafkaConsumer) -> None:
         self._reap(block=False)
         full = self._pending.size >= self.config.batch_size
-        busy = self._lanes.busy()
+        # One shard: as before sharding, a batch waits while `writers` batches are uncommitted.
+        busy = len(self._inflight) >= self.config.writers if self._route is None else self._lanes.busy()
         held = self._lanes.held()
         metrics.HELD_EVENTS.set(held)
         self._pause(consumer, (full and busy) or held >= self.config.held_max_events)
