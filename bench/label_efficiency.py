@@ -18,7 +18,13 @@ The strategies, on the same frames, seeds and options:
 * ``several_days``: N packages spread evenly over five drifted days (day 4 and days 8–11 of the
   same cameras, none of them evaluated);
 * ``hard_first``: from the same five days, the N packages the shipped model misjudges most often
-  labelled first (what the hard-example queue approximates).
+  labelled first (ranked with the simulator's truth: an upper bound for what a queue can pick);
+* ``loop``: from the same five days, the N packages the retraining loop itself would train on
+  with a budget of N (``quality.sampling.hard_first``, what ``retraining_dataset`` calls): each
+  package's decision is the shipped model's smoothed track decision (the edge's
+  ``DirichletSmoother`` over its matched detections), packages whose label contradicts it first,
+  then those in the hard-example confidence band, then the least confident. Like the two above
+  it assumes every package of the five days was labeled (the demo verifies all of them).
 
 Every candidate is scored on the drifted facility's days 5–7 (every 2nd frame, the days
 ``bench.drift_recovery`` scores) and on the frozen test set. Goals (issue 21): with one drifted
@@ -34,7 +40,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,19 +49,23 @@ from bench._report import write_report
 from contract.frames import Frame
 from edge.backends import EngineSpec
 from edge.backends.torch import TorchEngine
+from edge.config import DecisionConfig
+from edge.decisions.smoothing import DirichletSmoother
 from edge.model.detector import PackageDetector
 from edge.model.version import load_detector, read_version
 from edge.sources.factory import open_source
+from foundation.settings import HardExampleSettings
 from model_lifecycle.data import Sample, frame_to_sample
 from model_lifecycle.evaluate import detect, evaluate
 from model_lifecycle.finetune import finetune
 from model_lifecycle.metrics import match
 from model_lifecycle.sources import heldout_frames, training_frames
 from model_lifecycle.ssl.adapt import AdaptOptions, adapt
+from quality.sampling import LabeledPackage, hard_first
 from wv.demo.scenario import Scenario
 from wv.demo.story import DEFAULT_MODEL
 
-STRATEGIES = ("plain", "adapted", "several_days", "hard_first")
+STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop")
 EXTRA_DAYS = (8, 9, 10, 11)
 """Further drifted days of the same cameras (never evaluated) for the several-days strategies."""
 TARGET = 0.94
@@ -88,18 +98,58 @@ def frames_showing(streams: dict[str, list[Frame]], packages: set[str]) -> list[
     ]
 
 
-def package_errors(engine: TorchEngine, streams: dict[str, list[Frame]], threshold: float) -> dict[str, int]:
-    """Per package, in how many frames the engine's matched detection has the wrong condition
-    (or none is found): the shipped model's hard examples."""
-    errors: dict[str, int] = defaultdict(int)
-    frames = [f for fs in streams.values() for f in fs]
-    for frame, dets in zip(frames, detect(engine, frames), strict=True):
-        dets = [d for d in dets if d.score >= threshold]
-        hit = match(dets, frame.truth)
-        judged = {j: dets[i].condition for i, j in enumerate(hit) if j >= 0}
-        for j, t in enumerate(frame.truth):
-            errors[t.package_id] += judged.get(j) != t.condition
-    return errors
+@dataclass
+class Judgement:
+    """What the shipped model made of one package over the frames that show it."""
+
+    day: str
+    truth: str
+    errors: int = 0
+    """Frames where its matched detection has the wrong condition (or none is found)."""
+    decision: DirichletSmoother = field(
+        default_factory=lambda: DirichletSmoother(
+            DecisionConfig.model_fields["smoothing_prior"].default,
+            DecisionConfig.model_fields["smoothing_discount"].default,
+        )
+    )
+    """The edge's track decision, from the matched detections."""
+
+
+def package_judgements(
+    engine: TorchEngine, streams: dict[str, list[Frame]], threshold: float
+) -> dict[str, Judgement]:
+    """Per package: the shipped model's frame errors (its hard examples) and its track decision."""
+    out: dict[str, Judgement] = {}
+    for key, frames in streams.items():
+        for frame, dets in zip(frames, detect(engine, frames), strict=True):
+            dets = [d for d in dets if d.score >= threshold]
+            hit = match(dets, frame.truth)
+            judged = {j: dets[i] for i, j in enumerate(hit) if j >= 0}
+            for j, t in enumerate(frame.truth):
+                seen = out.setdefault(t.package_id, Judgement(key.split("/")[0], t.condition))
+                det = judged.get(j)
+                seen.errors += det is None or det.condition != t.condition
+                if det is not None:
+                    seen.decision.update(det.condition_probs, det.score)
+    return out
+
+
+def loop_packages(judgements: dict[str, Judgement], n: int) -> set[str]:
+    """The ``n`` packages ``retraining_dataset``'s budget would keep, from what the loop knows: the
+    label, the model's decision and its confidence (never how often it erred frame by frame)."""
+    band = HardExampleSettings()
+    labeled = [
+        LabeledPackage(
+            key=p,
+            day=j.day,
+            wrong=j.decision.condition != j.truth,
+            hard_example=band.hard_example_low <= j.decision.confidence <= band.hard_example_high,
+            confidence=j.decision.confidence,
+        )
+        for p, j in judgements.items()
+        if j.decision.frames
+    ]
+    return {p.key for p in hard_first(labeled, n)}
 
 
 def main() -> None:
@@ -194,9 +244,10 @@ def main() -> None:
                             f"{preset}.adapt_s": time.perf_counter() - t1})  # fmt: skip
             rows.append(_row(preset, "adapted, no labels", 0, len(unlabeled), a_later, a_frozen))
 
-        errors = package_errors(
+        judgements = package_judgements(
             TorchEngine.for_module(parent, EngineSpec("torch", "fp32", device)), days, threshold
         )
+        errors = {p: j.errors for p, j in judgements.items()}
         budgets: list[tuple[str, int | None]] = [("day", None), *((str(n), n) for n in counts)]
         for label, n in budgets:
             plans: dict[str, list[Frame]] = {}
@@ -216,6 +267,8 @@ def main() -> None:
                 elif n is not None and strategy == "hard_first":
                     hard = set(sorted(errors, key=lambda p: (-errors[p], p))[:n])
                     plans[strategy] = frames_showing(days, hard)
+                elif n is not None and strategy == "loop":
+                    plans[strategy] = frames_showing(days, loop_packages(judgements, n))
             for strategy, frames in plans.items():
                 if not frames:
                     continue
@@ -261,7 +314,7 @@ def goals(metrics: dict[str, float], preset: str, counts: list[int]) -> dict[str
     plain = {n: metrics[k] for n in counts if (k := f"{preset}.plain.{n}") in metrics}
     if f"{preset}.adapted.day" in metrics:
         out[f"{preset}.goal_one_day_adapted"] = metrics[f"{preset}.adapted.day"]
-    for strategy in ("adapted", "several_days", "hard_first"):
+    for strategy in ("adapted", "several_days", "hard_first", "loop"):
         other = {n: metrics[k] for n in counts if (k := f"{preset}.{strategy}.{n}") in metrics}
         if not plain or not other:
             continue
