@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
 app = typer.Typer(help="The promotion gate on a team's own test data.", no_args_is_help=True)
@@ -41,6 +40,7 @@ def gate(
 ) -> None:
     """Compare VERSION with production (INT8, as the edges run it) and record pass or reject."""
     import dagster as dg
+    from rich.markdown import Markdown
 
     from assets.retraining.assets import candidate_evaluation
     from orchestration.definitions import resources_for
