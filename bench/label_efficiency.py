@@ -137,7 +137,7 @@ def package_judgements(
 def loop_packages(judgements: dict[str, Judgement], n: int) -> set[str]:
     """The ``n`` packages ``retraining_dataset``'s budget would keep, from what the loop knows: the
     label, the model's decision and its confidence (never how often it erred frame by frame)."""
-    band = HardExampleSettings()
+    band = HardExampleSettings.load()
     labeled = [
         LabeledPackage(
             key=p,
