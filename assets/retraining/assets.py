@@ -4,8 +4,11 @@ The dataset is a manifest of *reproducible frame references*, not pixels: labele
 and verified samples from synthetic cameras, and every other frame in which the camera tracked
 the same package (re-rendered by the simulator, with the verified label overriding the
 simulator's condition for that package), plus a replay slice of the original synthetic training
-data. Events from real cameras are counted but cannot be trained on here
-(the edge ships no pixels).
+data. A drifted facility contributes the labels of every day since its drop, and at most
+``label_budget`` labeled packages are trained on, the production model's mistakes first: on
+``bench.label_efficiency`` several drifted days and hard examples raised accuracy where one day's
+labels and self-supervised adaptation did not. Events from real cameras are counted but cannot be
+trained on here (the edge ships no pixels).
 
 The candidate is fine-tuned from the production model, distilled from it as teacher, exported to
 ONNX and INT8, and registered as ``candidate``. ``candidate_evaluation`` compares it with
@@ -245,10 +248,11 @@ def group_frames(
     kinds={"postgres", "python"},
     tags={"domain": "retraining"},
     description=(
-        "Manifest of reproducible training frames: labeled hard examples and verified samples from the "
-        "last weeks and the other frames of each labeled package's track (re-rendered from synthetic cameras, "
-        "verified labels overriding the simulator's) plus a replay slice of the original synthetic training "
-        "data; the verified samples of 30 % of packages are held out as the recent verified evaluation set."
+        "Manifest of reproducible training frames: labeled hard examples and verified samples (a drifted "
+        "facility's since its drop, the others' of the last days; at most `label_budget` packages, the model's "
+        "mistakes first) and the other frames of each labeled package's track (re-rendered from synthetic "
+        "cameras, verified labels overriding the simulator's) plus a replay slice of the original synthetic "
+        "training data; the verified samples of 30 % of packages are held out as the recent verified set."
     ),
 )
 def retraining_dataset(
