@@ -90,6 +90,15 @@ class DispatchReport:
     """``sent`` messages the ERP acknowledged since an earlier pass."""
     errors: list[str] = field(default_factory=list)
 
+    @classmethod
+    def total(cls, reports: Sequence[DispatchReport]) -> DispatchReport:
+        """The sum of ``reports`` (one per shard a run dispatched on)."""
+        total = cls()
+        for report in reports:
+            for name, value in vars(report).items():
+                setattr(total, name, getattr(total, name) + value)
+        return total
+
 
 def _scope_sql(partitions: Sequence[Partition] | None) -> tuple[str, dict[str, Any]]:
     if partitions is None:
@@ -308,13 +317,15 @@ class Reconciliation:
         return "\n".join(lines)
 
 
+def _no_counts() -> dict[str, dict[str, int]]:
+    return {kind: dict.fromkeys(STATUSES, 0) for kind in ("damage_claim", "discrepancy_report")}
+
+
 def reconcile(conn: psycopg.Connection, partitions: Sequence[Partition] | None = None) -> Reconciliation:
     """The reconciliation report: sent, acknowledged, failed (and pending, parked) per kind."""
     scope, params = _scope_sql(partitions)
     where = f"WHERE true{scope}"
-    counts: dict[str, dict[str, int]] = {
-        kind: dict.fromkeys(STATUSES, 0) for kind in ("damage_claim", "discrepancy_report")
-    }
+    counts = _no_counts()
     for kind, status, n in conn.execute(
         f"SELECT kind, status, count(*) FROM erp_outbox {where} GROUP BY 1, 2", params
     ).fetchall():
@@ -323,13 +334,26 @@ def reconcile(conn: psycopg.Connection, partitions: Sequence[Partition] | None =
         attention = cur.execute(
             f"""
             SELECT idempotency_key, kind, facility_id, business_date, status, attempts, last_error,
-                   next_attempt_at
+                   next_attempt_at, created_at
             FROM erp_outbox {where} AND status IN ('parked', 'failed')
             ORDER BY created_at, id LIMIT 100
             """,
             params,
         ).fetchall()
     return Reconciliation(counts, attention)
+
+
+def merge(reconciliations: Sequence[Reconciliation]) -> Reconciliation:
+    """One report from several shards' (counts added, needs-attention rows oldest first, 100 at most)."""
+    counts = _no_counts()
+    for recon in reconciliations:
+        for kind, by_status in recon.counts.items():
+            for status, n in by_status.items():
+                counts.setdefault(kind, dict.fromkeys(STATUSES, 0))[status] += n
+    attention = sorted(
+        (r for recon in reconciliations for r in recon.attention), key=lambda r: r["created_at"]
+    )
+    return Reconciliation(counts, attention[:100])
 
 
 def requeue(

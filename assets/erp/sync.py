@@ -13,6 +13,14 @@ reconciliation reports the run's facility-days together. The ``erp_api`` pool ca
 ERP traffic across runs independently of the database pool. Each run also re-sends deferred
 (``failed``) messages of any earlier day whose backoff has expired, so a retry never waits for
 someone to re-run that day.
+
+Facility shards (``WV_SHARD_MAP``) — ``erp_outbox`` lives on each facility's shard, next to the
+figures it reports: the analytics refresh enqueues the day's messages in the same transaction as
+those figures, and a transactional outbox only holds that guarantee inside one database (a home
+outbox would need a two-database commit, and would put every facility's ERP traffic back on the
+home shard). So a run dispatches and reconciles each of its facility-days on that facility's
+shard, and re-sends expired deferrals on every shard; a message is still claimed ``FOR UPDATE SKIP
+LOCKED`` in its own database, so runs on different shards never contend.
 """
 
 from typing import Any
@@ -21,7 +29,7 @@ import dagster as dg
 
 from assets.common.partitions import daily_facility_partitions
 from assets.common.resources import DatabaseResource
-from assets.erp.outbox import STATUSES, DispatchReport, Reconciliation, dispatch, reconcile
+from assets.erp.outbox import STATUSES, DispatchReport, Reconciliation, dispatch, merge, reconcile
 from assets.erp.resource import ErpResource
 from assets.facility_analytics.assets import BACKFILL_POLICY, facility_days
 
@@ -83,13 +91,20 @@ def erp_sync(
     context: dg.AssetExecutionContext, database: DatabaseResource, erp: ErpResource
 ) -> dg.MaterializeResult:
     scope = facility_days(context)
-    with erp.open() as adapter, database.connect(autocommit=True) as conn:
-        report = dispatch(conn, adapter, erp.policy(), partitions=scope)
-        # Deferred deliveries of any earlier day whose backoff has expired go out with this run.
-        retried = dispatch(conn, adapter, erp.policy(), statuses=("failed",))
-        recon = reconcile(conn, scope)
+    shards = database.shards()
+    on_shard = {name: [(f, d) for f, d in scope if shards.shard_of(f) == name] for name in shards.names}
+    reports, retries, recons = [], [], []
+    with erp.open() as adapter:
+        for shard, partitions in on_shard.items():
+            with database.connect(autocommit=True, shard=shard) as conn:
+                if partitions:
+                    reports.append(dispatch(conn, adapter, erp.policy(), partitions=partitions))
+                # Deferred deliveries of any earlier day whose backoff has expired go out with this run.
+                retries.append(dispatch(conn, adapter, erp.policy(), statuses=("failed",)))
+                if partitions:
+                    recons.append(reconcile(conn, partitions))
         name = adapter.name
-    report.errors += retried.errors
+    report, retried, recon = DispatchReport.total(reports), DispatchReport.total(retries), merge(recons)
     for error in report.errors[:20]:
         context.log.warning("ERP %s: %s", name, error)
     totals = recon.totals
