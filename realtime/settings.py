@@ -51,6 +51,17 @@ class CentreSettings(
     )
     grpc_max_message_bytes: int = Field(16 * 1024 * 1024, gt=0, description="gRPC message size limit.")
     grpc_max_workers: int = Field(16, gt=0, description="gRPC handler threads (concurrent calls).")
+    grpc_call_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline the centre's gRPC client helper gives every unary call whose caller passes none.",
+    )
+    grpc_max_call_s: float = Field(
+        60.0,
+        gt=0,
+        description="The server's cap on a call without a deadline (or a longer one): a query's statement "
+        "timeout, and how long a stream batch is retried while the database is down, then UNAVAILABLE.",
+    )
     ingest_batch_size: int = Field(5000, gt=0, description="Max events per ingest micro-batch.")
     ingest_batch_ms: float = Field(
         200.0, gt=0, description="Max wait before an ingest micro-batch is written."
