@@ -1,8 +1,11 @@
-"""A client channel to ``WarehouseVisionService`` that sends the bearer token on every call.
+"""A client channel to ``WarehouseVisionService`` that sends the bearer token on every call and
+gives every unary call a deadline.
 
 Works on plaintext channels too (gRPC call credentials require TLS), which is what local
 development and the tests use; with ``root_certificates`` the channel is TLS, and with a client
-key and certificate as well, mTLS.
+key and certificate as well, mTLS. A unary call whose caller passes no ``timeout`` gets
+``call_timeout_s`` (``WV_GRPC_CALL_TIMEOUT_S``): without one a call to a centre that hangs would
+wait for ever. Streams keep what the caller passes (they are long-lived by design).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import grpc
 
 from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
+from realtime.settings import CentreSettings
 
 
 class _BearerToken(
@@ -37,6 +41,16 @@ class _BearerToken(
     intercept_stream_stream = _call
 
 
+class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = details._replace(timeout=self._timeout_s)
+        return continuation(details, request)
+
+
 def channel(
     address: str,
     token: str | None,
@@ -45,8 +59,10 @@ def channel(
     private_key: bytes | None = None,
     certificate_chain: bytes | None = None,
     max_message_bytes: int = 16 * 1024 * 1024,
+    call_timeout_s: float = CentreSettings.model_fields["grpc_call_timeout_s"].default,
 ) -> grpc.Channel:
-    """A channel to ``address``; with ``token`` every call carries ``authorization: Bearer``."""
+    """A channel to ``address``; with ``token`` every call carries ``authorization: Bearer``, and
+    a unary call without a ``timeout`` gets ``call_timeout_s``."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -56,7 +72,8 @@ def channel(
     else:
         credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
         base = grpc.secure_channel(address, credentials, options=options)
-    return grpc.intercept_channel(base, _BearerToken(token)) if token else base
+    interceptors = [_DefaultDeadline(call_timeout_s), *([_BearerToken(token)] if token else [])]
+    return grpc.intercept_channel(base, *interceptors)
 
 
 def stub(channel: grpc.Channel) -> pb_grpc.WarehouseVisionServiceStub:

@@ -60,6 +60,7 @@ class ServiceConfig:
     max_future_skew_s: float = _default("max_future_skew_s")
     max_message_bytes: int = _default("grpc_max_message_bytes")
     max_workers: int = _default("grpc_max_workers")
+    max_call_s: float = _default("grpc_max_call_s")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -91,6 +92,7 @@ class ServiceConfig:
             max_future_skew_s=settings.max_future_skew_s,
             max_message_bytes=settings.grpc_max_message_bytes,
             max_workers=settings.grpc_max_workers,
+            max_call_s=settings.grpc_max_call_s,
             tls_cert=settings.grpc_tls_cert,
             tls_key=settings.grpc_tls_key,
             tls_client_ca=settings.grpc_tls_client_ca,
@@ -186,7 +188,9 @@ def start_server(config: ServiceConfig) -> RunningServer:
         ],
         maximum_concurrent_rpcs=config.max_workers * 4,
     )
-    servicer = WarehouseVisionServicer(shards, shard_map.shard_of, validator, windows=redis_client)
+    servicer = WarehouseVisionServicer(
+        shards, shard_map.shard_of, validator, windows=redis_client, max_call_s=config.max_call_s
+    )
     closers.append(servicer.close)
     pb_grpc.add_WarehouseVisionServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

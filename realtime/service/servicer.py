@@ -4,8 +4,11 @@ live view of a facility read from the per-minute windows on Redis.
 ``StreamDetectionEvents`` validates each batch like Kafka ingest does and stores it through the
 same :class:`EventSink` (one transaction per batch); the ``InferenceAck`` goes out only after
 that commit, so the edge may delete exactly what was acknowledged. While the database is down a
-batch is retried until the call's deadline; then the call ends ``UNAVAILABLE`` and the edge
-replays from its outbox. Queries run with a statement timeout equal to the time left.
+batch is retried until the call's deadline, but at most ``WV_GRPC_MAX_CALL_S`` from the batch's
+arrival (a call without a deadline would otherwise hold a handler thread for ever); then the call
+ends ``UNAVAILABLE`` and the edge replays from its outbox. A caller that cancels (the edge does
+when its acknowledgement wait runs out) stops the retries at once. Queries run with a statement
+timeout equal to the time left, capped the same way, and end ``DEADLINE_EXCEEDED`` when it passes.
 ``GetFacilityLive`` never touches the database: it reads the windows ``wv realtime windows``
 keeps (and rebuilds from the database after a Redis loss), so a dashboard polling every few
 seconds costs two Redis round trips.
@@ -21,6 +24,7 @@ barcode, which names no facility; the lookup is an index probe per shard, run in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -58,10 +62,21 @@ def _bad_identifier(value: str) -> bool:
     return "\x00" in value or len(value) > MAX_TEXT_LENGTH
 
 
-def _give_up(context: grpc.ServicerContext) -> Callable[[], bool]:
+def _time_left(context: grpc.ServicerContext, cap_at: float) -> float:
+    """Seconds to the caller's deadline or to ``cap_at`` (monotonic), whichever comes first (a call
+    without a deadline reports one in the far future)."""
+    remaining = context.time_remaining()
+    capped = cap_at - time.monotonic()
+    return capped if remaining is None else min(remaining, capped)
+
+
+def _give_up(context: grpc.ServicerContext, max_s: float) -> Callable[[], bool]:
+    """Stop retrying once the caller went away, or less than a margin is left of the deadline or of
+    ``max_s`` from now."""
+    cap_at = time.monotonic() + max_s
+
     def check() -> bool:
-        remaining = context.time_remaining()
-        return not context.is_active() or (remaining is not None and remaining < _MARGIN_S)
+        return not context.is_active() or _time_left(context, cap_at) < _MARGIN_S
 
     return check
 
@@ -97,8 +112,11 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         shard_of: Callable[[str], str],
         validator: Validator,
         windows: redis.Redis | None = None,
+        *,
+        max_call_s: float,
     ) -> None:
         self._shards = shards
+        self._max_call_s = max_call_s
         self._shard_of = shard_of
         self._validator = validator
         self._windows = windows
@@ -115,8 +133,8 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     def StreamDetectionEvents(
         self, request_iterator: Iterator[pb.DetectionBatch], context: grpc.ServicerContext
     ) -> Iterator[pb.InferenceAck]:
-        give_up = _give_up(context)
         for batch in request_iterator:
+            give_up = _give_up(context, self._max_call_s)  # each batch's retries from its arrival
             decoded = self._validator.events(batch.events)
             letters = [DeadLetter(r, GRPC_SOURCE) for r in decoded.rejections]
             parts: dict[str, list[pb.DetectionEvent]] = {HOME: []} if letters else {}
@@ -146,12 +164,11 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
     @contextmanager
     def _query(self, context: grpc.ServicerContext, shard: str) -> Iterator[psycopg.Connection]:
         """A connection to ``shard`` whose statements stop when the caller's deadline passes."""
-        remaining = context.time_remaining()
+        remaining = _time_left(context, time.monotonic() + self._max_call_s)
         try:
             with self._shards[shard].connections(remaining) as conn, conn.transaction():
-                if remaining is not None:
-                    timeout_ms = max(1, int((remaining - _MARGIN_S) * 1000))
-                    conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+                timeout_ms = max(1, int((remaining - _MARGIN_S) * 1000))
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
                 yield conn
         except psycopg.errors.QueryCanceled:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "query did not finish before the deadline")
