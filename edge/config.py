@@ -346,6 +346,13 @@ class TransportConfig(_Strict):
     )
     batch_events: int = Field(default=500, ge=1, le=10_000, description="Events per DetectionBatch message.")
     timeout_s: float = Field(default=5.0, gt=0, description="Wait for the centre's acknowledgement.")
+    grpc_stream_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Deadline of each StreamDetectionEvents stream; it is closed between batches and a new "
+        "one opened before fewer than timeout_s remain (no batch in flight at expiry; spreads streams "
+        "over load-balanced centres).",
+    )
     breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
     breaker_reset_s: float = Field(default=5.0, gt=0, description="Open circuit's wait before a probe.")
     backoff_base_s: float = Field(default=0.2, gt=0)
@@ -357,6 +364,15 @@ class TransportConfig(_Strict):
         if v is not None:
             _check_pem(v, _PEM_MARKERS[info.field_name or ""])
         return v
+
+    @model_validator(mode="after")
+    def _room_for_a_batch(self) -> TransportConfig:
+        if self.grpc_stream_deadline_s < 2 * self.timeout_s:
+            raise ValueError(
+                f"transport.grpc_stream_deadline_s ({self.grpc_stream_deadline_s:g}) must be at least twice "
+                f"transport.timeout_s ({self.timeout_s:g}): a stream is replaced when less than timeout_s is left"
+            )
+        return self
 
     @model_validator(mode="after")
     def _client_pair(self) -> TransportConfig:
