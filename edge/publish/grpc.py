@@ -4,14 +4,20 @@ its `InferenceAck`, which the centre sends only after the durable write.
 The bearer token (``WV_GRPC_TOKEN``) goes in the `authorization` metadata; with a CA bundle the
 channel uses TLS, and with a client certificate and key it presents them (mTLS; without a CA
 bundle the system's roots verify the centre). The key is read when the channel opens and kept only
-inside gRPC's credentials. Any stream error or timeout tears the stream down; the next send opens a
-new one.
+inside gRPC's credentials. Any stream error or timeout tears the stream down (cancelling the
+call, which stops the centre retrying the abandoned batch); the next send opens a new one.
+
+Each stream carries a deadline (``transport.grpc_stream_deadline_s``). A send that finds less than
+its ``timeout_s`` left on the stream first closes it (half-close: the centre ends the call cleanly,
+every earlier batch being acknowledged already) and opens a new one, so no batch is in flight when a
+deadline passes, and a load balancer gets to place long-lived streams afresh every few minutes.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,6 +45,7 @@ class GrpcTransport(Transport):
         tls_ca: Path | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        stream_deadline_s: float = 300.0,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("a client certificate needs its key, and a key its certificate")
@@ -47,8 +54,11 @@ class GrpcTransport(Transport):
         self.tls_ca = tls_ca
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        self.stream_deadline_s = stream_deadline_s
         self._channel: Any = None
         self._call: Any = None
+        self._expires = 0.0
+        """When the open stream's deadline passes (monotonic)."""
         self._requests: queue.Queue[object] = queue.Queue()
         self._acks: queue.Queue[object] = queue.Queue()
 
@@ -74,7 +84,8 @@ class GrpcTransport(Transport):
         stream = self._channel.stream_stream(
             STREAM_METHOD, request_serializer=_as_is, response_deserializer=pb.InferenceAck.FromString
         )
-        self._call = stream(outgoing(), metadata=metadata)
+        self._call = stream(outgoing(), metadata=metadata, timeout=self.stream_deadline_s)
+        self._expires = time.monotonic() + self.stream_deadline_s
         threading.Thread(target=self._read_acks, args=(self._call, self._acks), daemon=True).start()
         self.connects += 1
 
@@ -101,6 +112,8 @@ class GrpcTransport(Transport):
             acks.put(TransportError("the centre closed the stream"))
 
     def send(self, events: Sequence[Outgoing], timeout_s: float) -> Delivery:
+        if self._call is not None and self._expires - time.monotonic() < timeout_s:
+            self._finish()  # this batch might still be waiting for its ack when the deadline passes
         self._open()
         batch_id = str(uuid.uuid4())
         self._requests.put(batch_bytes(batch_id, events))
@@ -121,9 +134,15 @@ class GrpcTransport(Transport):
             self._reset()
             raise
 
-    def _reset(self) -> None:
-        call, self._call = self._call, None
+    def _finish(self) -> None:
+        """Close the stream cleanly: no more batches, and the centre ends the call with OK."""
+        self._call = None
         self._requests.put(_END)
+
+    def _reset(self) -> None:
+        """Abandon the stream: cancelling tells the centre to stop working on the last batch."""
+        call = self._call
+        self._finish()
         if call is not None:
             call.cancel()
 
