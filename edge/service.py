@@ -79,7 +79,14 @@ def make_transport(config: EdgeConfig, grpc_token: str | None = None) -> Transpo
     if t.kind == "grpc":
         from edge.publish.grpc import GrpcTransport
 
-        return GrpcTransport(t.grpc_address, grpc_token, t.grpc_tls_ca, t.grpc_tls_cert, t.grpc_tls_key)
+        return GrpcTransport(
+            t.grpc_address,
+            grpc_token,
+            t.grpc_tls_ca,
+            t.grpc_tls_cert,
+            t.grpc_tls_key,
+            stream_deadline_s=t.grpc_stream_deadline_s,
+        )
     from edge.publish.kafka import KafkaTransport
 
     return KafkaTransport(t.kafka_bootstrap, config.facility, t.topic_prefix, t.timeout_s)
