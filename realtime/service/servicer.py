@@ -23,6 +23,7 @@ barcode, which names no facility; the lookup is an index probe per shard, run in
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,7 +40,7 @@ from contract.events import from_timestamp, to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
 from contract.proto import warehouse_vision_pb2_grpc as pb_grpc
 from realtime.codec import MAX_TEXT_LENGTH, Validator
-from realtime.resilience import TRANSIENT_ERRORS
+from realtime.resilience import TRANSIENT_ERRORS, call_with_retry
 from realtime.sink import EventSink
 from realtime.storage import queries
 from realtime.storage.shards import HOME
@@ -49,8 +50,9 @@ from realtime.windows.model import Window, read_windows
 log = logging.getLogger(__name__)
 
 GRPC_SOURCE = "grpc"
-_MARGIN_S = 0.05
-"""Stop retrying this long before the deadline so the error still reaches the caller."""
+_MARGIN_S = 0.2
+"""Stop retrying this long before the deadline so the error still reaches the caller (an attempt
+against a database that refuses connections takes a few milliseconds, more on a loaded host)."""
 _YEAR_10000 = 253402300800
 LIVE_MINUTES_DEFAULT, LIVE_MINUTES_MAX = 15, 360
 """``GetFacilityLive``'s span when the request names none, and the most it serves (windows expire
@@ -70,15 +72,19 @@ def _time_left(context: grpc.ServicerContext, cap_at: float) -> float:
     return capped if remaining is None else min(remaining, capped)
 
 
-def _give_up(context: grpc.ServicerContext, max_s: float) -> Callable[[], bool]:
-    """Stop retrying once the caller went away, or less than a margin is left of the deadline or of
-    ``max_s`` from now."""
-    cap_at = time.monotonic() + max_s
+class _Budget:
+    """How long a call may keep retrying: until the caller went away, or until less than a margin
+    is left of its deadline or of ``max_s`` from now; backoff sleeps never run past that point."""
 
-    def check() -> bool:
-        return not context.is_active() or _time_left(context, cap_at) < _MARGIN_S
+    def __init__(self, context: grpc.ServicerContext, max_s: float) -> None:
+        self._context = context
+        self._cap_at = time.monotonic() + max_s
 
-    return check
+    def give_up(self) -> bool:
+        return not self._context.is_active() or _time_left(self._context, self._cap_at) < _MARGIN_S
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, min(seconds, _time_left(self._context, self._cap_at) - _MARGIN_S)))
 
 
 def _require_facility(facility_id: str, context: grpc.ServicerContext) -> None:
@@ -134,17 +140,28 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         self, request_iterator: Iterator[pb.DetectionBatch], context: grpc.ServicerContext
     ) -> Iterator[pb.InferenceAck]:
         for batch in request_iterator:
-            give_up = _give_up(context, self._max_call_s)  # each batch's retries from its arrival
-            decoded = self._validator.events(batch.events)
-            letters = [DeadLetter(r, GRPC_SOURCE) for r in decoded.rejections]
-            parts: dict[str, list[pb.DetectionEvent]] = {HOME: []} if letters else {}
-            for event in decoded.events:
-                parts.setdefault(self._shard_of(event.facility_id), []).append(event)
+            budget = _Budget(context, self._max_call_s)  # each batch's retries from its arrival
             result = WriteResult()
             try:
+                # The facility registry is loaded on first use: until then validating needs the database.
+                decoded = call_with_retry(
+                    functools.partial(self._validator.events, batch.events),
+                    breaker=self._shards[HOME].sink.breaker,
+                    give_up=budget.give_up,
+                    sleep=budget.sleep,
+                )
+                letters = [DeadLetter(r, GRPC_SOURCE) for r in decoded.rejections]
+                parts: dict[str, list[pb.DetectionEvent]] = {HOME: []} if letters else {}
+                for event in decoded.events:
+                    parts.setdefault(self._shard_of(event.facility_id), []).append(event)
                 for name, events in parts.items():
                     result += self._shards[name].sink.store(
-                        events, (), letters if name == HOME else (), source=GRPC_SOURCE, give_up=give_up
+                        events,
+                        (),
+                        letters if name == HOME else (),
+                        source=GRPC_SOURCE,
+                        give_up=budget.give_up,
+                        sleep=budget.sleep,
                     )
             except TRANSIENT_ERRORS as exc:
                 log.warning("batch %s not stored before the deadline: %s", batch.batch_id, exc)
