@@ -1,8 +1,7 @@
 """``canary_comparison``: the canary against production on the same days, and what happens next.
 
 While ``wv model approve VERSION --canary …`` runs a version on some facilities or cameras, this
-asset takes the days since the canary started on which both versions made decisions and compares
-them there: verified accuracy (``verified_samples``), p95 inference time, anomaly flags per
+asset takes the days on which both versions made decisions and compares them there: verified accuracy (``verified_samples``), p95 inference time, anomaly flags per
 decision and how alike their condition mixes are. A clear loss rolls the canary back at once (the
 registry records who: this asset); otherwise the decision (promotion recommended, or keep watching)
 is recorded on the version and a person goes fleet-wide with ``wv model approve VERSION --by NAME``.
@@ -40,9 +39,11 @@ class CanaryComparisonConfig(dg.Config):
 _DAYS = """
 SELECT day FROM (
     SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date AS day, model_version FROM package_detections
-    WHERE kind = 'decision' AND model_version IN (%(canary)s, %(production)s) AND event_time >= %(since)s
+    WHERE kind = 'decision' AND model_version IN (%(canary)s, %(production)s)
 ) both_arms GROUP BY day HAVING count(*) = 2 ORDER BY day
 """
+"""Days on which both versions decided: the canary decides only once it runs, so these are days of
+its trial (by event time, which a replayed or simulated day has in its past)."""
 _DECISIONS = """
 SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY infer_ms) FROM package_detections
 WHERE kind = 'decision' AND model_version = %(version)s AND (event_time AT TIME ZONE 'UTC')::date = ANY(%(days)s)
@@ -109,9 +110,8 @@ def canary_comparison(
     if canary is None or production is None:
         context.log.info("no canary is running")
         return dg.MaterializeResult(metadata={"canary": "none running"})
-    since = registry.get(canary.version).approved_at or datetime.now(UTC)
     with database.connect() as conn:
-        params = {"canary": canary.version, "production": production.version, "since": since}
+        params = {"canary": canary.version, "production": production.version}
         days = [r[0] for r in conn.execute(_DAYS, params).fetchall()]
         arms = {"canary": arm(conn, canary.version, days), "production": arm(conn, production.version, days)}
     decision = decide(arms["canary"], arms["production"], config.bounds())

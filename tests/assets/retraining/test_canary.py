@@ -22,6 +22,7 @@ from realtime.storage.registry_cli import app
 from realtime.storage.writer import EventWriter, prepare
 
 MODEL = Path(__file__).resolve().parents[3] / "models" / "default"
+DAY = datetime(2025, 3, 11, 9, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -39,10 +40,9 @@ def registry(db: psycopg.Connection, database_url: str, resources: dict[str, Any
 
 
 def _traffic(database_url: str, version: str, facility: str, n: int, correct: int) -> None:
-    """``n`` decisions of ``version`` at ``facility`` since now, each verified; ``correct`` of them right."""
-    factory = EventFactory(
-        facility, seed=hash(version) % 1000, start=datetime.now(UTC), model_version=version
-    )
+    """``n`` decisions of ``version`` at ``facility`` on ``DAY`` (a replayed day, before the canary
+    started by the clock), each verified; ``correct`` of them right."""
+    factory = EventFactory(facility, seed=hash(version) % 1000, start=DAY, model_version=version)
     decisions = [factory.decision(condition="ok", condition_confidence=0.9) for _ in range(n)]
     with psycopg.connect(database_url) as conn:
         prepare(conn)
