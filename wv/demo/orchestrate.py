@@ -140,6 +140,22 @@ class DagsterSession:
             "weekly_hard_examples", monday.isoformat(), assets=["hard_example_export", "hard_example_labels"]
         )
 
+    def canary_comparison(self) -> RunOutcome:
+        """The running canary against production (recorded on the instance like a scheduled run)."""
+        import dagster as dg
+
+        from assets.retraining.canary import canary_comparison
+
+        with self.log.open("a") as out, redirect_stdout(out), redirect_stderr(out):
+            result = dg.materialize(
+                [canary_comparison],
+                resources=self.defs.resources,
+                instance=self.instance,
+                tags={"wv/demo": self.env.stamp},
+                raise_on_error=False,
+            )
+        return RunOutcome(result.run_id, result.success, "canary_comparison")
+
     def weekly_report(self, monday: date) -> RunOutcome:
         return self._run("weekly_network_report", monday.isoformat())
 

@@ -47,6 +47,8 @@ class Outcome:
     candidate_passed: bool | None = None
     gate_reasons: str = ""
     hard_examples: dict[str, Any] = field(default_factory=dict)
+    canary: dict[str, Any] = field(default_factory=dict)
+    """The canary's facilities, the comparison's verdict and reasons, and what followed."""
     approved_at: float | None = None
     swap_verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -207,7 +209,8 @@ class DemoRun:
         self.nightly(day, label)
 
     def approve_and_swap(self, runs: list[EdgeRun], step: Any) -> None:
-        """Approve the candidate while the edges stream, then wait for each edge's verdict."""
+        """Approve the candidate as a canary on the drifted facility while the edges stream, then wait
+        for its edge's verdict (``judge_canary`` decides the rest that night)."""
         started = time.time()
         step.update("waiting for the edges to start")
         deadline = time.monotonic() + SWAP_TIMEOUT_S
@@ -218,11 +221,19 @@ class DemoRun:
         ):
             time.sleep(0.5)
         version = self.outcome.candidate
+        drifted = [r.facility for r in runs if self.scenario.is_drifted(r.facility, self.scenario.dates[-1])]
+        canary = drifted[:1] or [runs[0].facility]
         self.env.wv(
-            "model", "approve", version, "--by", "demo", "--reason", "drift retraining passed its check"
-        )
+            "model", "approve", version, "--by", "demo", "--canary", ",".join(canary),
+            "--reason", "drift retraining passed its check: the drifted facility first",
+        )  # fmt: skip
+        self.outcome.canary = {"facilities": canary}
+        runs = [r for r in runs if r.facility in canary]  # only the canary's edges swap today
         self.outcome.approved_at = time.time()
-        self.story.note(f"Approved {version} for production", f"wv model approve {version} --by demo")
+        self.story.note(
+            f"Canary: {version} on {', '.join(canary)} first",
+            f"wv model approve {version} --by demo --canary {','.join(canary)}",
+        )
         step.update(f"edges hot-swapping to {version}")
         deadline = time.monotonic() + SWAP_TIMEOUT_S
         pending = {r.facility for r in runs}
@@ -270,6 +281,7 @@ class DemoRun:
                 step.update(facility)
                 self.outcome.count(session.nightly_analytics(day, facility).success)
             step.update(f"ERP files in {self.env.erp_dir}")
+        self.judge_canary(label)
         for request in session.evaluate_drift_sensor():
             self.retrain(request, day)
 
@@ -306,6 +318,30 @@ class DemoRun:
                     f"{newest.version}: check {'passed' if passed else 'failed'} "
                     f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
+
+    def judge_canary(self, label: str) -> None:
+        """While a canary runs: canary_comparison, then what it says (a rollback has happened by
+        itself; a recommended promotion is approved fleet-wide by the demo's person)."""
+        assert self.session is not None
+        registry = ModelRegistry(self.env.database_url, self.env.models_dir)
+        canary = registry.canary()
+        if canary is None:
+            return
+        with self.story.step(f"{label}: canary_comparison ({canary.version} vs production)") as step:
+            run = self.session.canary_comparison()
+            self.outcome.count(run.success)
+            decision = registry.get(canary.version).metrics.get("canary_decision", {})
+            verdict = decision.get("verdict", "no decision")
+            self.outcome.canary.update(verdict=verdict, reasons=decision.get("reasons", []))
+            if not run.success:
+                error = self.session.run_error(run.run_id) or "no error recorded"
+                self.outcome.problems.append(f"canary_comparison run {run.run_id} failed: {error}")
+                step.fail(error)
+                return
+            if verdict == "promote_recommended":
+                self.env.wv("model", "approve", canary.version, "--by", "demo", "--reason", "canary held up")
+                self.outcome.canary["fleet_wide"] = True
+            step.update(f"{verdict}: {'; '.join(decision.get('reasons', []))}")
 
     def label_hard_examples(self, day: date) -> None:
         """The week of the day drift was caught: its unsure decisions through labeling, before
