@@ -100,6 +100,17 @@ def verdict(outcome: Outcome, summary: WeekSummary, threshold: float) -> tuple[l
         )
     elif outcome.approved_at is None:
         failures.append("the candidate passed but was never approved")
+    canary = outcome.canary
+    if canary.get("verdict") == "rollback":
+        shortfalls.append(
+            f"canary_comparison rolled the canary back on {', '.join(canary['facilities'])}: "
+            f"{'; '.join(canary.get('reasons', []))}"
+        )
+    elif canary and not canary.get("fleet_wide"):
+        shortfalls.append(
+            f"the canary on {', '.join(canary['facilities'])} never went fleet-wide "
+            f"({canary.get('verdict', 'not judged')}: {'; '.join(canary.get('reasons', []))})"
+        )
     after = drifted.accuracy.get("after swap")
     if outcome.approved_at is not None and (after is None or after < threshold):
         shortfalls.append(
