@@ -19,8 +19,9 @@ figures it reports: the analytics refresh enqueues the day's messages in the sam
 those figures, and a transactional outbox only holds that guarantee inside one database (a home
 outbox would need a two-database commit, and would put every facility's ERP traffic back on the
 home shard). So a run dispatches and reconciles each of its facility-days on that facility's
-shard, and re-sends expired deferrals on every shard; a message is still claimed ``FOR UPDATE SKIP
-LOCKED`` in its own database, so runs on different shards never contend.
+shard, and re-sends the expired deferrals of the shards it touches (the nightly runs touch every
+shard; a shard that is down fails only its own facilities' runs). A message is still claimed
+``FOR UPDATE SKIP LOCKED`` in its own database, so runs on different shards never contend.
 """
 
 from typing import Any
@@ -29,7 +30,15 @@ import dagster as dg
 
 from assets.common.partitions import daily_facility_partitions
 from assets.common.resources import DatabaseResource
-from assets.erp.outbox import STATUSES, DispatchReport, Reconciliation, dispatch, merge, reconcile
+from assets.erp.outbox import (
+    STATUSES,
+    DispatchReport,
+    Partition,
+    Reconciliation,
+    dispatch,
+    merge,
+    reconcile,
+)
 from assets.erp.resource import ErpResource
 from assets.facility_analytics.assets import BACKFILL_POLICY, facility_days
 
@@ -92,17 +101,17 @@ def erp_sync(
 ) -> dg.MaterializeResult:
     scope = facility_days(context)
     shards = database.shards()
-    on_shard = {name: [(f, d) for f, d in scope if shards.shard_of(f) == name] for name in shards.names}
+    on_shard: dict[str, list[Partition]] = {}
+    for facility, day in scope:
+        on_shard.setdefault(shards.shard_of(facility), []).append((facility, day))
     reports, retries, recons = [], [], []
     with erp.open() as adapter:
         for shard, partitions in on_shard.items():
             with database.connect(autocommit=True, shard=shard) as conn:
-                if partitions:
-                    reports.append(dispatch(conn, adapter, erp.policy(), partitions=partitions))
+                reports.append(dispatch(conn, adapter, erp.policy(), partitions=partitions))
                 # Deferred deliveries of any earlier day whose backoff has expired go out with this run.
                 retries.append(dispatch(conn, adapter, erp.policy(), statuses=("failed",)))
-                if partitions:
-                    recons.append(reconcile(conn, partitions))
+                recons.append(reconcile(conn, partitions))
         name = adapter.name
     report, retried, recon = DispatchReport.total(reports), DispatchReport.total(retries), merge(recons)
     for error in report.errors[:20]:
