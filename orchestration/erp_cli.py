@@ -4,6 +4,9 @@
 - ``wv erp dispatch [--facility F --date D]``: deliver what is due now (what ``erp_sync`` does nightly);
 - ``wv erp requeue [--key K ...] [--facility F] [--date D] [--failed]``: parked (and optionally
   failed) messages back to pending, after the cause was fixed in the ERP or the data.
+
+With facility shards (``WV_SHARD_MAP``) each facility's messages live on its shard: a command
+for one facility acts on that shard, any other on every shard (the status report merged).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import typer
 
 from assets.erp.adapters import build_adapter
 from assets.erp.base import ErpConfigError
-from assets.erp.outbox import DispatchPolicy, Partition, dispatch, reconcile, requeue
+from assets.erp.outbox import DispatchPolicy, DispatchReport, Partition, dispatch, merge, reconcile, requeue
 from orchestration.settings import OrchestrationSettings
+from realtime.storage.shards import ShardMap
 
 app = typer.Typer(help="Inspect and operate the ERP outbox.", no_args_is_help=True)
 
@@ -39,16 +43,26 @@ def _scope(settings: OrchestrationSettings, facility: str | None, day: str | Non
     return [(f, business_date) for f in facilities]
 
 
-def _connect(settings: OrchestrationSettings) -> psycopg.Connection:
-    return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+def _shard_urls(settings: OrchestrationSettings, facility: str | None) -> list[str]:
+    """The databases holding the outbox rows in scope: the facility's shard, or every shard."""
+    shards = ShardMap.from_settings(settings)
+    return [shards.url_of(facility)] if facility else list(shards.urls.values())
+
+
+def _connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
 
 @app.command()
 def status(facility: FacilityOption = None, day: DateOption = None) -> None:
     """The reconciliation report: pending, sent, acknowledged, failed and parked messages."""
     settings = OrchestrationSettings.startup()
-    with _connect(settings) as conn:
-        recon = reconcile(conn, _scope(settings, facility, day))
+    scope = _scope(settings, facility, day)
+    reports = []
+    for url in _shard_urls(settings, facility):
+        with _connect(url) as conn:
+            reports.append(reconcile(conn, scope))
+    recon = merge(reports)
     typer.echo(recon.markdown())
     for row in recon.attention:
         typer.echo(
@@ -66,19 +80,19 @@ def dispatch_now(facility: FacilityOption = None, day: DateOption = None) -> Non
     except ErpConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    scope, reports = _scope(settings, facility, day), []
     try:
-        with _connect(settings) as conn:
-            report = dispatch(
-                conn,
-                adapter,
-                DispatchPolicy.from_settings(settings),
-                partitions=_scope(settings, facility, day),
-            )
+        for url in _shard_urls(settings, facility):
+            with _connect(url) as conn:
+                reports.append(
+                    dispatch(conn, adapter, DispatchPolicy.from_settings(settings), partitions=scope)
+                )
     except ErpConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
         adapter.close()
+    report = DispatchReport.total(reports)
     typer.echo(
         f"{adapter.name}: {report.claimed} dispatched, {report.acknowledged} acknowledged, {report.sent} sent, "
         f"{report.deferred} deferred, {report.parked} parked, {report.confirmed_later} confirmed since"
@@ -101,6 +115,8 @@ def requeue_parked(
     """Put parked messages back in the queue (their attempts reset) for the next dispatch."""
     statuses = ("parked", "failed") if failed else ("parked",)
     settings = OrchestrationSettings.startup()
-    with _connect(settings) as conn:
-        n = requeue(conn, statuses=statuses, partitions=_scope(settings, facility, day), keys=key)
+    scope, n = _scope(settings, facility, day), 0
+    for url in _shard_urls(settings, facility):
+        with _connect(url) as conn:
+            n += requeue(conn, statuses=statuses, partitions=scope, keys=key)
     typer.echo(f"{n} message(s) back to pending; run `wv erp dispatch` or wait for the nightly erp_sync")

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from assets.common.resources import DatabaseResource
 from assets.erp.resource import ErpResource
@@ -16,6 +17,7 @@ from assets.erp.sync import erp_sync
 from assets.facility_analytics.sql import refresh_facility_day
 from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory
 from bench.fixtures.shards import FACILITIES, reset, write_shard_map
+from orchestration import erp_cli
 from realtime.storage.writer import EventWriter, prepare
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,3 +87,15 @@ def test_erp_sync_over_two_shards_delivers_what_one_database_does(
         assert {r[1] for r in rows} == {f for f in RUN if shards.shard_of(f) == shard}
         sharded += map(str, rows)
     assert sorted(sharded) == one
+
+    # On-call's `wv erp status` and `requeue` see every shard's outbox as one.
+    one_env = {"WV_DATABASE_URL": database_url, "WV_SHARD_MAP": None}
+    sharded_env = {"WV_DATABASE_URL": shards.home_url, "WV_SHARD_MAP": str(tmp_path / "shards.yaml")}
+    status = {
+        name: CliRunner().invoke(erp_cli.app, ["status"], env=env)
+        for name, env in (("one", one_env), ("sharded", sharded_env))
+    }
+    assert status["one"].exit_code == status["sharded"].exit_code == 0, status["sharded"].output
+    assert status["sharded"].output == status["one"].output and "8" in status["one"].output
+    requeued = CliRunner().invoke(erp_cli.app, ["requeue", "--failed"], env=sharded_env)
+    assert requeued.exit_code == 0 and requeued.output.startswith("0 message(s)"), requeued.output
