@@ -112,7 +112,7 @@ def hard_example_export(
     export_id = f"hard-{monday.isoformat()}"
     out_dir = labeling.tasks_path() / "hard_examples" / monday.isoformat()
     with database.connect() as conn:
-        candidates = load_decisions(conn, start, start + timedelta(days=7), confidence=(low, high))
+        candidates = load_decisions(database, start, start + timedelta(days=7), confidence=(low, high))
         chosen = select_hard_examples(candidates, config.max_per_stratum)
         verifier = SimulatedVerifier(labeling.truth_path()) if labeling.verifier == "ground-truth" else None
         batch = build_tasks(chosen, camera_sources(conn), out_dir, "hard_examples", verifier)

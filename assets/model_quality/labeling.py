@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from assets.common.resources import DatabaseResource
 from assets.model_quality.crops import parse_synthetic_uri, write_crop
 from assets.model_quality.label_studio import LabelStudio
 from assets.model_quality.simulated_verifier import SimulatedVerifier
@@ -62,17 +63,21 @@ ORDER BY d.event_time, d.event_id
 
 
 def load_decisions(
-    conn: psycopg.Connection[Any],
+    database: DatabaseResource,
     start: datetime,
     end: datetime,
     facility: str | None = None,
     confidence: tuple[float, float] = (0.0, 1.0),
 ) -> list[Decision]:
-    """Decisions in [start, end), optionally of one facility and a confidence band (both inclusive)."""
-    rows = conn.execute(
-        _DECISIONS,
-        {"start": start, "end": end, "facility": facility, "low": confidence[0], "high": confidence[1]},
-    ).fetchall()
+    """Decisions in [start, end), optionally of one facility and a confidence band (both inclusive):
+    from the facility's shard, or from every shard in time order (``WV_SHARD_MAP``)."""
+    shards = database.shards()
+    params = {"start": start, "end": end, "facility": facility, "low": confidence[0], "high": confidence[1]}
+    rows: list[Any] = []
+    for shard in [shards.shard_of(facility)] if facility else shards.names:
+        with database.connect(shard=shard) as conn:
+            rows += conn.execute(_DECISIONS, params).fetchall()
+    rows.sort(key=lambda r: (r[1], r[0]))  # the query's order, across shards
     return [
         Decision(
             event_id=r[0],

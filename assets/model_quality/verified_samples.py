@@ -89,7 +89,7 @@ def verified_samples(
     start, end = day_bounds(day)
     out_dir = labeling.tasks_path() / facility / day.isoformat()
     with database.connect() as conn:
-        decisions = load_decisions(conn, start, end, facility)
+        decisions = load_decisions(database, start, end, facility)
         sample = stratified_sample(
             decisions,
             key=lambda d: d.event_id,
