@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from assets.common.resources import DatabaseResource
+from assets.model_quality.detections import package_detections
 from assets.model_quality.labeling import load_decisions
 from assets.model_quality.verified_samples import verified_samples
 from bench.fixtures.events import DEFAULT_CAMERAS
@@ -34,6 +35,14 @@ def _copy_events(source: psycopg.Connection, target_url: str, facility: str) -> 
                     into.write(chunk)
 
 
+def _observed(database: DatabaseResource) -> dict:
+    job = dg.define_asset_job("observe", selection=dg.AssetSelection.assets("package_detections"))
+    defs = dg.Definitions(assets=[package_detections], jobs=[job], resources={"database": database})
+    result = defs.get_job_def("observe").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    (event,) = result.get_asset_observation_events()
+    return {k: v.value for k, v in event.asset_observation_data.asset_observation.metadata.items()}
+
+
 def test_decisions_come_from_their_facilitys_shard_and_samples_match_one_database(
     db, database_url, shard_set, write_decisions, write_truth, resources, tmp_path
 ):
@@ -50,6 +59,8 @@ def test_decisions_come_from_their_facilitys_shard_and_samples_match_one_databas
     span = (DAY - timedelta(days=1), DAY + timedelta(days=2))
     assert load_decisions(sharded, *span) == load_decisions(one, *span)  # every shard, in time order
     assert {d.facility_id for d in load_decisions(sharded, *span, facility="FAC-003")} == {"FAC-003"}
+
+    assert _observed(sharded) == _observed(one)  # the table seen across shards
 
     key = dg.MultiPartitionKey({"date": DAY.date().isoformat(), "facility": "FAC-003"})
     for database in (one, sharded):
