@@ -461,3 +461,25 @@ def test_an_instance_can_take_its_edge_yaml_from_a_secret(chart: Any) -> None:
     assert "wv-warehouse-vision-edge-fac-002" not in chart.named(objects, "ConfigMap")
     register = next(j for n, j in chart.named(objects, "Job").items() if n.endswith("-register-cameras"))
     assert "FAC-002" not in chart.pod_spec(register)["containers"][0]["args"][0]
+
+
+def test_with_a_shard_map_every_centre_pod_mounts_it_from_the_secret_and_edges_do_not(chart: Any) -> None:
+    mounted = set()
+    for scenario, sharded in (("reference", True), ("defaults", False)):
+        for obj in chart.workloads(chart.rendered(scenario)):
+            spec = chart.pod_spec(obj)
+            (container,) = spec["containers"]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            centre = obj["metadata"]["labels"]["warehouse-vision/tier"] == "centre"
+            where = f"{scenario}: {obj['kind']} {obj['metadata']['name']}"
+            if not (sharded and centre):
+                assert "WV_SHARD_MAP" not in env and "shard-map" not in volumes, where
+                continue
+            assert env["WV_SHARD_MAP"] == f"{mounts['shard-map']}/shards.yaml", where
+            secret = volumes["shard-map"]["secret"]
+            assert secret["secretName"] == "warehouse-vision-secrets", where
+            assert secret["items"] == [{"key": "WV_SHARD_MAP_YAML", "path": "shards.yaml"}], where
+            mounted.add(obj["metadata"]["name"].removeprefix("wv-"))
+    assert mounted == {"ingest", "grpc", "windows", "rules", "migrations", "register-cameras"}

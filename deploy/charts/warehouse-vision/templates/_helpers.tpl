@@ -74,6 +74,10 @@ securityContext:
   valueFrom:
     secretKeyRef: {name: {{ $s.name }}, key: {{ $s.redisUrlKey }}}
 {{- end }}
+{{- if $s.shardMapKey }}
+- name: WV_SHARD_MAP
+  value: /etc/wv/shards/shards.yaml
+{{- end }}
 {{- end -}}
 
 {{- define "wv.centreEnv" -}}
@@ -95,17 +99,30 @@ env:
   {{- end }}
 {{- end -}}
 
-{{/* Writable scratch for a read-only root filesystem ------------------------------------------ */}}
-{{- define "wv.scratchVolumes" -}}
+{{/* A centre pod's volumes: writable scratch for a read-only root filesystem, and the facility
+     shard map (its URLs carry passwords: a key of the centre Secret) when one is configured ---- */}}
+{{- define "wv.centreVolumes" -}}
 - name: tmp
   emptyDir: {sizeLimit: 256Mi}
 - name: state
   emptyDir: {sizeLimit: 256Mi}
+{{- with .Values.secrets.centre }}
+{{- if .shardMapKey }}
+- name: shard-map
+  secret:
+    secretName: {{ .name }}
+    defaultMode: 288
+    items: [{key: {{ .shardMapKey }}, path: shards.yaml}]
+{{- end }}
+{{- end }}
 {{- end -}}
 
-{{- define "wv.scratchMounts" -}}
+{{- define "wv.centreMounts" -}}
 - {name: tmp, mountPath: /tmp}
 - {name: state, mountPath: /var/lib/wv/state}
+{{- if .Values.secrets.centre.shardMapKey }}
+- {name: shard-map, mountPath: /etc/wv/shards, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{- define "wv.metricsProbes" -}}
@@ -190,12 +207,12 @@ spec:
             {{- toYaml $v.resources | nindent 12 }}
           {{- include "wv.containerSecurityContext" $root | nindent 10 }}
           volumeMounts:
-            {{- include "wv.scratchMounts" $root | nindent 12 }}
+            {{- include "wv.centreMounts" $root | nindent 12 }}
             {{- with .extraMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
       volumes:
-        {{- include "wv.scratchVolumes" $root | nindent 8 }}
+        {{- include "wv.centreVolumes" $root | nindent 8 }}
         {{- with .extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
