@@ -81,7 +81,8 @@ def gate(
     raise typer.Exit(1)
 
 
-def _sets(sets: dict[str, dict[str, Any]]) -> Table:
+def _sets(sets: Any) -> Table:
+    """The sets the gate compared on (the materialization's `sets` metadata: name -> description)."""
     table = Table(title="evaluated on")
     for column in ("set", "source", "frames"):
         table.add_column(column)
