@@ -5,6 +5,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from realtime.storage.model_registry import ModelRegistry, RegistryError
@@ -36,6 +37,7 @@ def _gate(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gate_judges_a_candidate_on_the_teams_folders_and_approve_follows_it(
+    db: psycopg.Connection,  # emptied: no production model left by an earlier test
     database_url: str,
     tmp_path: Path,
     own_data: tuple[Path, Path],
