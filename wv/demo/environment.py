@@ -111,6 +111,9 @@ class DemoEnvironment:
             "WV_VERIFIED_SAMPLE_RATE": f"{self.verified_sample_rate:g}",
             "WV_FRAME_SAMPLING": "true",  # unlabeled frames for backbone_adaptation: one a second of a burst
             "WV_FRAME_SAMPLE_INTERVAL_S": "1",
+            # One retraining per drop: the demo tells the story of one candidate (a drift that does
+            # not recover would otherwise retrain again on day 6 and the summary name that one).
+            "WV_RETRAIN_EVERY_DAYS": "0",
             "WV_METRICS_PORT": "0",
             "WV_LOG_FORMAT": "json",
             "GX_ANALYTICS_ENABLED": "false",
