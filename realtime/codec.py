@@ -288,9 +288,10 @@ class Validator:
             return Reason.INVALID_VALUE, "severity"
         if not math.isfinite(f.score):
             return Reason.INVALID_VALUE, "score"
-        if f.HasField("flagged_at") and not 0 < f.flagged_at.seconds < 253402300799:
+        flagged_at = f.flagged_at.seconds + f.flagged_at.nanos * 1e-9  # nanos may be negative on the wire
+        if f.HasField("flagged_at") and not 0 < flagged_at < 253402300799:
             return Reason.INVALID_VALUE, "flagged_at"
-        if f.flagged_at.seconds > self._clock() + self._max_future_skew_s:
+        if flagged_at > self._clock() + self._max_future_skew_s:
             return Reason.FUTURE_EVENT_TIME, "flagged_at"
         if f.evidence_json:
             try:

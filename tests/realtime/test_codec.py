@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.fixtures.events import EventFactory, detection_batch
 from contract.events import anomaly_flag, to_timestamp
@@ -80,6 +81,16 @@ def _breakers() -> dict[str, tuple[object, str]]:
         "flag kind": (
             lambda e: e.anomalies.append(anomaly_flag(kind="Bad Kind", facility_id="", flagged_at=NOW)),
             "invalid_value: anomalies.kind",
+        ),
+        "flag time before 1970 by its negative nanos": (
+            lambda e: e.anomalies.append(
+                pb.AnomalyFlag(
+                    kind="damaged",
+                    severity=pb.SEVERITY_WARNING,
+                    flagged_at=Timestamp(seconds=1, nanos=-(2**31)),
+                )
+            ),
+            "invalid_value: anomalies.flagged_at",
         ),
         "flag evidence": (
             lambda e: e.anomalies.append(
