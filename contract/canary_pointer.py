@@ -12,13 +12,12 @@ runs one model, so an edge with only some of its cameras listed stays on product
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contract.model_pointer import PointerError, _write_json_atomic
+from contract.model_pointer import read_json_pointer, write_json_atomic
 
 CANARY_NAME = "canary.json"
 
@@ -50,7 +49,7 @@ def canary_file(models_dir: Path) -> Path:
 def write_canary(file: Path, canary: Canary) -> None:
     if not canary.facilities and not canary.cameras:
         raise ValueError("a canary names at least one facility or camera")
-    _write_json_atomic(
+    write_json_atomic(
         file,
         {
             "version": canary.version,
@@ -69,14 +68,9 @@ def clear_canary(file: Path) -> None:
 
 def read_canary(file: Path) -> Canary | None:
     """The canary, or None when none runs (no file)."""
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_json_pointer(file, "canary pointer")
+    if data is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise PointerError(f"{file}: unreadable canary pointer ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("version"), str) or not data["version"]:
-        raise PointerError(f"{file}: canary pointer without a version")
     path = Path(data.get("path") or data["version"])
     return Canary(
         version=data["version"],

@@ -42,7 +42,7 @@ def write_pointer(
     file: Path, version: str, path: Path, previous: str | None, approved_by: str | None = None
 ) -> None:
     """Point the edges at `path` (made absolute), remembering `previous` for rollbacks."""
-    _write_json_atomic(
+    write_json_atomic(
         file,
         {
             "version": version,
@@ -56,14 +56,9 @@ def write_pointer(
 
 def read_pointer(file: Path) -> Pointer | None:
     """The pointer, or None when no model has been approved yet (no file)."""
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_json_pointer(file, "production pointer")
+    if data is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise PointerError(f"{file}: unreadable production pointer ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("version"), str) or not data["version"]:
-        raise PointerError(f"{file}: production pointer without a version")
     base = file.parent
     path = Path(data.get("path") or data["version"])
     previous = data.get("previous") or None
@@ -81,7 +76,20 @@ def read_pointer(file: Path) -> Pointer | None:
     )
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def read_json_pointer(file: Path, what: str) -> dict[str, Any] | None:
+    """A pointer file's JSON object with its non-empty ``version``; None when there is no file."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PointerError(f"{file}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str) or not data["version"]:
+        raise PointerError(f"{file}: {what} without a version")
+    return data
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so readers see the old or the new file, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
