@@ -184,12 +184,17 @@ class Pipeline:
             return hub.take(ctl.limit, self.budget_s)
 
     def drain(self) -> None:
-        """Process every frame still queued (shutdown: `every` cameras lose nothing)."""
+        """Process every frame still queued, and what the readers still hand over until they have
+        ended or the hub closed (a stop is asked before the readers are stopped: no frame a reader
+        counted may be left behind unprocessed and uncounted)."""
         while True:
             with self.hub.cond:
                 items = self.hub.take(max(1, self.controller.limit), float("inf"))
-            if not items:
-                return
+                if not items:
+                    if self.hub.closed or all(c.reader.finished.is_set() for c in self.cameras.values()):
+                        return
+                    self.hub.cond.wait(0.05)
+                    continue
             self._process_guarded(items)
             self.heartbeat.beat()
 

@@ -116,8 +116,10 @@ class CameraQueue:
         self.items: deque[Captured] = deque()
 
     def put(self, item: Captured) -> bool:
-        """Enqueue per the policy; False only when the hub closed while an `every` reader waited."""
+        """Enqueue per the policy; False when the hub is closed (or closed while an `every` reader waited)."""
         with self.hub.cond:
+            if self.hub.closed:  # the loop has drained for the last time: counted as a shutdown drop
+                return False
             if self.policy == "latest":
                 while len(self.items) >= self.capacity:
                     self.items.popleft().done()
