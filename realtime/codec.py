@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from contract.events import KIND_NAME, SEVERITY_NAME, SUPPORTED_SCHEMA_VERSIONS
 from contract.proto import warehouse_vision_pb2 as pb
@@ -236,14 +237,14 @@ class Validator:
             if not (min(values) >= 0.0 and max(values) <= 1.0 and total == total):  # total != total: a NaN
                 return Reason.INVALID_VALUE, "condition_probabilities"
         ts = e.event_time
-        event_time = ts.seconds + ts.nanos * 1e-9
+        event_time = _seconds(ts)
         if event_time > horizon:
             return Reason.FUTURE_EVENT_TIME, f"{event_time - horizon + self._max_future_skew_s:.0f} s ahead"
         if not 0 < event_time < 253402300799:  # 1970 .. 9999: what timestamptz and datetime hold
             return Reason.INVALID_VALUE, "event_time"
         fs = e.first_seen
         if e.HasField("first_seen") and not (
-            fs.seconds + fs.nanos * 1e-9 > 0 and (fs.seconds, fs.nanos) <= (ts.seconds, ts.nanos)
+            _seconds(fs) > 0 and (fs.seconds, fs.nanos) <= (ts.seconds, ts.nanos)
         ):
             return Reason.INVALID_VALUE, "first_seen"  # after 1970 like event_time (year 0 overflows)
         if not _unit(e.detection_confidence):
@@ -288,7 +289,7 @@ class Validator:
             return Reason.INVALID_VALUE, "severity"
         if not math.isfinite(f.score):
             return Reason.INVALID_VALUE, "score"
-        flagged_at = f.flagged_at.seconds + f.flagged_at.nanos * 1e-9  # nanos may be negative on the wire
+        flagged_at = _seconds(f.flagged_at)
         if f.HasField("flagged_at") and not 0 < flagged_at < 253402300799:
             return Reason.INVALID_VALUE, "flagged_at"
         if flagged_at > self._clock() + self._max_future_skew_s:
@@ -306,3 +307,8 @@ class Validator:
             if f.camera_id and not self._known_camera(f.facility_id, f.camera_id):
                 return Reason.UNKNOWN_CAMERA, _camera_detail(f.facility_id, f.camera_id)
         return None
+
+
+def _seconds(ts: Timestamp) -> float:
+    """A wire timestamp in seconds, nanos included (they may be negative or out of range there)."""
+    return ts.seconds + ts.nanos * 1e-9
