@@ -821,3 +821,83 @@ class FacilityLive(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FacilityLive: _TypeAlias = FacilityLive  # noqa: Y015
+
+@_typing.final
+class CameraListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_ID_FIELD_NUMBER: _builtins.int
+    facility_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        facility_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility_id", b"facility_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CameraListRequest: _TypeAlias = CameraListRequest  # noqa: Y015
+
+@_typing.final
+class RegisteredCamera(_message.Message):
+    """One camera of the central registry (`wv db cameras`), as an edge with `cameras_from: registry` runs it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_URI_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    camera_id: _builtins.str
+    source_uri: _builtins.str
+    """Empty when none is registered (the edge then needs the camera's source in its own edge.yaml)."""
+    enabled: _builtins.bool
+    """Switched off cameras stay registered (their last decisions are still accepted) but are not run."""
+    description: _builtins.str
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        camera_id: _builtins.str = ...,
+        source_uri: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "description", b"description", "enabled", b"enabled", "source_uri", b"source_uri", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisteredCamera: _TypeAlias = RegisteredCamera  # noqa: Y015
+
+@_typing.final
+class CameraList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_ID_FIELD_NUMBER: _builtins.int
+    CAMERAS_FIELD_NUMBER: _builtins.int
+    facility_id: _builtins.str
+    @_builtins.property
+    def cameras(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisteredCamera]:
+        """Every registered camera of the facility, enabled or not, by camera id."""
+
+    def __init__(
+        self,
+        *,
+        facility_id: _builtins.str = ...,
+        cameras: _abc.Iterable[Global___RegisteredCamera] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cameras", b"cameras", "facility_id", b"facility_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CameraList: _TypeAlias = CameraList  # noqa: Y015

@@ -54,6 +54,11 @@ class WarehouseVisionServiceStub:
                 request_serializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.SerializeToString,
                 response_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.FromString,
                 _registered_method=True)
+        self.ListCameras = channel.unary_unary(
+                '/warehouse_vision.v1.WarehouseVisionService/ListCameras',
+                request_serializer=contract_dot_proto_dot_warehouse__vision__pb2.CameraListRequest.SerializeToString,
+                response_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.CameraList.FromString,
+                _registered_method=True)
 
 
 class WarehouseVisionServiceServicer:
@@ -85,6 +90,13 @@ class WarehouseVisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCameras(self, request, context):
+        """The facility's cameras from the registry (home database); edges poll it to add, re-point and stop cameras live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WarehouseVisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +119,11 @@ def add_WarehouseVisionServiceServicer_to_server(servicer, server):
                     servicer.GetFacilityLive,
                     request_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.FromString,
                     response_serializer=contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.SerializeToString,
+            ),
+            'ListCameras': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCameras,
+                    request_deserializer=contract_dot_proto_dot_warehouse__vision__pb2.CameraListRequest.FromString,
+                    response_serializer=contract_dot_proto_dot_warehouse__vision__pb2.CameraList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +234,33 @@ class WarehouseVisionService:
             '/warehouse_vision.v1.WarehouseVisionService/GetFacilityLive',
             contract_dot_proto_dot_warehouse__vision__pb2.FacilityLiveRequest.SerializeToString,
             contract_dot_proto_dot_warehouse__vision__pb2.FacilityLive.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCameras(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warehouse_vision.v1.WarehouseVisionService/ListCameras',
+            contract_dot_proto_dot_warehouse__vision__pb2.CameraListRequest.SerializeToString,
+            contract_dot_proto_dot_warehouse__vision__pb2.CameraList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class WarehouseVisionServiceStub:
     GetAnomalyReport: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.AnomalyReportRequest, _warehouse_vision_pb2.AnomalyReport]
     GetFacilityLive: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.FacilityLiveRequest, _warehouse_vision_pb2.FacilityLive]
     """The facility's last minutes from the live windows: no database query."""
+    ListCameras: _grpc.UnaryUnaryMultiCallable[_warehouse_vision_pb2.CameraListRequest, _warehouse_vision_pb2.CameraList]
+    """The facility's cameras from the registry (home database); edges poll it to add, re-point and stop cameras live."""
 
 @_typing.type_check_only
 class WarehouseVisionServiceAsyncStub(WarehouseVisionServiceStub):
@@ -50,6 +52,8 @@ class WarehouseVisionServiceAsyncStub(WarehouseVisionServiceStub):
     GetAnomalyReport: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.AnomalyReportRequest, _warehouse_vision_pb2.AnomalyReport]  # type: ignore[assignment]
     GetFacilityLive: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.FacilityLiveRequest, _warehouse_vision_pb2.FacilityLive]  # type: ignore[assignment]
     """The facility's last minutes from the live windows: no database query."""
+    ListCameras: _aio.UnaryUnaryMultiCallable[_warehouse_vision_pb2.CameraListRequest, _warehouse_vision_pb2.CameraList]  # type: ignore[assignment]
+    """The facility's cameras from the registry (home database); edges poll it to add, re-point and stop cameras live."""
 
 class WarehouseVisionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +85,13 @@ class WarehouseVisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_warehouse_vision_pb2.FacilityLive, _abc.Awaitable[_warehouse_vision_pb2.FacilityLive]]:
         """The facility's last minutes from the live windows: no database query."""
+
+    @_abc_1.abstractmethod
+    def ListCameras(
+        self,
+        request: _warehouse_vision_pb2.CameraListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_warehouse_vision_pb2.CameraList, _abc.Awaitable[_warehouse_vision_pb2.CameraList]]:
+        """The facility's cameras from the registry (home database); edges poll it to add, re-point and stop cameras live."""
 
 def add_WarehouseVisionServiceServicer_to_server(servicer: WarehouseVisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
