@@ -301,6 +301,8 @@ class DetectionEvent(_message.Message):
     FRAMES_OBSERVED_FIELD_NUMBER: _builtins.int
     FIRST_SEEN_FIELD_NUMBER: _builtins.int
     FRAME_INDEX_FIELD_NUMBER: _builtins.int
+    SUPERSEDES_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
     schema_version: Global___SchemaVersion.ValueType
     event_id: _builtins.str
     """Globally unique idempotency key (UUID)."""
@@ -326,6 +328,8 @@ class DetectionEvent(_message.Message):
     """Confidence inside the hard-example band: a labeling candidate."""
     frames_observed: _builtins.int
     frame_index: _builtins.int
+    superseded_by: _builtins.str
+    """Set by the centre in answers only (package timelines): the event that replaced this one."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -342,6 +346,12 @@ class DetectionEvent(_message.Message):
 
     @_builtins.property
     def first_seen(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def supersedes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the straggler fallback's events (same frame, same track, same event_time) that this
+        primary-model result replaces: the late primary answer of a batch the fallback answered.
+        """
+
     def __init__(
         self,
         *,
@@ -372,10 +382,12 @@ class DetectionEvent(_message.Message):
         frames_observed: _builtins.int = ...,
         first_seen: _timestamp_pb2.Timestamp | None = ...,
         frame_index: _builtins.int = ...,
+        supersedes: _abc.Iterable[_builtins.str] | None = ...,
+        superseded_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "condition_probabilities", b"condition_probabilities", "event_time", b"event_time", "first_seen", b"first_seen", "timings", b"timings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "bbox", b"bbox", "camera_id", b"camera_id", "condition", b"condition", "condition_confidence", b"condition_confidence", "condition_probabilities", b"condition_probabilities", "detection_confidence", b"detection_confidence", "embedding", b"embedding", "engine", b"engine", "event_id", b"event_id", "event_time", b"event_time", "expected_zone", b"expected_zone", "facility_id", b"facility_id", "fallback", b"fallback", "first_seen", b"first_seen", "frame_index", b"frame_index", "frames_observed", b"frames_observed", "hard_example", b"hard_example", "kind", b"kind", "model_version", b"model_version", "package_id", b"package_id", "precision", b"precision", "schema_version", b"schema_version", "sku", b"sku", "timings", b"timings", "track_id", b"track_id", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "bbox", b"bbox", "camera_id", b"camera_id", "condition", b"condition", "condition_confidence", b"condition_confidence", "condition_probabilities", b"condition_probabilities", "detection_confidence", b"detection_confidence", "embedding", b"embedding", "engine", b"engine", "event_id", b"event_id", "event_time", b"event_time", "expected_zone", b"expected_zone", "facility_id", b"facility_id", "fallback", b"fallback", "first_seen", b"first_seen", "frame_index", b"frame_index", "frames_observed", b"frames_observed", "hard_example", b"hard_example", "kind", b"kind", "model_version", b"model_version", "package_id", b"package_id", "precision", b"precision", "schema_version", b"schema_version", "sku", b"sku", "superseded_by", b"superseded_by", "supersedes", b"supersedes", "timings", b"timings", "track_id", b"track_id", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
