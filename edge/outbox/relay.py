@@ -95,7 +95,7 @@ class Relay:
         events, keys_by_id, corrupt = [], {}, []
         for entry in entries:
             try:
-                event = wire.read(entry.payload, entry.anomaly)
+                event = wire.read(entry.payload)
             except DecodeError:
                 corrupt.append(entry.key)
                 continue

@@ -2,7 +2,11 @@
 
 Keys are ``a``/``n`` (event with / without anomalies) + an 8-byte big-endian sequence number, so
 one ordered scan yields anomalies first and, within each class, oldest first — the replay order.
-Values are an 8-byte creation time (ms since the epoch) + the serialized `DetectionEvent`.
+Values are an 8-byte creation time (ms since the epoch) + the serialized `DetectionEvent`, its
+anomaly flags inside it: the flags travel with their event and nowhere else. This stored format is
+the one older edges wrote (they too stored only events, and derived separate flag records when
+sending), so an upgraded edge relays a full outbox left by an older version as it is, with no
+migration; the ``a`` class still only orders replay and protects flagged events from the quota.
 
 An entry leaves the outbox only when the centre acknowledged it (`ack`), when it is older than the
 TTL (`expire`), or when the disk quota forces it out (`put`: oldest non-anomaly events first,

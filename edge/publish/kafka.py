@@ -1,6 +1,10 @@
-"""Kafka transport: `DetectionBatch` values on `<prefix>detections` (key = facility id) and each
-`AnomalyFlag` on `<prefix>anomalies`; a batch counts as acknowledged when every record got its
-`acks=all` delivery report.
+"""Kafka transport: `DetectionBatch` values on `<prefix>detections` (key = facility id); a batch
+counts as acknowledged when its record got its `acks=all` delivery report.
+
+An event's anomaly flags travel inside the event, on this one record: the centre stores them in
+the same transaction as the event. Nothing goes to `<prefix>anomalies` from the edge (that topic
+carries the centre's rule flags for live consumers; an older edge that still sends its flags
+there loses nothing, the centre reads them from the events).
 
 The producer is not idempotent on purpose: brokers that lose producer state on restart (the local
 Tansu broker keeps everything in memory) reject the old producer id forever. Retries are ours
@@ -28,7 +32,6 @@ class KafkaTransport(Transport):
         self.bootstrap = bootstrap
         self.key = facility_id.encode()
         self.detections_topic = f"{topic_prefix}detections"
-        self.anomalies_topic = f"{topic_prefix}anomalies"
         self.timeout_s = timeout_s
         self._producer: Any = None
 
@@ -60,13 +63,9 @@ class KafkaTransport(Transport):
         producer = self._connect()
         value = batch_bytes(str(uuid.uuid4()), events)
         try:
-            futures = [producer.send(self.detections_topic, key=self.key, value=value)]
-            for event in events:
-                for flag in event.anomalies:
-                    futures.append(producer.send(self.anomalies_topic, key=self.key, value=flag))
+            future = producer.send(self.detections_topic, key=self.key, value=value)
             producer.flush(timeout=timeout_s)
-            for future in futures:
-                future.get(timeout=timeout_s)
+            future.get(timeout=timeout_s)
         except Exception as exc:
             self._reset()
             raise TransportError(f"kafka did not acknowledge {len(events)} events: {exc}") from None
