@@ -5,6 +5,10 @@ A batch is staged with binary COPY into session temp tables, then moved into
 ``packages`` by a single statement with ``ON CONFLICT DO NOTHING``, together with its dead
 letters, in ONE transaction: a batch is visible entirely or not at all, and a replayed batch
 adds nothing (the idempotency keys are ``(event_time, event_id)`` and ``(flagged_at, anomaly_id)``).
+That idempotency is for replays of the SAME message (an edge re-sending what was not acknowledged,
+a consumer re-reading offsets it had not committed, a rule pass re-judging its overlap): each flag
+reaches this writer on one path only (edge flags inside their event, rule flags from the rules
+runner), and the write reports which flags were new so only those are announced.
 
 Fast path: almost no batch holds replays, so detections and assessments are first COPYed
 straight into their tables inside a savepoint (about twice as fast as staging and moving
@@ -36,6 +40,7 @@ from realtime.storage.rows import (
     decision_row,
     qa_row,
 )
+from realtime.storage.supersede import mark_superseded
 
 DECISION = pb.EVENT_KIND_DECISION
 
@@ -69,6 +74,8 @@ class WriteResult:
     dead_letters_written: int = 0
     rejected: tuple[DeadLetter, ...] = field(default=())
     """Events the database itself refused (found by :func:`write_isolating`), dead-lettered too."""
+    new_flag_ids: frozenset[str] = frozenset()
+    """Ids of the flags this write stored (not already there): what may be announced as new."""
 
     @property
     def event_duplicates(self) -> int:
@@ -88,6 +95,7 @@ class WriteResult:
             self.packages_upserted + other.packages_upserted,
             self.dead_letters_written + other.dead_letters_written,
             self.rejected + other.rejected,
+            self.new_flag_ids | other.new_flag_ids,
         )
 
 
@@ -184,9 +192,9 @@ _FINISH = sql.SQL(
         RETURNING 1
     ), fl AS (
         INSERT INTO anomaly_flags ({flag_cols}) SELECT {flag_select} FROM {flags}
-        ON CONFLICT DO NOTHING RETURNING 1
+        ON CONFLICT DO NOTHING RETURNING anomaly_id
     )
-    SELECT (SELECT count(*) FROM pkg), (SELECT count(*) FROM fl)
+    SELECT (SELECT count(*) FROM pkg), (SELECT coalesce(array_agg(anomaly_id), '{{}}') FROM fl)
     """
 ).format(
     decisions=sql.Identifier(STAGE_DECISIONS),
@@ -265,6 +273,8 @@ class EventWriter:
                 written = (moved[0], moved[1]) if moved else (0, 0)
             else:
                 written = (0, 0)
+            if batch.supersede_rows:
+                mark_superseded(cur, batch.supersede_rows)
             if flag_rows:
                 _copy(cur, _COPY_STAGE_FLAGS, FLAG_COLUMNS, flag_rows)
             finished = cur.execute(_FINISH).fetchone() if (decided or flag_rows) else None
@@ -275,8 +285,9 @@ class EventWriter:
             assessments_written=written[1],
             packages_upserted=finished[0] if finished else 0,
             flags=len(flag_rows),
-            flags_written=finished[1] if finished else 0,
+            flags_written=len(finished[1]) if finished else 0,
             dead_letters_written=dead_written,
+            new_flag_ids=frozenset(finished[1]) if finished else frozenset(),
         )
 
     def _copied(

@@ -34,9 +34,11 @@ def test_a_batch_and_its_replay_are_stored_exactly_once(conn, scalar):
     first = writer.write(conn, events, [standalone], [letter])
     assert (first.events_written, first.assessments_written, first.packages_upserted) == (80, 20, 20)
     assert (first.flags_written, first.dead_letters_written) == (2, 1)
+    assert len(first.new_flag_ids) == 2 and standalone.anomaly_id in first.new_flag_ids
     replay = writer.write(conn, [*events, *events[:5]], [standalone], [letter])  # replays, repeated in-batch
     assert (replay.events, replay.events_written, replay.event_duplicates) == (80, 0, 80)
     assert (replay.flags_written, replay.dead_letters_written, replay.packages_upserted) == (0, 0, 0)
+    assert replay.new_flag_ids == frozenset()  # nothing to announce again
     assert scalar("SELECT count(*) FROM package_detections") == 80
     assert scalar("SELECT sum(decisions) FROM packages") == 20
     assert scalar("SELECT count(*) FROM dead_letters") == 1
