@@ -274,6 +274,7 @@ class EdgeService:
             IntervalController(cfg.capture.max_interval) if cfg.capture.max_interval > 1 else None,
         )
         self.metrics.add_collector(self._collect)
+        self.metrics.add_collector(self.manager.collect)
         self.watchdog.watch(
             self.pipeline.heartbeat,
             self.relay.heartbeat,

@@ -455,23 +455,30 @@ def build_engine_cmd(
     opt_batch: int = 8,
     max_batch: int = 32,
     calibration_frames: int = 64,
+    engine: Annotated[
+        str, typer.Option(help="The engine whose plan to build (its builder plugin).")
+    ] = "tensorrt",
+    device: Annotated[str, typer.Option(help="The GPU to build on (cuda or cuda:N).")] = "cuda",
 ) -> None:
-    """Build a TensorRT engine from the version's ONNX (needs TensorRT; unverified in this repo)."""
-    from edge.model.version import read_version
+    """Build the engine plan of a version for this GPU into the model store, under the key the edges
+    look for (model content, precision, GPU model, TensorRT version). Needs TensorRT; unverified here."""
+    from edge.backends.base import EngineError, ModelFiles
+    from edge.backends.plan_store import BuildOptions, build_plan, builder_for, plan_path
     from model_lifecycle.sources import calibration_images
-    from model_lifecycle.tensorrt_builder import BuildOptions, TensorRTUnavailable, build_engine
 
-    version = read_version(version_dir)
-    options = BuildOptions(precision=precision, batch_sizes=(min_batch, opt_batch, max_batch))  # type: ignore[arg-type]
-    calib = calibration_images(calibration_frames) if precision == "int8" else None
     try:
-        path = build_engine(
-            version.onnx_path, version.path / f"model.{precision}.engine", version.input_size, options, calib
-        )
-    except TensorRTUnavailable as exc:
+        builder = builder_for(engine)
+        if builder is None:
+            raise EngineError(f"engine {engine!r} loads the model files directly: it has no plan to build")
+        model = ModelFiles.read(version_dir)
+        options = BuildOptions(precision, (min_batch, opt_batch, max_batch))
+        dest = plan_path(model.path, precision, builder.target(device), max_batch)
+        calib = calibration_images(calibration_frames) if precision == "int8" else None
+        build_plan(builder, model.file("model.onnx"), dest, model.input_size, options, calib)
+    except (EngineError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    console.print(f"engine written to {path}")
+    console.print(f"engine written to {dest}")
 
 
 if __name__ == "__main__":

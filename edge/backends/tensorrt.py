@@ -1,8 +1,9 @@
-"""TensorRT engine: a serialised engine from the model store (built by `wv model build-engine`).
+"""TensorRT engine: a serialised engine (plan) from the model store, built by the edge itself
+before it loads a version (`edge.hotswap`, `plan_store`) or ahead of time by `wv model build-engine`.
 
-The engine file is looked up by key (`tensorrt_plan`: model content, precision, GPU model,
-TensorRT version), so a promoted version, another GPU or a TensorRT upgrade never loads a stale
-engine; the unkeyed `model.<fp16|int8>.engine` is the fallback for engines built before keys.
+The plan is looked up by key (`tensorrt_plan`: model content, precision, GPU model, TensorRT
+version), so a promoted version, another GPU or a TensorRT upgrade never loads a stale engine
+(an unkeyed `model.<precision>.engine` from before keys is never loaded: nothing says what built it).
 Batches larger than the engine's optimisation profile run in chunks; outputs of any dtype the
 engine declares (fp16 included) come back as float32.
 
@@ -14,9 +15,6 @@ tensors. Without the `tensorrt` package, loading raises EngineUnavailable with w
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,46 +28,9 @@ from edge.backends.base import (
     ModelLoadError,
     register,
 )
-from edge.backends.tensorrt_plan import (
-    ENGINES_DIR,
-    chunks,
-    engine_prefix,
-    host_dtype,
-    model_digest,
-    pick_engine,
-)
-from edge.model.version import ONNX_FILE
-
-
-def find_engine(model: ModelFiles, precision: str, gpu: str, trt_version: str) -> Path:
-    """The model store's engine for this model, precision, GPU and TensorRT version (the one with the
-    largest batch profile), else the unkeyed `model.<precision>.engine`; ModelLoadError names the key."""
-    if (model.path / ONNX_FILE).is_file():
-        prefix = engine_prefix(model_digest(model.path, ONNX_FILE), precision, gpu, trt_version)
-        keyed = pick_engine(model.path, prefix)
-        if keyed is not None:
-            return keyed
-    else:
-        prefix = f"(no {ONNX_FILE} to key by)"
-    legacy = model.path / f"model.{precision}.engine"
-    if legacy.is_file():
-        return legacy
-    raise ModelLoadError(
-        f"{model.path}: no TensorRT engine for this model, GPU ({gpu}) and TensorRT {trt_version}: "
-        f"looked for {ENGINES_DIR}/{prefix}-b*.engine; build it with `wv model build-engine {model.path}`"
-    )
-
-
-def _require_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError:
-        raise EngineUnavailable(
-            "the tensorrt engine needs NVIDIA TensorRT >= 10 with its Python bindings on a CUDA host "
-            "(JetPack on Jetson, or the tensorrt wheel matching the CUDA driver); "
-            "use engine onnxruntime (INT8) or torch meanwhile"
-        ) from None
-    return tensorrt
+from edge.backends.plan_store import find_plan
+from edge.backends.tensorrt_build import require_tensorrt, tensorrt_target
+from edge.backends.tensorrt_plan import chunks, host_dtype
 
 
 @register
@@ -79,14 +40,14 @@ class TensorRTEngine(Engine):
 
     def __init__(self, model: ModelFiles, spec: EngineSpec) -> None:
         super().__init__(model, spec)
-        trt = _require_tensorrt()
+        trt = require_tensorrt()
         import torch
 
         if not torch.cuda.is_available():
             raise EngineUnavailable("the tensorrt engine needs a CUDA device")
         self._trt, self._torch = trt, torch
         self._device = torch.device(spec.device if spec.device.startswith("cuda") else "cuda")
-        path = find_engine(model, spec.precision, torch.cuda.get_device_name(self._device), trt.__version__)
+        path = find_plan(model, spec.precision, tensorrt_target(spec.device))
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())

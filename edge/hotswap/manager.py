@@ -12,6 +12,13 @@ two batches, so no frame is lost or processed twice. `max_failures` consecutive 
 failures of the active model roll back to the previous one; the failed version is not loaded
 again until the pointer names a different version. Every verdict is kept in `status()` and
 written to `status_path` (JSON) for operators.
+
+An engine that runs a plan built for one GPU (TensorRT, ``edge.backends.plan_store``) gets it
+before the version is loaded: the model store's plan of its key (model content, precision, GPU
+model, library version), else one built here by the engine's builder plugin, off the inference
+path, while the active model keeps answering (``engine_build`` in the status says
+``building_engine``). A plan that cannot be had rejects the version with the reason; the active
+model stays, so a retrained version never ends ``load_failed`` for want of a plan.
 """
 
 from __future__ import annotations
@@ -23,20 +30,24 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client.core import Metric
 
 from contract.canary_pointer import Canary, canary_file, read_canary
 from contract.frames import Detection
 from contract.model_pointer import PointerError, read_pointer
-from edge.backends.base import Engine, EngineSpec, ModelFiles, load_engine
+from edge.backends.base import Engine, EngineError, EngineSpec, ModelFiles, load_engine
+from edge.backends.plan_store import EngineBuildError, PlanBuilder, builder_for, ensure_plan
 from edge.config import HotswapConfig, ModelSpec
 from edge.decisions.events import ModelInfo
 from edge.hotswap.agreement import agreement
+from edge.metrics import counter, gauge
 from edge.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -123,6 +134,11 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self.scope = scope
         self._pointers_seen: tuple[float | None, float | None] | None = None
+        self.plans: Counter[str] = Counter()
+        """Plans taken before a load, by outcome: built, reused, failed."""
+        self.engine_build: dict[str, Any] | None = None
+        """The last plan step: version, state (building_engine | built | reused | failed), seconds, reason."""
+        self.last_build_s: float | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -135,7 +151,7 @@ class ModelManager:
                 attempts.append(f"{version}: skipped, failed before")
                 continue
             try:
-                self.active = self._load(path, self.spec, version)
+                self.active = self._open(path, self.spec, version)
                 break
             except Exception as exc:
                 attempts.append(f"{version} ({path}): {exc}")
@@ -184,6 +200,36 @@ class ModelManager:
         except Exception as exc:
             log.error("fallback model %s unavailable (%s): stragglers will wait for the primary", path, exc)
 
+    def _open(self, path: Path, spec: EngineSpec, version: str) -> LoadedModel:
+        """Load a version; for an engine that runs a plan, take or build the plan first."""
+        builder = _builder(spec.name)
+        if builder is not None:
+            self._prepare_plan(ModelFiles.read(path, version), spec, builder)
+        return self._load(path, spec, version)
+
+    def _prepare_plan(self, files: ModelFiles, spec: EngineSpec, builder: PlanBuilder) -> None:
+        def building(dest: Path) -> None:
+            self.engine_build = {"version": files.version, "state": "building_engine", "plan": str(dest)}
+            self._write_status()
+            log.info("building the %s plan of %s: %s", builder.engine, files.version, dest.name)
+
+        try:
+            plan = ensure_plan(files, spec.precision, spec.device, spec.max_graph_batch, builder, building)
+        except EngineBuildError as exc:
+            self.plans["failed"] += 1
+            self.engine_build = {"version": files.version, "state": "failed", "reason": str(exc)}
+            raise
+        self.plans["built" if plan.built else "reused"] += 1
+        if plan.built:
+            self.last_build_s = plan.seconds
+        self.engine_build = {
+            "version": files.version,
+            "state": "built" if plan.built else "reused",
+            "plan": str(plan.path),
+            "seconds": round(plan.seconds, 3),
+        }
+        self._write_status()
+
     # -- called by the inference loop -------------------------------------------------------
 
     def record_success(self) -> None:
@@ -219,7 +265,7 @@ class ModelManager:
         if target is None:
             for version, path in self._rollback_choices(bad.version):
                 try:
-                    target = self._load(path, self.spec, version)
+                    target = self._open(path, self.spec, version)
                     break
                 except Exception as exc:
                     log.error("rollback candidate %s failed to load: %s", version, exc)
@@ -333,7 +379,14 @@ class ModelManager:
             return
         log.info("pointer names %s: loading it for a shadow run", pointer.version)
         try:
-            candidate = self._load(pointer.path, self.spec, pointer.version)
+            candidate = self._open(pointer.path, self.spec, pointer.version)
+        except EngineBuildError as exc:
+            self._blocked.add(key)
+            self._record(Verdict(pointer.version, "rejected", f"kept {self.active.version}: {exc}"))
+            log.error(
+                "new model %s has no engine plan here, kept %s: %s", pointer.version, self.active.version, exc
+            )
+            return
         except Exception as exc:
             self._blocked.add(key)
             self._record(Verdict(pointer.version, "load_failed", f"kept {self.active.version}: {exc}"))
@@ -392,8 +445,29 @@ class ModelManager:
             "swaps": self.swaps,
             "rollbacks": self.rollbacks,
             "blocked": sorted(f"{v}@{p}" for v, p in self._blocked),
+            "engine_build": self.engine_build,
             "verdicts": [v.as_dict() for v in self.verdicts[-20:]],
         }
+
+    def collect(self) -> Iterable[Metric]:
+        """Prometheus families of the plan step (registered by the service next to its own)."""
+        build = self.engine_build or {}
+        yield counter(
+            "wv_edge_engine_plans",
+            "Engine plans taken before a model load, by outcome (built, reused, failed).",
+            ["outcome"],
+            {(k,): v for k, v in self.plans.items()},
+        )
+        yield gauge(
+            "wv_edge_engine_building",
+            "1 while a plan is being built.",
+            float(build.get("state") == "building_engine"),
+        )
+        yield gauge(
+            "wv_edge_engine_build_seconds",
+            "Duration of the last plan built here.",
+            self.last_build_s,
+        )
 
     def _write_status(self) -> None:
         if self.status_path is None:
@@ -427,6 +501,13 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except FileNotFoundError:
         return None
+
+
+def _builder(engine: str) -> PlanBuilder | None:
+    try:
+        return builder_for(engine)
+    except EngineError:
+        return None  # an unknown engine: loading the version says so
 
 
 def _load_model(path: Path, spec: EngineSpec, version: str) -> LoadedModel:

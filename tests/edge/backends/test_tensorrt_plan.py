@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 
 from edge.backends.base import ModelFiles, ModelLoadError
-from edge.backends.tensorrt import find_engine
+from edge.backends.plan_store import BuildTarget, find_plan
 from edge.backends.tensorrt_plan import chunks, engine_path, engine_prefix, host_dtype, model_digest
 
 H100, TRT = "NVIDIA H100 80GB HBM3", "10.9.0"
+
+
+def find_engine(model: ModelFiles, precision: str, gpu: str, trt: str) -> Path:
+    return find_plan(model, precision, BuildTarget(gpu, trt))
 
 
 def version(tmp_path: Path, graph: bytes) -> ModelFiles:
@@ -52,9 +56,9 @@ def test_a_retrained_model_under_the_same_name_never_loads_the_old_engine(tmp_pa
     retrained = version(tmp_path, b"graph v7, fine-tuned")
     with pytest.raises(ModelLoadError):
         find_engine(retrained, "fp16", H100, TRT)
-    legacy = retrained.path / "model.fp16.engine"  # built before engines were keyed
-    legacy.write_bytes(b"engine")
-    assert find_engine(retrained, "fp16", H100, TRT) == legacy
+    (retrained.path / "model.fp16.engine").write_bytes(b"engine")  # unkeyed: nothing says what built it
+    with pytest.raises(ModelLoadError, match="build-engine"):
+        find_engine(retrained, "fp16", H100, TRT)
 
 
 def test_batches_past_the_profile_run_in_chunks_and_outputs_keep_their_dtype():

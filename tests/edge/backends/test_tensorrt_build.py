@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from contract.frames import Frame
-from model_lifecycle.tensorrt_builder import (
-    BuildOptions,
+from edge.backends.plan_store import BuildOptions
+from edge.backends.tensorrt_build import (
     CalibrationBatches,
     TensorRTUnavailable,
     build_engine,
@@ -19,10 +19,16 @@ from model_lifecycle.tensorrt_builder import (
     profile_shapes,
     require_tensorrt,
 )
-
-from .conftest import SMALL_INPUT
+from model_lifecycle.sources import SimulatedFrames
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+SMALL_INPUT = (128, 224)
+
+
+@pytest.fixture(scope="module")
+def sim_frames() -> list[Frame]:
+    frames = SimulatedFrames(seed=123)
+    return [frames(i) for i in range(8)]
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")

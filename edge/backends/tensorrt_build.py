@@ -1,29 +1,32 @@
-"""TensorRT engine builder (FP16 / INT8) for the exported ONNX graph.
+"""TensorRT plan builder (FP16 / INT8) for the exported ONNX graph: the edge's builder plugin
+(``plan_store``), used when a promoted version has no plan for the edge's GPU yet, and by
+``wv model build-engine``.
 
 Written against TensorRT's public Python API (8.6 / 10.x: `Builder`, `OnnxParser`,
 `IBuilderConfig`, `IInt8EntropyCalibrator2`, optimisation profiles). UNVERIFIED HERE: no TensorRT
 package can be installed in this project's environments, so the build itself has never run; the
-parts around it (calibration batches, profile shapes, the calibrator's protocol, the import gate)
-are tested. INT8 calibration reads the same held-out frames as the ONNX Runtime INT8 model.
+parts around it (calibration batches, profile shapes, the calibrator's protocol, the import gate,
+where plans are stored and when they are built) are tested. INT8 calibration reads the same
+held-out frames as the ONNX Runtime INT8 model; an edge has no such frames, so it builds FP16 plans
+only and INT8 plans come from `wv model build-engine --precision int8` on the same GPU model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from edge.backends.base import EngineUnavailable
+from edge.backends.plan_store import BuildOptions, BuildTarget, PlanBuilder, register_builder
 from edge.model.postprocess import INPUT_NAME
 from edge.model.preprocess import preprocess
 
-Precision = Literal["fp16", "int8"]
 
-
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(EngineUnavailable):
     """TensorRT's Python package is missing; the ONNX Runtime or torch backends still work."""
 
 
@@ -37,15 +40,6 @@ def require_tensorrt() -> ModuleType:
             "JetPack on Jetson). Use the ONNX Runtime INT8 model (`model.int8.onnx`) meanwhile."
         ) from exc
     return tensorrt
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    precision: Precision = "fp16"
-    batch_sizes: tuple[int, int, int] = (1, 8, 32)
-    """(min, opt, max) batch of the optimisation profile."""
-    workspace_bytes: int = 2 << 30
-    calibration_batch: int = 8
 
 
 def profile_shapes(
@@ -167,3 +161,37 @@ def build_engine(
     engine_path = Path(engine_path)
     engine_path.write_bytes(bytes(serialized))
     return engine_path
+
+
+def tensorrt_target(device: str) -> BuildTarget:
+    """The GPU model of `device` (cuda or cuda:N) and the installed TensorRT version: a plan's key."""
+    trt = require_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("TensorRT plans need a CUDA device; none is visible")
+    index = torch.device(device if device.startswith("cuda") else "cuda")
+    return BuildTarget(torch.cuda.get_device_name(index), str(trt.__version__))
+
+
+@register_builder
+class TensorRTBuilder(PlanBuilder):
+    engine = "tensorrt"
+
+    def target(self, device: str) -> BuildTarget:
+        return tensorrt_target(device)
+
+    def build(
+        self,
+        onnx: Path,
+        dest: Path,
+        input_size: tuple[int, int],
+        options: BuildOptions,
+        calibration: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        if options.precision == "int8" and not calibration:
+            raise ValueError(
+                "an INT8 plan needs calibration frames, which an edge does not have: build it with "
+                "`wv model build-engine --precision int8` on this GPU model, or run engine.precision fp16"
+            )
+        build_engine(onnx, dest, input_size, options, calibration)
