@@ -50,6 +50,14 @@ weekly_hard_examples_job = dg.define_asset_job(
     tags={"wv/job": "weekly_hard_examples", "dagster-k8s/config": LIGHT_K8S},
 )
 
+hard_example_labels_job = dg.define_asset_job(
+    "pull_hard_example_labels",
+    selection=dg.AssetSelection.assets("hard_example_labels"),
+    partitions_def=hard_example_weeks,
+    description="A week's hard-example labels again, as annotators work (launched by a sensor on Label Studio).",
+    tags={"wv/job": "pull_hard_example_labels", "dagster-k8s/config": LIGHT_K8S},
+)
+
 retraining_job = dg.define_asset_job(
     "retraining",
     selection=dg.AssetSelection.assets("retraining_dataset", "candidate_model", "candidate_evaluation"),
@@ -74,6 +82,7 @@ detections_quality_job = dg.define_asset_job(
 JOBS: list[Any] = [
     nightly_model_quality_job,
     weekly_hard_examples_job,
+    hard_example_labels_job,
     retraining_job,
     backbone_adaptation_job,
     detections_quality_job,

@@ -1,4 +1,5 @@
-"""Sensors: drift-triggered retraining and on-call failure recording (others append to ``SENSORS``)."""
+"""Sensors: drift-triggered retraining, labels arriving in Label Studio, promotions made outside
+Dagster and on-call failure recording (others append to ``SENSORS``)."""
 
 import json
 from dataclasses import dataclass, field
@@ -9,8 +10,11 @@ import dagster as dg
 
 from assets.common.partitions import daily_facility_partitions
 from assets.common.resources import DatabaseResource, ModelRegistryResource
+from assets.model_quality.hard_examples import ANNOTATIONS_SEEN, hard_example_weeks, project_week
+from assets.model_quality.label_studio import LabelStudio, LabelStudioError
+from assets.model_quality.resources import LabelingResource
 from assets.retraining.production import PROMOTION_ID, promotion_metadata
-from orchestration.jobs import retraining_job
+from orchestration.jobs import hard_example_labels_job, retraining_job
 from orchestration.settings import OrchestrationSettings
 
 DRIFT_ASSET = dg.AssetKey("drift_evaluation")
@@ -216,4 +220,58 @@ def model_promotion_sensor(
     return dg.SensorResult(asset_events=events, cursor=cursor)
 
 
-SENSORS: list[dg.SensorDefinition] = [drift_retraining_sensor, oncall_failure_sensor, model_promotion_sensor]
+def _annotations_pulled(instance: dg.DagsterInstance, week: str) -> int:
+    """The annotation count the newest ``hard_example_labels`` of ``week`` pulled (0: never pulled)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("hard_example_labels"), asset_partitions=[week]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(ANNOTATIONS_SEEN) if materialization else None
+    return int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value is not None else 0
+
+
+@dg.sensor(
+    job=hard_example_labels_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-materializes a week's hard_example_labels when its Label Studio project holds more "
+    "annotations than the last pull took (annotators work after the weekly export; without this their "
+    "labels would wait for someone to re-run the week). Edits of an existing annotation are picked up by "
+    "the next pull of that week, not by this sensor.",
+)
+def hard_example_annotations_sensor(
+    context: dg.SensorEvaluationContext, labeling: LabelingResource
+) -> dg.SensorResult:
+    if not labeling.label_studio_url:
+        return dg.SensorResult(skip_reason="no labeling server configured (WV_LABEL_STUDIO_URL)")
+    try:
+        projects = LabelStudio(labeling.label_studio_url).projects()
+    except LabelStudioError as exc:
+        return dg.SensorResult(skip_reason=f"Label Studio did not answer: {exc}")
+    weeks = set(hard_example_weeks.get_partition_keys())
+    requests = []
+    for project in projects:
+        monday = project_week(str(project.get("title", "")))
+        annotations = int(project.get("total_annotations_number") or 0)
+        if monday is None or monday.isoformat() not in weeks:
+            continue
+        week = monday.isoformat()
+        if annotations > _annotations_pulled(context.instance, week):
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"labels-{week}-{annotations}",
+                    partition_key=week,
+                    tags={"wv/trigger": "label-studio", "wv/annotations": str(annotations)},
+                )
+            )
+    if not requests:
+        return dg.SensorResult(skip_reason="no week has annotations newer than its last pull")
+    return dg.SensorResult(run_requests=requests)
+
+
+SENSORS: list[dg.SensorDefinition] = [
+    drift_retraining_sensor,
+    hard_example_annotations_sensor,
+    oncall_failure_sensor,
+    model_promotion_sensor,
+]

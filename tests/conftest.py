@@ -249,3 +249,21 @@ def grpc_server(
     )
     yield running
     running.stop(grace_s=1)
+
+
+@pytest.fixture(scope="session")
+def label_studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private, real Label Studio (the venv ``make setup`` installs, ``.local/label-studio``) on a free
+    port in a temp state folder; its URL carries the token. Stopped and purged after the session."""
+    from wv.services.label_studio import LabelStudioService, venv_path  # only the labeling tests start it
+    from wv.services.manager import ServiceManager
+
+    venv = venv_path(Path(__file__).resolve().parents[1] / ".local")
+    if not (venv / "bin" / "label-studio").exists():
+        pytest.skip(f"Label Studio is not installed at {venv}: run `make setup`")
+    manager = ServiceManager(
+        tmp_path_factory.mktemp("label-studio-state"), environ={}, services=[LabelStudioService(venv)]
+    )
+    (state,) = manager.up()
+    yield state.url
+    manager.down(purge=True)

@@ -43,6 +43,11 @@ hard_example_weeks = dg.WeeklyPartitionsDefinition(
 hard examples can go to labeling before it ends (a re-export adds the new ones, labels kept)."""
 
 
+ANNOTATIONS_SEEN = "label_studio_annotations"
+"""``hard_example_labels`` metadata: the project's annotation count when it pulled them (the
+``hard_example_annotations_sensor`` compares the server's count with it)."""
+
+
 class HardExampleConfig(dg.Config):
     confidence_low: float | None = None
     """Lower bound (inclusive); empty: WV_HARD_EXAMPLE_LOW (0.65)."""
@@ -52,9 +57,30 @@ class HardExampleConfig(dg.Config):
     """At most this many examples per facility × predicted class."""
 
 
+PROJECT_PREFIX = "Hard examples, week of "
+
+
 def project_title(monday: date) -> str:
     """The Label Studio project of a week's hard examples."""
-    return f"Hard examples, week of {monday.isoformat()}"
+    return f"{PROJECT_PREFIX}{monday.isoformat()}"
+
+
+def project_week(title: str) -> date | None:
+    """The Monday a project title names (the inverse of ``project_title``); None for other projects."""
+    if not title.startswith(PROJECT_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(title.removeprefix(PROJECT_PREFIX))
+    except ValueError:
+        return None
+
+
+def annotations_in(client: LabelStudio, title: str) -> int | None:
+    """How many annotations the project called ``title`` holds (skipped ones included); None if absent."""
+    for project in client.projects():
+        if project.get("title") == title:
+            return int(project.get("total_annotations_number") or 0)
+    return None
 
 
 def select_hard_examples(decisions: list[Decision], max_per_stratum: int) -> list[Decision]:
@@ -206,10 +232,11 @@ def hard_example_labels(
     export_id = f"hard-{monday.isoformat()}"
     metadata: dict[str, Any] = {}
     if labeling.label_studio_url:
+        client = LabelStudio(labeling.label_studio_url)
         answers = labeling.answers_path() / "hard_examples" / f"{monday.isoformat()}.label-studio.json"
-        metadata["label_studio_annotated_tasks"] = pull_answers(
-            LabelStudio(labeling.label_studio_url), project_title(monday), answers
-        )
+        # counted before the pull: one arriving in between makes the sensor ask again, never miss it
+        metadata[ANNOTATIONS_SEEN] = annotations_in(client, project_title(monday)) or 0
+        metadata["label_studio_annotated_tasks"] = pull_answers(client, project_title(monday), answers)
         metadata["label_studio_export"] = dg.MetadataValue.path(str(answers.resolve()))
     with database.connect() as conn:
         imported = import_answers(conn, labeling.answers_path())

@@ -75,6 +75,17 @@ class LabelStudio:
         created = self._call("POST", "/api/projects/", json={"title": title, "label_config": label_config})
         return int(created["id"])
 
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project with its counts (``total_annotations_number``, ``num_tasks_with_annotations``, …)."""
+        projects: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self._call("GET", "/api/projects/", params={"page": page, "page_size": 100})
+            projects.extend(body.get("results", []))
+            if not body.get("next"):
+                return projects
+            page += 1
+
     def tasks(self, project: int) -> list[dict[str, Any]]:
         """Every task of the project (data and annotation counts), page by page."""
         tasks: list[dict[str, Any]] = []
