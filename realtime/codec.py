@@ -102,12 +102,26 @@ _BOX = operator.attrgetter("x1", "y1", "x2", "y2")
 _CONDITIONS = frozenset(range(1, len(CONDITIONS) + 1))  # the proto enum, without UNSPECIFIED
 MAX_TEXT_LENGTH = 256
 """Longest identifier accepted; longer ones are bad input, not data."""
+MAX_SUPERSEDES = 16
+"""Most fallback events one primary detection replaces (one per fallback event of its track and frame)."""
 _INT32_MAX = 2**31 - 1
 _FLAG_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the anomaly_flags.kind constraint
 
 
 def _bad_text(value: str) -> bool:
     return "\x00" in value or len(value) > MAX_TEXT_LENGTH
+
+
+def _bad_supersedes(e: pb.DetectionEvent, kind: str) -> bool:
+    """Only a detection replaces others (the fallback's, of its frame), never itself; ids are ids."""
+    ids = e.supersedes
+    return (
+        kind != "detection"
+        or len(ids) > MAX_SUPERSEDES
+        or e.event_id in ids
+        or not all(ids)
+        or any(map(_bad_text, ids))
+    )
 
 
 def _unit(value: float) -> bool:
@@ -254,6 +268,8 @@ class Validator:
             return Reason.INVALID_VALUE, "bbox"
         if e.frames_observed > _INT32_MAX:
             return Reason.INVALID_VALUE, "frames_observed"
+        if e.supersedes and _bad_supersedes(e, kind):
+            return Reason.INVALID_VALUE, "supersedes"
         for flag in e.anomalies:
             problem = self._flag_problem(flag, e.facility_id)
             if problem:

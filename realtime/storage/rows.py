@@ -40,6 +40,7 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("first_seen", "timestamptz"),
     *((stage, "float4") for stage in STAGES),
     ("embedding", "float4[]"),
+    ("supersedes", "text[]"),
 )
 """``package_detections`` columns filled from an event (``ingested_at`` is the server's clock)."""
 
@@ -127,6 +128,7 @@ def event_row(e: pb.DetectionEvent) -> tuple[object, ...]:
         None if fs is None else _EPOCH + timedelta(0, fs.seconds, fs.nanos // 1000),
         *(_TIMINGS(e.timings) if e.HasField("timings") else _NO_TIMINGS),
         list(e.embedding) if len(e.embedding) else None,
+        list(e.supersedes) if len(e.supersedes) else None,
     )
 
 
@@ -202,7 +204,7 @@ class BatchRows:
     the database's instead of adding to it.
     """
 
-    __slots__ = ("_seen", "decided", "events", "flag_rows", "flags", "repeated", "rows")
+    __slots__ = ("_seen", "decided", "events", "flag_rows", "flags", "repeated", "rows", "supersede_rows")
 
     def __init__(self) -> None:
         self.events: list[pb.DetectionEvent] = []
@@ -211,6 +213,8 @@ class BatchRows:
         self.decided: list[tuple[tuple[object, ...], tuple[object, ...]]] = []
         """(event row, assessment part) of each decision."""
         self.flag_rows: list[tuple[object, ...]] = []
+        self.supersede_rows: list[tuple[object, ...]] = []
+        """Rows replacing fallback rows, and fallback rows a stored replacement may name."""
         self.repeated = 0
         """Events dropped because their id was already in the batch (duplicates, like replays)."""
         self._seen: set[str] = set()
@@ -233,6 +237,8 @@ class BatchRows:
             self.rows.append(row)
             if e.kind == pb.EVENT_KIND_DECISION:
                 self.decided.append((row, assessment_row(e)))
+            elif e.fallback or e.supersedes:
+                self.supersede_rows.append(row)
             for f in e.anomalies:
                 self.flag_rows.append(flag_row(f, e))
         for f in flags:
