@@ -54,6 +54,8 @@ def _detection(row: dict[str, Any]) -> pb.DetectionEvent:
         hard_example=row["hard_example"],
         frames_observed=row["frames_observed"],
         embedding=row["embedding"] or (),
+        supersedes=row["supersedes"] or (),
+        superseded_by=row["superseded_by"] or "",
     )
     if any(row[t] is not None for t in STAGES):
         event.timings.CopyFrom(pb.StageTimings(**{t: row[t] or 0.0 for t in STAGES}))

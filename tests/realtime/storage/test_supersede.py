@@ -8,6 +8,7 @@ import pytest
 from bench.fixtures.events import EventFactory
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.codec import Reason, Validator
+from realtime.storage.queries import package_history
 from realtime.storage.writer import EventWriter, prepare
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,3 +77,14 @@ def test_the_centre_refuses_a_decision_or_an_event_that_supersedes_itself() -> N
     )
     decoded = validator.events([decision, itself])
     assert [(r.reason, r.detail) for r in decoded.rejections] == [(Reason.INVALID_VALUE, "supersedes")] * 2
+
+
+def test_the_package_history_shows_the_provisional_row_as_superseded(conn) -> None:
+    fallback, primary = fallback_and_primary(EventFactory("FAC-001", seed=94))
+    EventWriter().write(conn, [*fallback, primary])
+    timeline = package_history(conn, primary.package_id)
+    assert timeline is not None
+    shown = {e.detection.event_id: e.detection for e in timeline.entries if e.HasField("detection")}
+    assert shown[fallback[0].event_id].superseded_by == primary.event_id
+    assert shown[fallback[0].event_id].fallback
+    assert list(shown[primary.event_id].supersedes) == [fallback[0].event_id]
