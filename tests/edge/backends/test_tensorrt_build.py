@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from contract.frames import Frame
-from edge.backends.plan_store import BuildOptions
+from edge.backends.base import ModelFiles
+from edge.backends.plan_store import BuildOptions, EngineBuildError, builder_for, ensure_plan
 from edge.backends.tensorrt_build import (
     CalibrationBatches,
     TensorRTUnavailable,
@@ -37,6 +38,19 @@ def test_missing_tensorrt_gives_a_clear_error(tmp_path: Path) -> None:
         require_tensorrt()
     with pytest.raises(TensorRTUnavailable):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", SMALL_INPUT, BuildOptions())
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_an_edge_without_tensorrt_refuses_to_build_a_plan_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        '{"model": {"input_size": [128, 224]}, "score_threshold": 0.3, "iou_threshold": 0.5}'
+    )
+    (tmp_path / "model.onnx").write_bytes(b"graph")
+    builder = builder_for("tensorrt")
+    assert builder is not None and builder_for("onnxruntime") is None
+    with pytest.raises(EngineBuildError, match="TensorRT is not installed"):
+        ensure_plan(ModelFiles.read(tmp_path), "fp16", "cuda", 16, builder)
+    assert not (tmp_path / "engines").exists()
 
 
 def test_profile_shapes_cover_the_batch_range() -> None:
