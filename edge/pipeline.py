@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import ModelFiles
 from edge.batching.controller import BatchController
 from edge.batching.interval import IntervalController
+from edge.batching.late import LATE_WAIT_AT_END_S, LateBatch, LateFrame, LateResults
 from edge.batching.straggler import StragglerRunner
 from edge.capture.queues import Captured, FrameHub
 from edge.capture.reader import CameraReader
@@ -98,6 +99,8 @@ class Pipeline:
         self.interval = interval
         self._changes: list[Callable[[], bool]] = []
         self._changes_lock = threading.Lock()
+        self.late = LateResults(decode_for, self.counters)
+        """Fallback-answered batches whose primary result is still to come (and supersede)."""
 
     # -- camera changes (applied on the loop's thread, between batches) ----------------------
 
@@ -149,6 +152,7 @@ class Pipeline:
         while not stop.is_set():
             self.heartbeat.beat()
             self._apply_changes()
+            self._settle_late()
             self._adapt_interval()
             items = self.next_batch(stop)
             if items:
@@ -196,6 +200,7 @@ class Pipeline:
                     self.hub.cond.wait(0.05)
                     continue
             self._process_guarded(items)
+            self._settle_late()
             self.heartbeat.beat()
 
     def _process_guarded(self, items: list[Captured]) -> None:
@@ -238,6 +243,8 @@ class Pipeline:
                 ShadowSample(kept, sizes, detections, outcome.primary_ms, model.version)
             )
         info = outcome.model.info(outcome.fallback)
+        if outcome.late is not None:
+            info = replace(info, provisional=True)
         shared = {
             "preprocess_ms": (prep_done - started) * 1000,
             "infer_ms": (infer_done - prep_done) * 1000,
@@ -245,6 +252,9 @@ class Pipeline:
         decided = [
             self._decide(c, dets, info, shared, started) for c, dets in zip(items, detections, strict=True)
         ]
+        if outcome.late is not None:
+            frames = [LateFrame(ctx, c.frame.image.shape[:2], c.captured_at) for c, ctx, _, _ in decided]
+            self.late.add(LateBatch(outcome.late, model, frames))
         write_started = time.monotonic()
         self._write([(events, ctx, c.captured_at, decided_at) for c, ctx, events, decided_at in decided])
         done = time.monotonic()
@@ -312,8 +322,20 @@ class Pipeline:
             self.outbox.put(payloads)
             self.relay.notify()
 
+    def _settle_late(self, wait_s: float = 0.0) -> None:
+        """Write the primary's results that arrived for batches the fallback answered."""
+        if len(self.late):
+            self._write(self.late.settle(self._decider, wait_s))
+
+    def _decider(self, camera_id: str) -> Decider | None:
+        cam = self.cameras.get(camera_id)
+        return cam.decider if cam is not None else None
+
     def finish(self) -> None:
-        """End every live track (shutdown or end of stream) and write their decisions."""
+        """End every live track (shutdown or end of stream) and write their decisions; the last
+        batches' primary results still running get a moment to count first."""
+        self._settle_late(LATE_WAIT_AT_END_S)
+        self.late.abandon(self._decider)
         for cam in list(self.cameras.values()):
             self._finish_camera(cam)
 

@@ -2,11 +2,13 @@
 
 The primary runs on its own worker thread. If it has not answered by the deadline, the fallback
 model runs on the same batch; the primary still gets until the frames' remaining latency budget
-(`grace`) to answer, and if it does its result supersedes the fallback's. Otherwise the fallback
-result is used, flagged `fallback`, and the late primary result is counted and discarded. While a
-late primary is still running, later batches go straight to the fallback (`primary_busy`) rather
-than queueing behind it. A primary that raises counts towards the model manager's rollback and
-its batch is answered by the fallback.
+(`grace`) to answer, and if it does its result supersedes the fallback's before anything is emitted.
+Otherwise the fallback result is used, flagged `fallback`, and the outcome carries the primary's
+still-running call (`late`): the pipeline emits the fallback's events as provisional and, when the
+primary answers, replaces them with the primary's (`edge.batching.late`). While a late primary is
+still running, later batches go straight to the fallback (`primary_busy`) rather than queueing
+behind it; those stay the fallback's. A primary that raises counts towards the model manager's
+rollback and its batch is answered by the fallback.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,8 @@ class Outcome:
     infer_ms: float
     primary_ms: float | None
     """The primary's own inference time when it answered (for the shadow comparison)."""
+    late: Future[tuple[dict[str, np.ndarray], float]] | None = None
+    """The primary's call still running on a batch the fallback answered: its (raw, ms) to come."""
 
 
 class StragglerRunner:
@@ -78,7 +82,7 @@ class StragglerRunner:
             except FutureTimeout:
                 self.counters["primary_late"] += 1
                 future.add_done_callback(lambda f: self._late_done(primary, f))
-                return result
+                return replace(result, late=future) if result.raw is not None else result
             except Exception as exc:
                 self._primary_failed(primary, exc)
                 return result

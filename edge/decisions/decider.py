@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,13 +29,30 @@ from edge.decisions.events import (
     condition_value,
     new_event,
     probabilities,
+    superseding,
     timestamp,
 )
 from edge.decisions.identity import IdentityReader
 from edge.decisions.references import SkuReferences
 from edge.decisions.smoothing import DirichletSmoother
 from edge.decisions.zones import ZoneMap
-from edge.tracking.iou import Track
+from edge.tracking.iou import Track, iou_matrix
+
+SAME_PACKAGE_IOU = 0.3
+"""Overlap above which a primary and a fallback box of one frame are the same package."""
+
+
+@dataclass(frozen=True)
+class Provisional:
+    """One track's fallback observation in a frame whose primary result is still to come."""
+
+    track_id: str
+    det: Detection
+    update: int
+    """Which of the track's smoother updates it was."""
+    zone: str
+    event: pb.DetectionEvent | None
+    """Its sampled detection event, if it was sampled (that is what the primary's supersedes)."""
 
 
 @dataclass
@@ -65,6 +82,21 @@ class TrackEvidence:
         elif self.embedding_sum is None or not model.fallback:
             self.embedding_sum, self.embedding_model = weighted, model.version
 
+    def revise(self, old: Provisional, det: Detection, zone: str, ctx: FrameContext) -> None:
+        """Put the primary's late result for a frame in place of the fallback's `old` one, so the
+        track's decision is made on the primary's evidence (the tracker keeps the fallback's box)."""
+        self.smoother.replace(
+            old.update, (old.det.condition_probs, old.det.score), (det.condition_probs, det.score)
+        )
+        self.zone_votes[old.zone] -= 1
+        if self.zone_votes[old.zone] <= 0:
+            del self.zone_votes[old.zone]
+        self.zone_votes[zone] += 1
+        self.add_embedding(det.embedding * det.score, ctx.model)
+        self.fallback_frames -= 1
+        if self.last_ctx is not None and self.last_ctx.frame_index == ctx.frame_index:
+            self.last_box, self.last_ctx = det.box, ctx
+
     def embedding(self) -> np.ndarray | None:
         if self.embedding_sum is None:
             return None
@@ -91,6 +123,8 @@ class Decider:
         self._rng = rng or random.Random()
         self._evidence: dict[str, TrackEvidence] = {}
         self._last_ctx: FrameContext | None = None
+        self._provisional: dict[int, tuple[FrameContext, list[Provisional]]] = {}
+        """Frames the fallback answered while the primary still works on them, by frame index."""
 
     def last_context(self) -> FrameContext | None:
         """The most recent frame observed (used to stamp decisions flushed at shutdown)."""
@@ -109,16 +143,50 @@ class Decider:
                     DirichletSmoother(self.config.smoothing_prior, self.config.smoothing_discount),
                     first_seen=ctx.timestamp,
                 )
+            update = ev.smoother.frames
             ev.smoother.update(det.condition_probs, det.score)
-            ev.zone_votes[self.zones.locate(det.box)] += 1
+            zone = self.zones.locate(det.box)
+            ev.zone_votes[zone] += 1
             ev.add_embedding(det.embedding * det.score, ctx.model)
             ev.fallback_frames += int(ctx.model.fallback)
             ev.last_box, ev.last_ctx = det.box, ctx
             if self.identity is not None and (who := self.identity.read(frame, det.box)) is not None:
                 ev.identity_votes[who] += 1
+            event = None
             if track.confirmed and self._rng.random() < self.config.detection_sample_rate:
-                sampled.append(self._detection_event(ctx, track, det, ev))
+                event = self._detection_event(ctx, track, det, ev)
+                sampled.append(event)
+            if ctx.model.provisional:
+                entry = self._provisional.setdefault(ctx.frame_index, (ctx, []))
+                entry[1].append(Provisional(track.track_id, det, update, zone, event))
         return sampled
+
+    def supersede(
+        self, frame_index: int, detections: list[Detection], model: ModelInfo, infer_ms: float
+    ) -> list[pb.DetectionEvent]:
+        """The primary's late result for a frame the fallback answered: each fallback detection the
+        primary also found (same package: boxes overlap) has its evidence replaced in a track not
+        decided yet, and its sampled event superseded by a primary-made one (returned). A fallback
+        detection the primary did not confirm stays the provisional answer; a package only the
+        primary saw is left out (the tracker never saw it in this frame)."""
+        entry = self._provisional.pop(frame_index, None)
+        if entry is None:
+            return []
+        ctx, records = entry
+        late = replace(ctx, model=model, timings={**ctx.timings, "infer_ms": infer_ms})
+        events = []
+        for old, det in _same_packages(records, detections):
+            zone = self.zones.locate(det.box)
+            ev = self._evidence.get(old.track_id)
+            if ev is not None:
+                ev.revise(old, det, zone, late)
+            if old.event is not None:
+                events.append(superseding(old.event, det, model, zone, infer_ms))
+        return events
+
+    def forget(self, frame_index: int) -> None:
+        """No primary result will come for this frame (it failed): its fallback answer stays."""
+        self._provisional.pop(frame_index, None)
 
     def decide(self, track: Track, now: FrameContext) -> pb.DetectionEvent | None:
         """The decision for a track that left the view (noticed while processing frame `now`).
@@ -211,3 +279,24 @@ class Decider:
         event.frames_observed = ev.smoother.frames
         event.first_seen.CopyFrom(timestamp(ev.first_seen))
         return event
+
+
+def _same_packages(
+    records: list[Provisional], detections: list[Detection]
+) -> list[tuple[Provisional, Detection]]:
+    """Pair fallback and primary detections of one frame, greedily by descending box overlap."""
+    a = np.array([r.det.box.as_array() for r in records], dtype=np.float32).reshape(-1, 4)
+    b = np.array([d.box.as_array() for d in detections], dtype=np.float32).reshape(-1, 4)
+    ious = iou_matrix(a, b)
+    pairs: list[tuple[Provisional, Detection]] = []
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        i, j = divmod(int(flat), ious.shape[1])
+        if ious[i, j] < SAME_PACKAGE_IOU:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            pairs.append((records[i], detections[j]))
+    return pairs

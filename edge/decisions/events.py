@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from contract.frames import Box
+from contract.frames import Box, Detection
 from contract.proto import warehouse_vision_pb2 as pb
 from contract.vocabulary import CONDITIONS, STAGES
 
@@ -22,6 +22,8 @@ class ModelInfo:
     engine: str
     precision: str
     fallback: bool = False
+    provisional: bool = False
+    """A fallback result whose batch the primary is still working on: its late answer replaces it."""
 
 
 @dataclass
@@ -74,6 +76,27 @@ def new_event(kind: pb.EventKind.ValueType, ctx: FrameContext, track_id: str) ->
         frame_index=ctx.frame_index,
         timings=pb.StageTimings(**{k: v for k, v in ctx.timings.items() if k in STAGES}),
     )
+
+
+def superseding(
+    old: pb.DetectionEvent, det: Detection, model: ModelInfo, zone: str, infer_ms: float
+) -> pb.DetectionEvent:
+    """The primary's detection event for the frame and track of the fallback's `old` one, naming
+    it in `supersedes`: same identity and event time, the primary's observation and model."""
+    event = pb.DetectionEvent()
+    event.CopyFrom(old)
+    event.event_id = str(uuid.uuid4())
+    event.model_version, event.engine, event.precision = model.version, model.engine, model.precision
+    event.fallback = False
+    event.bbox.CopyFrom(bbox(det.box))
+    event.detection_confidence = det.score
+    event.condition = condition_value(det.condition)
+    event.condition_probabilities.CopyFrom(probabilities(det.condition_probs))
+    event.condition_confidence = float(det.condition_probs.max())
+    event.zone = zone
+    event.timings.infer_ms = infer_ms
+    event.supersedes[:] = [old.event_id]
+    return event
 
 
 def anomaly(

@@ -34,6 +34,20 @@ class DirichletSmoother:
         self._weight_sum = self.discount * self._weight_sum + w
         self.frames += 1
 
+    def replace(self, index: int, old: tuple[np.ndarray, float], new: tuple[np.ndarray, float]) -> None:
+        """Swap the `index`-th update's (probabilities, weight) for another (a late primary result
+        replacing the fallback's): exact under the discount, which has shrunk it since by
+        ``discount ** age``, so the frames after it keep their weight."""
+        if not 0 <= index < self.frames:
+            raise ValueError(f"update {index} does not exist ({self.frames} so far)")
+        factor = self.discount ** (self.frames - 1 - index)
+        (p_old, w_old), (p_new, w_new) = old, new
+        wo, wn = float(np.clip(w_old, 0.0, 1.0)), float(np.clip(w_new, 0.0, 1.0))
+        delta = wn * np.asarray(p_new, dtype=np.float64) - wo * np.asarray(p_old, dtype=np.float64)
+        self._counts = np.maximum(self._counts + factor * delta, 0.0)
+        self._score_sum = max(self._score_sum + factor * (wn * wn - wo * wo), 0.0)
+        self._weight_sum = max(self._weight_sum + factor * (wn - wo), 0.0)
+
     @property
     def probs(self) -> np.ndarray:
         alpha = self._prior + self._counts
