@@ -11,7 +11,9 @@ when its acknowledgement wait runs out) stops the retries at once. Queries run w
 timeout equal to the time left, capped the same way, and end ``DEADLINE_EXCEEDED`` when it passes.
 ``GetFacilityLive`` never touches the database: it reads the windows ``wv realtime windows``
 keeps (and rebuilds from the database after a Redis loss), so a dashboard polling every few
-seconds costs two Redis round trips.
+seconds costs two Redis round trips. ``ListCameras`` answers from the camera registry on the home
+database (where ``wv db cameras`` writes it; the shards only mirror it); edges with
+``cameras_from: registry`` poll it.
 
 With facility shards (``WV_SHARD_MAP``) a stream batch is split by facility and each shard's part
 stored through that shard's sink (the acknowledgement waits for all; a replay after a failure is
@@ -43,6 +45,7 @@ from realtime.codec import MAX_TEXT_LENGTH, Validator
 from realtime.resilience import TRANSIENT_ERRORS, call_with_retry
 from realtime.sink import EventSink
 from realtime.storage import queries
+from realtime.storage.facilities import RegistrationError, list_cameras
 from realtime.storage.shards import HOME
 from realtime.storage.writer import DeadLetter, WriteResult
 from realtime.windows.model import Window, read_windows
@@ -256,6 +259,25 @@ class WarehouseVisionServicer(pb_grpc.WarehouseVisionServiceServicer):
         except (redis.RedisError, OSError):
             context.abort(grpc.StatusCode.UNAVAILABLE, "live windows unavailable (Redis); retry later")
         return facility_live(request.facility_id, start, end, windows)
+
+    def ListCameras(self, request: pb.CameraListRequest, context: grpc.ServicerContext) -> pb.CameraList:
+        _require_facility(request.facility_id, context)
+        try:
+            with self._query(context, HOME) as conn:
+                cameras = list_cameras(conn, request.facility_id)
+        except RegistrationError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        reply = pb.CameraList(facility_id=request.facility_id)
+        for c in cameras:
+            camera = reply.cameras.add(
+                camera_id=c.camera_id,
+                source_uri=c.source_uri or "",
+                enabled=c.enabled,
+                description=c.description,
+            )
+            if c.updated_at is not None:
+                camera.updated_at.CopyFrom(to_timestamp(c.updated_at))
+        return reply
 
 
 def facility_live(facility_id: str, start: datetime, end: datetime, windows: list[Window]) -> pb.FacilityLive:

@@ -16,7 +16,13 @@ from foundation.redaction import display_url
 from realtime.settings import CentreSettings
 from realtime.storage import migrate
 from realtime.storage.bootstrap import bootstrap_shards
-from realtime.storage.facilities import RegistrationError, list_cameras, mirror_catalogue, register_camera
+from realtime.storage.facilities import (
+    RegistrationError,
+    list_cameras,
+    mirror_catalogue,
+    register_camera,
+    switch_off_camera,
+)
 from realtime.storage.partitions import maintain as maintain_partitions
 from realtime.storage.shards import ShardMap
 
@@ -121,7 +127,8 @@ def cameras_add(
     ] = None,
     description: Annotated[str | None, typer.Option("--description", help="Free text.")] = None,
 ) -> None:
-    """Register a camera (again: updates the given --source/--description, keeps the rest)."""
+    """Register a camera (again: updates the given --source/--description, keeps the rest, and
+    switches a disabled camera on). Edges with `cameras_from: registry` start or re-point it live."""
     settings = CentreSettings.startup()
     with (
         _database_errors(settings),
@@ -136,11 +143,28 @@ def cameras_add(
     typer.echo(f"camera {camera} of facility {facility}: {state}")
 
 
+@cameras_app.command("disable")
+def cameras_disable(
+    facility: Annotated[str, typer.Argument(help="Facility id.")],
+    camera: Annotated[str, typer.Argument(help="Camera id.")],
+) -> None:
+    """Switch a camera off: edges with `cameras_from: registry` stop reading it (its last decisions
+    are still accepted: it stays registered); `add` switches it on again."""
+    settings = CentreSettings.startup()
+    with (
+        _database_errors(settings),
+        psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn,
+    ):
+        was_on = switch_off_camera(conn, facility, camera)
+        _mirror(settings, conn)
+    typer.echo(f"camera {camera} of facility {facility}: " + ("disabled" if was_on else "already disabled"))
+
+
 @cameras_app.command("list")
 def cameras_list(
     facility: Annotated[str | None, typer.Option("--facility", help="Only this facility's cameras.")] = None,
 ) -> None:
-    """Registered cameras, by facility: id, source URI, description."""
+    """Registered cameras, by facility: id, source URI, on/off, description."""
     settings = CentreSettings.startup()
     with (
         _database_errors(settings),
@@ -150,7 +174,10 @@ def cameras_list(
     if not cameras:
         typer.echo("no cameras registered" + (f" for facility {facility}" if facility else ""))
     for c in cameras:
-        typer.echo("  ".join([c.facility_id, c.camera_id, c.source_uri or "-", c.description]).rstrip())
+        state = "on" if c.enabled else "off"
+        typer.echo(
+            "  ".join([c.facility_id, c.camera_id, c.source_uri or "-", state, c.description]).rstrip()
+        )
 
 
 def _mirror(settings: CentreSettings, home: psycopg.Connection) -> None:

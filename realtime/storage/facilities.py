@@ -1,12 +1,17 @@
 """Facility and camera reference rows: every facility and camera must exist before events
 reference them (the centre dead-letters events of unknown ones: ``unknown_facility``,
-``unknown_camera``)."""
+``unknown_camera``).
+
+The cameras are also the registry edges with ``cameras_from: registry`` follow (``ListCameras``):
+a camera is switched off (``enabled``) rather than deleted, so the decisions its edge still sends
+while stopping it are accepted; ``updated_at`` moves with every change."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -25,6 +30,8 @@ class Camera:
     camera_id: str
     source_uri: str | None = None
     description: str = ""
+    enabled: bool = True
+    updated_at: datetime | None = None
 
 
 def ensure_facilities(conn: psycopg.Connection, facility_ids: Iterable[str], timezone: str = "UTC") -> int:
@@ -78,8 +85,8 @@ def register_camera(
     description: str | None = None,
 ) -> bool:
     """Add a camera, or update the given fields of a registered one (idempotent; fields left as
-    None keep their value). True if it was added. Raises :class:`RegistrationError` for an unknown
-    facility or an id the table refuses."""
+    None keep their value); a switched-off camera is switched on again. True if it was added.
+    Raises :class:`RegistrationError` for an unknown facility or an id the table refuses."""
     if not REFERENCE_ID.fullmatch(camera_id):
         raise RegistrationError(f"camera id {camera_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
     try:
@@ -92,7 +99,9 @@ def register_camera(
                 VALUES (%(facility)s, %(camera)s, %(source)s, coalesce(%(description)s, ''))
                 ON CONFLICT (facility_id, camera_id) DO UPDATE SET
                     source_uri = coalesce(EXCLUDED.source_uri, cameras.source_uri),
-                    description = coalesce(%(description)s, cameras.description)
+                    description = coalesce(%(description)s, cameras.description),
+                    enabled = true,
+                    updated_at = now()
                 RETURNING xmax = 0
                 """,
                 {
@@ -109,13 +118,34 @@ def register_camera(
     return bool(row and row[0])
 
 
+def switch_off_camera(conn: psycopg.Connection, facility_id: str, camera_id: str) -> bool:
+    """Stop a camera: its edges stop reading it, its events are still accepted. False if it was
+    already off; RegistrationError if it is not registered."""
+    with conn.transaction():
+        row = conn.execute(
+            """
+            WITH before AS (
+                SELECT enabled FROM cameras WHERE facility_id = %(facility)s AND camera_id = %(camera)s
+                FOR UPDATE
+            )
+            UPDATE cameras SET enabled = false, updated_at = now() FROM before
+            WHERE facility_id = %(facility)s AND camera_id = %(camera)s
+            RETURNING before.enabled
+            """,
+            {"facility": facility_id, "camera": camera_id},
+        ).fetchone()
+    if row is None:
+        raise RegistrationError(f"camera {camera_id!r} of facility {facility_id!r} is not registered")
+    return bool(row[0])
+
+
 def list_cameras(conn: psycopg.Connection, facility_id: str | None = None) -> list[Camera]:
     """Registered cameras, by facility then camera; ``facility_id`` must exist if given."""
     if facility_id is not None and not _facility_exists(conn, facility_id):
         raise RegistrationError(_unknown_facility(facility_id))
     rows = conn.execute(
         """
-        SELECT facility_id, camera_id, source_uri, description FROM cameras
+        SELECT facility_id, camera_id, source_uri, description, enabled, updated_at FROM cameras
         WHERE %(facility)s::text IS NULL OR facility_id = %(facility)s
         ORDER BY facility_id, camera_id
         """,
@@ -135,7 +165,7 @@ _CATALOGUE = (
         ("facility_id", "zone_id"),
         ("kind", "next_zone_id", "max_dwell_seconds", "expected_daily_packages"),
     ),
-    ("cameras", ("facility_id", "camera_id"), ("source_uri", "description")),
+    ("cameras", ("facility_id", "camera_id"), ("source_uri", "description", "enabled", "updated_at")),
 )
 """The registry a shard mirrors from the home shard: table, key columns, other columns."""
 

@@ -1,4 +1,4 @@
-"""``wv db cameras add | list``: how an operator registers a facility's cameras before its edge
+"""``wv db cameras add | disable | list``: how an operator registers a facility's cameras before its edge
 starts (events of unregistered cameras are dead-lettered as ``unknown_camera``)."""
 
 from __future__ import annotations
@@ -60,6 +60,30 @@ def test_cameras_added_from_the_command_line_are_listed_and_adding_again_is_harm
     assert {line.split()[0] for line in everything} == {"FAC-001", "FAC-002", "FAC-003"}
 
 
+def test_a_disabled_camera_stays_registered_switched_off_until_added_again(db, database_url):
+    db.execute("DELETE FROM cameras WHERE facility_id = 'FAC-002'")
+    assert _wv(database_url, "add", "FAC-002", "dock-4", "--source", "rtsp://10.0.0.8/s1").returncode == 0
+    stamp = db.execute("SELECT updated_at FROM cameras WHERE camera_id = 'dock-4'").fetchone()
+    off = _wv(database_url, "disable", "FAC-002", "dock-4")
+    assert off.returncode == 0 and "disabled" in off.stdout, off.stderr
+    assert "already disabled" in _wv(database_url, "disable", "FAC-002", "dock-4").stdout
+    row = db.execute(
+        "SELECT enabled, updated_at, source_uri FROM cameras WHERE camera_id = 'dock-4'"
+    ).fetchone()
+    assert row[0] is False and row[1] > stamp[0] and row[2] == "rtsp://10.0.0.8/s1"  # kept, switched off
+    assert _wv(database_url, "list", "--facility", "FAC-002").stdout.split()[:4] == [
+        "FAC-002",
+        "dock-4",
+        "rtsp://10.0.0.8/s1",
+        "off",
+    ]
+    assert _wv(database_url, "add", "FAC-002", "dock-4", "--source", "rtsp://10.0.0.9/s1").returncode == 0
+    assert db.execute("SELECT enabled, source_uri FROM cameras WHERE camera_id = 'dock-4'").fetchone() == (
+        True,
+        "rtsp://10.0.0.9/s1",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -67,6 +91,10 @@ def test_cameras_added_from_the_command_line_are_listed_and_adding_again_is_harm
         (["add", "FAC-001", "'; DROP TABLE cameras; --"], "error: camera id"),
         (["add", "FAC-001", "c" * 65], "error: camera id"),
         (["list", "--facility", "FAC-404"], "error: unknown facility 'FAC-404'"),
+        (
+            ["disable", "FAC-001", "no-such-camera"],
+            "error: camera 'no-such-camera' of facility 'FAC-001' is not",
+        ),
     ],
 )
 def test_an_unknown_facility_or_a_malformed_camera_id_is_one_error_line_and_writes_nothing(
