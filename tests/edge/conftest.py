@@ -66,16 +66,31 @@ class FaultyEngine(OnnxRuntimeEngine):
 def edge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the shipped default model (ONNX exported and quantized when the checkout has only weights)."""
     source = Path(os.environ.get("WV_TEST_EDGE_MODEL", ROOT / "models" / "default"))
-    if not (source / "config.json").is_file():
-        pytest.skip(f"no trained model at {source}: `wv model train ... --save-version models/default`")
     target = tmp_path_factory.mktemp("models") / "v1"
-    shutil.copytree(source, target)
+    shipped_copy(source, target)
     if not (target / "model.int8.onnx").is_file():
         export_onnx_models(target)
     return target
 
 
-def export_onnx_models(version: Path) -> None:
+@pytest.fixture(scope="session")
+def fallback_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shipped straggler fallback `models/fallback` (version "fallback"), with the
+    FP32 ONNX file the edge loads it from (`model.fallback_precision`)."""
+    target = tmp_path_factory.mktemp("models") / "fallback"
+    shipped_copy(ROOT / "models" / "fallback", target)
+    if not (target / "model.onnx").is_file():
+        export_onnx_models(target, int8=False)
+    return target
+
+
+def shipped_copy(source: Path, target: Path) -> None:
+    if not (source / "config.json").is_file():
+        pytest.skip(f"no trained model at {source}: `wv model train ... --save-version {source}`")
+    shutil.copytree(source, target)
+
+
+def export_onnx_models(version: Path, int8: bool = True) -> None:
     """What `wv model export` does, minus the parity report (ONNX files are not committed)."""
     from edge.model.version import load_detector, read_version
     from model_lifecycle.export import export_onnx
@@ -84,20 +99,24 @@ def export_onnx_models(version: Path) -> None:
 
     meta = read_version(version)
     export_onnx(load_detector(version), meta.onnx_path)
-    calibration = FrameCalibrationReader(calibration_images(16), meta.input_size)
-    quantize_int8(meta.onnx_path, meta.int8_onnx_path, calibration)
+    if int8:
+        calibration = FrameCalibrationReader(calibration_images(16), meta.input_size)
+        quantize_int8(meta.onnx_path, meta.int8_onnx_path, calibration)
 
 
 @pytest.fixture
-def edge_config(tmp_path: Path, settings: PlatformSettings, edge_model: Path) -> Callable[..., EdgeConfig]:
-    """Build an EdgeConfig for a test: private state dir, no metrics port, the test model."""
+def edge_config(
+    tmp_path: Path, settings: PlatformSettings, edge_model: Path, fallback_model: Path
+) -> Callable[..., EdgeConfig]:
+    """Build an EdgeConfig for a test: private state dir, no metrics port, the test model and the
+    shipped fallback."""
 
     def make(cameras: list[dict[str, Any]], **sections: Any) -> EdgeConfig:
         data: dict[str, Any] = {
             "facility": "FAC-TEST",
             "cameras": cameras,
             "engine": {"name": "onnxruntime", "precision": "int8", "threads": 2},
-            "model": {"version": str(edge_model), "fallback": str(edge_model)},
+            "model": {"version": str(edge_model), "fallback": str(fallback_model)},
             "metrics": {"port": 0},
             "state_dir": str(tmp_path / "state"),
             "outbox": {"path": str(tmp_path / "state" / "outbox"), "sync": False},
