@@ -19,6 +19,11 @@ variable when the value came from the environment).
     engine: {name: onnxruntime, precision: int8, threads: 2}
     budgets: {latency_ms: 200, inference_deadline_ms: 45}
     transport: {kind: kafka}    # or grpc: grpc_tls_ca (TLS), + grpc_tls_cert/grpc_tls_key (mTLS)
+
+With ``cameras_from: registry`` the cameras come from the centre's camera registry (``wv db
+cameras``, read through ``ListCameras`` at ``transport.grpc_address``) and follow it live; cameras
+listed in the file then only give settings (policy, zones, routes, ...) to registry cameras of the
+same id.
 """
 
 from __future__ import annotations
@@ -424,6 +429,19 @@ class ShutdownConfig(_Strict):
     )
 
 
+class CameraRegistryConfig(_Strict):
+    poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="cameras_from registry: how often the centre's camera registry is read.",
+        json_schema_extra=env_default("CAMERA_REGISTRY_POLL_S"),
+    )
+    timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Deadline of one registry read (ListCameras)."
+    )
+
+
 class MetricsConfig(_Strict):
     host: str
     port: int = Field(ge=0, le=65535, description="0 disables the endpoint.")
@@ -431,7 +449,16 @@ class MetricsConfig(_Strict):
 
 class EdgeConfig(_Strict):
     facility: str = Field(min_length=1)
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras_from: Literal["file", "registry"] = Field(
+        default="file",
+        description=(
+            "file: the cameras listed here | registry: the facility's enabled cameras in the centre's "
+            "registry (`wv db cameras`), followed live; those listed here then give settings by id."
+        ),
+        json_schema_extra=env_default("CAMERAS_FROM"),
+    )
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    camera_registry: CameraRegistryConfig = CameraRegistryConfig()
     capture: CaptureConfig = CaptureConfig()
     engine: EngineConfig = EngineConfig()
     model: ModelSpec
@@ -449,7 +476,11 @@ class EdgeConfig(_Strict):
 
     @field_validator("cameras")
     @classmethod
-    def _unique_cameras(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+    def _unique_cameras(cls, v: list[CameraConfig], info: ValidationInfo) -> list[CameraConfig]:
+        if not v and info.data.get("cameras_from") == "file":
+            raise ValueError(
+                "list at least one camera, or take them from the registry (cameras_from: registry)"
+            )
         ids = [c.id for c in v]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")

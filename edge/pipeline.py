@@ -157,20 +157,22 @@ class Pipeline:
             items = self.next_batch(stop)
             if items:
                 self._process_guarded(items)
-            elif (
-                all(c.reader.finished.is_set() for c in list(self.cameras.values()))
-                and not self.hub.depth()
-                and not self._changes
-            ):
+            elif self._sources_ended() and not self.hub.depth() and not self._changes:
                 break
         self.drain()
         self.finish()
+
+    def _sources_ended(self) -> bool:
+        """Every camera's (finite) source has ended. An edge left without cameras (all switched off
+        in the camera registry) has not ended: it waits for the next one."""
+        cameras = list(self.cameras.values())
+        return bool(cameras) and all(c.reader.finished.is_set() for c in cameras)
 
     def next_batch(self, stop: threading.Event) -> list[Captured]:
         hub, ctl = self.hub, self.controller
         with hub.cond:
             while not hub.pending() and not stop.is_set() and not hub.closed:
-                if all(c.reader.finished.is_set() for c in list(self.cameras.values())):
+                if self._sources_ended():
                     return []
                 hub.cond.wait(0.1)
                 if self._changes:  # camera changes wait for no frame, at most 0.1 s

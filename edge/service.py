@@ -46,6 +46,7 @@ from edge.backends.base import EngineSpec
 from edge.batching.controller import BatchController
 from edge.batching.interval import IntervalController
 from edge.batching.straggler import StragglerRunner
+from edge.camera_registry import RegistryClient, RegistryWatcher
 from edge.capture.reader import CameraReader
 from edge.capture.workers import DecodePool, RemoteReader
 from edge.config import CameraConfig, EdgeConfig, ZoneSpec
@@ -247,7 +248,19 @@ class EdgeService:
                 if cfg.capture.workers
                 else None
             )
-            self.cameras = {c.id: self._camera(c) for c in cfg.cameras}
+            self.registry = (
+                RegistryWatcher(
+                    cfg.facility,
+                    RegistryClient(cfg, self._grpc_token),
+                    cfg.cameras,
+                    self.apply_cameras,
+                    cfg.camera_registry.poll_s,
+                )
+                if cfg.cameras_from == "registry"
+                else None
+            )
+            self._camera_configs = self.registry.initial() if self.registry else list(cfg.cameras)
+            self.cameras = {c.id: self._camera(c) for c in self._camera_configs}
         except BaseException:
             decoders: DecodePool | None = getattr(self, "decoders", None)
             if decoders is not None:
@@ -275,6 +288,8 @@ class EdgeService:
         )
         self.metrics.add_collector(self._collect)
         self.metrics.add_collector(self.manager.collect)
+        if self.registry is not None:
+            self.metrics.add_collector(self.registry.collect)
         self.watchdog.watch(
             self.pipeline.heartbeat,
             self.relay.heartbeat,
@@ -286,7 +301,11 @@ class EdgeService:
             target=self.pipeline.run, args=(self.stop_event,), name="inference"
         )
         self._pipeline_thread.start()
-        if self._config_file is not None and self._reload is not None:
+        if self.registry is not None:  # the file's cameras then only give settings: read at start
+            threading.Thread(
+                target=self.registry.run, args=(self.stop_event,), name="camera-registry", daemon=True
+            ).start()
+        elif self._config_file is not None and self._reload is not None:
             threading.Thread(target=self._watch_config, name="camera-config", daemon=True).start()
         self._started = True
         log.info(
@@ -339,7 +358,7 @@ class EdgeService:
         A removed camera's reader stops; frames it already queued are processed, its live tracks
         end and their decisions are written, then it is forgotten; its counts stay in the metrics.
         A changed camera (new source, policy, zones, ...) is removed and added again under its id."""
-        if not cameras:
+        if not cameras and self.config.cameras_from == "file":
             raise ValueError("an edge needs at least one camera")
         with self._cameras_lock:
             current = {c.id: c for c in self._camera_configs}

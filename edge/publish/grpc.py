@@ -65,13 +65,8 @@ class GrpcTransport(Transport):
     def _open(self) -> None:
         if self._call is not None:
             return
-        import grpc
-
         if self._channel is None:
-            if self.tls_ca is not None or self.tls_cert is not None:
-                self._channel = grpc.secure_channel(self.address, self._credentials())
-            else:
-                self._channel = grpc.insecure_channel(self.address)
+            self._channel = open_channel(self.address, self.tls_ca, self.tls_cert, self.tls_key)
         self._requests, self._acks = queue.Queue(), queue.Queue()
         metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
         requests = self._requests
@@ -88,18 +83,6 @@ class GrpcTransport(Transport):
         self._expires = time.monotonic() + self.stream_deadline_s
         threading.Thread(target=self._read_acks, args=(self._call, self._acks), daemon=True).start()
         self.connects += 1
-
-    def _credentials(self) -> Any:
-        import grpc
-
-        try:
-            return grpc.ssl_channel_credentials(
-                root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
-                private_key=self.tls_key.read_bytes() if self.tls_key else None,
-                certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
-            )
-        except OSError as exc:  # a file went away after start-up: retried like any transport failure
-            raise TransportError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
 
     @staticmethod
     def _read_acks(call: Any, acks: queue.Queue[object]) -> None:
@@ -121,7 +104,7 @@ class GrpcTransport(Transport):
             while True:
                 item = self._acks.get(timeout=timeout_s)
                 if isinstance(item, Exception):
-                    raise TransportError(f"gRPC stream to {self.address} failed: {_describe(item)}")
+                    raise TransportError(f"gRPC stream to {self.address} failed: {describe(item)}")
                 if isinstance(item, pb.InferenceAck) and item.batch_id == batch_id:
                     return Delivery(
                         acked=list(item.acknowledged_event_ids),
@@ -153,7 +136,24 @@ class GrpcTransport(Transport):
             self._channel = None
 
 
-def _describe(exc: Exception) -> str:
+def open_channel(address: str, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None) -> Any:
+    """A channel to the centre: TLS with a CA bundle or a client certificate (mTLS), else plaintext."""
+    import grpc
+
+    if tls_ca is None and tls_cert is None:
+        return grpc.insecure_channel(address)
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls_ca.read_bytes() if tls_ca else None,
+            private_key=tls_key.read_bytes() if tls_key else None,
+            certificate_chain=tls_cert.read_bytes() if tls_cert else None,
+        )
+    except OSError as exc:  # a file went away after start-up: retried like any transport failure
+        raise TransportError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
+    return grpc.secure_channel(address, credentials)
+
+
+def describe(exc: Exception) -> str:
     code = getattr(exc, "code", None)
     details = getattr(exc, "details", None)
     if callable(code) and callable(details):
