@@ -1,0 +1,137 @@
+"""An edge with `cameras_from: registry` follows the centre's camera registry live: a camera
+registered starts, a re-pointed one reads its new source, a switched-off one stops with its
+decisions written and its counts kept; while the registry cannot be read the cameras keep running.
+Real PostgreSQL (the registry and the events), the real gRPC service (ListCameras and the event
+stream), a real edge."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from contract.proto import warehouse_vision_pb2 as pb
+from edge.camera_registry import registry_cameras
+from edge.config import CameraConfig
+from edge.service import EdgeService
+from realtime.service.server import RunningServer, ServiceConfig, start_server
+from realtime.storage.facilities import register_camera, switch_off_camera
+
+FACILITY = "FAC-003"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def source(seed: int) -> str:
+    return f"synthetic://seed={seed}&fps=15"
+
+
+@pytest.fixture
+def registry(database_url: str) -> Iterator[psycopg.Connection]:
+    """The registry with only this test's cameras switched on for the facility."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE cameras SET enabled = false WHERE facility_id = %s", (FACILITY,))
+        yield conn
+
+
+@pytest.fixture
+def centre(database_url: str, grpc_token: str) -> Iterator[RunningServer]:
+    server = start_server(
+        ServiceConfig(address="127.0.0.1:0", token=grpc_token, database_url=database_url, max_workers=4)
+    )
+    yield server
+    server.stop(grace_s=0)
+
+
+@pytest.mark.timeout(180)
+def test_cameras_registered_re_pointed_and_switched_off_centrally_apply_live_and_survive_a_registry_outage(
+    edge_config, registry: psycopg.Connection, centre: RunningServer, grpc_token: str
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    first, second = f"reg-{run}-a", f"reg-{run}-b"
+    register_camera(registry, FACILITY, first, source_uri=source(1))
+    register_camera(registry, FACILITY, "reg-no-source")  # enabled but nowhere to read from: left out
+    cfg = edge_config(
+        [],
+        facility=FACILITY,
+        cameras_from="registry",
+        camera_registry={"poll_s": 0.3, "timeout_s": 2},
+        transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{centre.port}"},
+        budgets={"fallback": False},
+    )
+    service = EdgeService(cfg, grpc_token=grpc_token)
+    metric = service.metrics.registry.get_sample_value
+    service.start()
+    try:
+        p = service.pipeline
+        assert set(service.cameras) == {first}  # read at start-up
+        assert metric("wv_edge_camera_registry_unrunnable") == 1.0
+        wait_for(lambda: p.frames_by_camera[first] >= 15)
+
+        register_camera(registry, FACILITY, second, source_uri=source(3))
+        wait_for(lambda: p.frames_by_camera[second] >= 15)
+
+        register_camera(registry, FACILITY, first, source_uri=source(2))  # re-pointed
+        wait_for(lambda: first in service.cameras and "seed=2" in service.cameras[first].reader.source.name)
+        before = p.frames_by_camera[first]
+        wait_for(lambda: p.frames_by_camera[first] >= before + 15)
+
+        switch_off_camera(registry, FACILITY, first)
+        wait_for(lambda: first not in service.cameras)
+        processed = p.frames_by_camera[first]
+        captured = metric("wv_edge_frames_captured_total", {"camera": first})
+        assert captured is not None and captured >= processed  # its counts stay in the metrics
+        assert metric("wv_edge_frames_total", {"camera": first}) == processed
+
+        def decisions_stored() -> int:
+            row = registry.execute(
+                "SELECT count(*) FROM package_detections WHERE camera_id = %s AND kind = 'decision'", (first,)
+            ).fetchone()
+            return row[0] if row else 0
+
+        wait_for(lambda: decisions_stored() > 0)  # its last tracks were decided and reached the centre
+
+        centre.stop(grace_s=0)  # the registry (and the centre) cannot be reached
+        failed_before = metric("wv_edge_camera_registry_reads_total", {"outcome": "failed"}) or 0.0
+        wait_for(
+            lambda: (
+                (metric("wv_edge_camera_registry_reads_total", {"outcome": "failed"}) or 0)
+                >= failed_before + 3
+            )
+        )
+        assert metric("wv_edge_camera_registry_up") == 0.0
+        running = p.frames_by_camera[second]
+        wait_for(lambda: p.frames_by_camera[second] >= running + 15)  # the cameras keep running
+        assert set(service.cameras) == {second}
+    finally:
+        service.shutdown(drain_timeout_s=2)
+    assert not service.stalls and not service.abandoned
+    assert p.frames_by_camera[first] == processed
+    written = service.outbox.counters["written"]
+    assert written > 0 and service.relay.counters["delivered"] + service.outbox_left == written
+
+
+def test_registered_cameras_take_the_file_s_settings_by_id_and_unrunnable_ones_are_named() -> None:
+    listed = [CameraConfig(id="dock", source=source(1), policy="every", interval=2, routes={})]
+    registered = [
+        pb.RegisteredCamera(camera_id="dock", source_uri=source(5), enabled=True),
+        pb.RegisteredCamera(camera_id="new", source_uri=source(6), enabled=True),
+        pb.RegisteredCamera(camera_id="off", source_uri=source(7), enabled=False),
+        pb.RegisteredCamera(camera_id="bare", enabled=True),
+        pb.RegisteredCamera(camera_id="odd", source_uri="gopher://x", enabled=True),
+    ]
+    cameras, problems = registry_cameras(registered, listed)
+    assert [(c.id, c.source, c.policy, c.interval) for c in cameras] == [
+        ("dock", source(5), "every", 2),  # the registry's source, the file's settings
+        ("new", source(6), "latest", 1),
+    ]
+    assert [line.split(":")[0] for line in problems] == ["bare", "odd"]
+    assert "no source registered" in problems[0]
