@@ -81,3 +81,30 @@ def test_the_summary_counts_what_the_platform_stored(db: psycopg.Connection, dat
         ("anomalies_per_day", "facility_daily_analytics"),
     }
     assert all(c.png.startswith(b"\x89PNG") for c in charts)
+
+
+@pytest.mark.timeout(60)
+def test_the_summary_reports_the_fallback_share_latency_and_what_the_primary_superseded(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    scenario = Scenario(FACILITIES)
+    events = _day_events("FAC-001", 0, scenario, 4, "default")  # 4 detections, 4 decisions
+    detection, decision = events[0], events[1]
+    for event in (detection, decision, events[2]):  # two detections and a decision by the fallback
+        event.fallback, event.model_version = True, "fallback"
+    primary = EventFactory("FAC-001", seed=99).detection(model_version="default")
+    primary.event_time.CopyFrom(detection.event_time)
+    primary.track_id, primary.package_id = detection.track_id, detection.package_id
+    primary.supersedes.append(detection.event_id)
+    primary.timings.end_to_end_ms = 500.0
+    with psycopg.connect(database_url) as conn:
+        prepare(conn)
+        EventWriter().write(conn, [*events, primary])
+        conn.commit()
+
+    fac1 = summarize(db, scenario).facilities[0]
+
+    assert (fac1.events, fac1.decisions, fac1.fallback_events, fac1.fallback_decisions) == (9, 4, 3, 1)
+    assert fac1.fallback_share == pytest.approx(3 / 9) and fac1.fallback_decision_share == 0.25
+    assert fac1.superseded == 1
+    assert (fac1.fallback_latency_p50_ms, fac1.fallback_latency_p99_ms) == (20.0, 30.0)  # events 1, 2, 3

@@ -2,7 +2,8 @@
 
 Per facility: events stored, decisions, anomaly flags, verified accuracy in each phase of the
 story (before the drift, drifted days on the old model, after the swap), end-to-end latency
-percentiles measured at the edge, and ERP records delivered. Also the per-day series behind
+percentiles measured at the edge, the straggler fallback's share of events and decisions, its
+latency and how many of its detections the late primary superseded, and ERP records delivered. Also the per-day series behind
 the charts. Everything is computed from the tables the platform wrote, never from the demo's
 own bookkeeping, so the summary doubles as a check that the data really flowed.
 """
@@ -33,9 +34,25 @@ class FacilitySummary:
     """Verified accuracy per phase (weighted by verified samples)."""
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
+    fallback_events: int = 0
+    """Events the straggler fallback made (detections and decisions, superseded ones included)."""
+    fallback_decisions: int = 0
+    superseded: int = 0
+    """Fallback detections the primary's late result replaced."""
+    fallback_latency_p50_ms: float | None = None
+    fallback_latency_p99_ms: float | None = None
+    """End to end at the edge, of the fallback's events."""
     erp_records: int = 0
     """ERP messages delivered (damage claims and discrepancy reports; the files adapter cannot
     acknowledge, so 'sent' counts)."""
+
+    @property
+    def fallback_share(self) -> float | None:
+        return self.fallback_events / self.events if self.events else None
+
+    @property
+    def fallback_decision_share(self) -> float | None:
+        return self.fallback_decisions / self.decisions if self.decisions else None
 
 
 @dataclass
@@ -50,7 +67,14 @@ class WeekSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "facilities": [asdict(f) for f in self.facilities],
+            "facilities": [
+                {
+                    **asdict(f),
+                    "fallback_share": f.fallback_share,
+                    "fallback_decision_share": f.fallback_decision_share,
+                }
+                for f in self.facilities
+            ],
             "daily_accuracy": {
                 f: [(d.isoformat(), a) for d, a in points] for f, points in self.daily_accuracy.items()
             },
@@ -73,19 +97,26 @@ def summarize(conn: psycopg.Connection[Any], scenario: Scenario) -> WeekSummary:
     window = {"start": start, "end": end, "facilities": list(scenario.facilities)}
     per = {f: FacilitySummary(f, f == scenario.drifted_facility) for f in scenario.facilities}
     latency: dict[str, list[float]] = defaultdict(list)
-    for facility, kind, ms in conn.execute(
-        "SELECT facility_id, kind, end_to_end_ms FROM package_detections "
+    fallback_latency: dict[str, list[float]] = defaultdict(list)
+    for facility, kind, ms, fallback, superseded in conn.execute(
+        "SELECT facility_id, kind, end_to_end_ms, fallback, superseded_by IS NOT NULL FROM package_detections "
         "WHERE event_time >= %(start)s AND event_time < %(end)s AND facility_id = ANY(%(facilities)s)",
         window,
     ):
-        per[facility].events += 1
-        per[facility].decisions += kind == "decision"
+        f = per[facility]
+        f.events += 1
+        f.decisions += kind == "decision"
+        f.fallback_events += fallback
+        f.fallback_decisions += fallback and kind == "decision"
+        f.superseded += superseded
         if ms is not None:
             latency[facility].append(float(ms))
+            if fallback:
+                fallback_latency[facility].append(float(ms))
     for facility, samples in latency.items():
-        ordered = sorted(samples)
-        per[facility].latency_p50_ms = _percentile(ordered, 0.50)
-        per[facility].latency_p99_ms = _percentile(ordered, 0.99)
+        per[facility].latency_p50_ms, per[facility].latency_p99_ms = _p50_p99(samples)
+    for facility, samples in fallback_latency.items():
+        per[facility].fallback_latency_p50_ms, per[facility].fallback_latency_p99_ms = _p50_p99(samples)
 
     anomalies: dict[date, dict[str, int]] = {d: {} for d in scenario.dates}
     for facility, day, kind, n in conn.execute(
@@ -141,6 +172,11 @@ def summarize(conn: psycopg.Connection[Any], scenario: Scenario) -> WeekSummary:
         latency_samples=dict(latency),
         erp_by_status=dict(erp),
     )
+
+
+def _p50_p99(samples: list[float]) -> tuple[float | None, float | None]:
+    ordered = sorted(samples)
+    return _percentile(ordered, 0.50), _percentile(ordered, 0.99)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
