@@ -1,6 +1,7 @@
 """The gRPC service over two facility shards answers as over one database: the stream stores each
 event on its facility's shard, a package's history is gathered from every shard it passed, an
-anomaly report comes from the facility's shard; a shard that is down fails only what needs it."""
+anomaly report comes from the facility's shard, the camera registry from home; a shard that is down
+fails only what needs it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bench.fixtures.events import EventFactory, detection_batch
+from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory, detection_batch
 from bench.fixtures.shards import ASSIGNMENT, FACILITIES
 from contract.events import anomaly_flag, to_timestamp
 from contract.proto import warehouse_vision_pb2 as pb
@@ -123,5 +124,15 @@ def test_a_shard_that_is_down_fails_only_the_calls_that_need_it(shards, admin_db
         home_only = EventFactory("FAC-002", seed=90).package(1)
         (ack,) = stub.StreamDetectionEvents(iter([detection_batch(home_only, "home")]), timeout=10)
         assert ack.written == len(home_only)
+        registered = stub.ListCameras(
+            pb.CameraListRequest(facility_id="FAC-003"), timeout=5
+        )  # an east facility
+        assert [c.camera_id for c in registered.cameras] == sorted(
+            DEFAULT_CAMERAS
+        )  # the registry lives at home
+        assert all(c.enabled and c.HasField("updated_at") for c in registered.cameras)
+        with pytest.raises(grpc.RpcError) as unknown:
+            stub.ListCameras(pb.CameraListRequest(facility_id="FAC-404"), timeout=5)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         admin_db.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(east)))
