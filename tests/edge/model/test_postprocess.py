@@ -61,6 +61,68 @@ def test_decode_hand_made_maps_into_frame_pixels() -> None:
     assert decode(dense_maps(), [(360, 640)], score_threshold=0.99) == [[]]
 
 
+def image_by_image(raw: dict[str, np.ndarray], sizes: list[tuple[int, int]]) -> list[list[tuple]]:
+    """The decode the batched one replaced: one image, one detection at a time (the reference)."""
+    out = []
+    h, w = raw["objectness"].shape[2:]
+    cy, cx = (np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w
+    for b, (fh, fw) in enumerate(sizes):
+        scores = 1 / (1 + np.exp(-raw["objectness"][b, 0].reshape(-1)))
+        cand = np.flatnonzero(scores >= 0.3)
+        boxes = np.clip(raw["boxes"][b].reshape(4, -1), 0.0, 1.0)
+        order, kept = cand[np.argsort(-scores[cand], kind="stable")], []
+        while order.size:
+            i, rest = order[0], order[1:]
+            kept.append(i)
+            a, r = boxes[:, i], boxes[:, rest]
+            inter = np.clip(np.minimum(a[2], r[2]) - np.maximum(a[0], r[0]), 0, None) * np.clip(
+                np.minimum(a[3], r[3]) - np.maximum(a[1], r[1]), 0, None
+            )
+            union = (a[2] - a[0]) * (a[3] - a[1]) + (r[2] - r[0]) * (r[3] - r[1]) - inter
+            order = rest[inter / union <= 0.5]
+        dets = []
+        for cell in kept:
+            x1, y1, x2, y2 = boxes[:, cell]
+            rows, cols = (cy >= y1) & (cy <= y2), (cx >= x1) & (cx <= x2)
+            grid = raw["embedding"][b][:, rows][:, :, cols]
+            vec = grid.mean(axis=(1, 2)) if grid.size else raw["embedding"][b].reshape(-1, h * w)[:, cell]
+            logits = raw["condition"][b].reshape(5, -1)[:, cell]
+            probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            box = (x1 * fw, y1 * fh, x2 * fw, y2 * fh)
+            dets.append((box, scores[cell], probs, vec / np.linalg.norm(vec)))
+        out.append(dets)
+    return out
+
+
+def test_batched_decode_finds_what_image_by_image_decoding_finds() -> None:
+    rng = np.random.default_rng(7)
+    n, h, w, e = 9, 12, 20, 8
+    obj = rng.normal(-6, 1, (n, 1, h, w)).astype(np.float32)
+    centre = rng.uniform(0.05, 0.95, (n, 2, h, w))
+    half = rng.uniform(0.02, 0.2, (n, 2, h, w))
+    boxes = np.concatenate([centre - half, centre + half], axis=1)[:, [0, 1, 2, 3]].astype(np.float32)
+    for b in range(n - 1):  # the last image has nothing above the threshold
+        for _ in range(b % 4 + 1):  # a few packages, each firing a patch of neighbouring cells
+            r, c = rng.integers(0, h - 2), rng.integers(0, w - 2)
+            obj[b, 0, r : r + 3, c : c + 3] = rng.normal(1.5, 1.5, (3, 3))
+            boxes[b, :, r : r + 3, c : c + 3] = (boxes[b, :, r, c] + rng.normal(0, 0.01, (4, 3, 3)).T).T
+    raw = {
+        "objectness": obj,
+        "boxes": boxes,
+        "condition": rng.normal(0, 2, (n, 5, h, w)).astype(np.float32),
+        "embedding": rng.normal(0, 1, (n, e, h, w)).astype(np.float32),
+    }
+    sizes = [(360, 640)] * (n - 2) + [(720, 1280), (360, 640)]
+    got, want = decode(raw, sizes), image_by_image(raw, sizes)
+    assert [len(d) for d in got] == [len(d) for d in want] and sum(map(len, want)) > n
+    for dets, ref in zip(got, want, strict=True):
+        for det, (box, score, probs, vec) in zip(dets, ref, strict=True):
+            assert np.allclose([det.box.x1, det.box.y1, det.box.x2, det.box.y2], box, atol=1e-3)
+            assert abs(det.score - score) < 1e-6
+            assert np.allclose(det.condition_probs, probs, atol=1e-6)
+            assert np.allclose(det.embedding, vec, atol=1e-5)
+
+
 def test_preprocess_matches_the_training_normalisation() -> None:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (360, 640, 3), dtype=np.uint8) for _ in range(2)]
