@@ -264,11 +264,10 @@ def _wait_rows(url: str, expected: int, timeout_s: float) -> None:
 @contextlib.contextmanager
 def fresh_topics(settings: PlatformSettings, config: IngestConfig) -> Iterator[IngestConfig]:
     """The config on topics of its own: each phase starts on an empty log."""
-    with scratch_topics(settings, ["detections", "anomalies", "dead-letter"], PARTITIONS) as topics:
+    with scratch_topics(settings, ["detections", "dead-letter"], PARTITIONS) as topics:
         yield replace(
             config,
             detections_topic=topics["detections"],
-            anomalies_topic=topics["anomalies"],
             dead_letter_topic=topics["dead-letter"],
         )
 

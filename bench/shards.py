@@ -129,7 +129,7 @@ def sustained(
     """What one worker achieves storing a backlog of ``values`` into ``shards``."""
     urls = list(shards.urls.values())
     _empty(urls)
-    with scratch_topics(settings, ["detections", "anomalies", "dead-letter"], PARTITIONS) as topics:
+    with scratch_topics(settings, ["detections", "dead-letter"], PARTITIONS) as topics:
         producer = kafka.producer(base.bootstrap, client_id="bench-producer")
         for i, value in enumerate(values):
             producer.send(topics["detections"], value=value, partition=i % PARTITIONS)
@@ -141,7 +141,6 @@ def sustained(
             database_url=shards.home_url,
             shards=shards if shards.sharded else None,
             detections_topic=topics["detections"],
-            anomalies_topic=topics["anomalies"],
             dead_letter_topic=topics["dead-letter"],
             group_id=run,
             client_id=run,

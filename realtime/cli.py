@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +33,7 @@ from realtime.storage.connection import Connector
 from realtime.storage.shards import HOME, ShardMap
 from realtime.windows.aggregator import WindowAggregator
 from realtime.windows.recompute import WindowRepair, rebuild
+from realtime.windows.streams import StreamPublisher
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,12 @@ def run(
     create_topics: bool = typer.Option(True, help="Create missing topics before consuming."),
     partitions: int = typer.Option(6, min=1, help="Partitions of topics this command creates."),
 ) -> None:
-    """Consume wv.detections and wv.anomalies into the database (offsets committed after it)."""
+    """Consume wv.detections into the database (offsets committed after it)."""
     settings = CentreSettings.startup()
     _check_redis(settings)
     config = IngestConfig.from_settings(settings)
     if create_topics:
-        topics = [config.detections_topic, config.anomalies_topic, config.dead_letter_topic]
+        topics = [config.detections_topic, config.dead_letter_topic]
         with _unreachable_services(settings):
             kafka.ensure_topics(config.bootstrap, topics, partitions=partitions)
     code = run_workers(
@@ -156,25 +157,45 @@ def windows(
             connector.close()
 
 
+def _on_shard(shards: ShardMap, name: str) -> Callable[[str], bool]:
+    """Whether a facility lives on shard ``name`` (whose rule runner judges it)."""
+    return lambda facility: shards.shard_of(facility) == name
+
+
 @app.command()
 def rules(
     once: bool = typer.Option(False, "--once", help="Evaluate the last --lookback-minutes once and exit."),
     lookback_minutes: int = typer.Option(60, min=1, help="How far the first evaluation looks back."),
 ) -> None:
-    """Evaluate the anomaly rules (WV_RULES_FILE) every WV_RULES_INTERVAL_S."""
+    """Evaluate the anomaly rules (WV_RULES_FILE) every WV_RULES_INTERVAL_S.
+
+    Flags are stored once, fanned out to their facility's stream and published on wv.anomalies;
+    rate rules read the per-minute windows `wv realtime windows` keeps on Redis.
+    """
     settings = CentreSettings.startup()
+    _check_redis(settings)
     ruleset = load_rules(settings.rules_file)
     shards = ShardMap.from_settings(settings)
     connectors = [Connector(url, application_name="wv-rules") for url in shards.urls.values()]
+    client = connect(settings.redis_url, socket_timeout=5, failover_s=5.0)
+    streams = StreamPublisher(client, maxlen=settings.stream_maxlen)
     with _unreachable_services(settings):
+        kafka.ensure_topics(settings.kafka_bootstrap, [settings.topic("anomalies")], partitions=6)
         producer = kafka.producer(settings.kafka_bootstrap, client_id="wv-rules")
-    runners = [  # one per shard: each judges the events of its own facilities
+    runners = [  # one per shard: each judges the events and windows of its own facilities
         RuleRunner(
             ruleset,
             connector.connection,
-            EventSink(connector.connection, component="rules" if name == HOME else f"rules:{name}"),
+            EventSink(
+                connector.connection,
+                component="rules" if name == HOME else f"rules:{name}",
+                streams=streams,
+            ),
+            client,
+            owns=_on_shard(shards, name),
             producer=producer,
             anomalies_topic=settings.topic("anomalies"),
+            rates_catch_up=timedelta(seconds=settings.window_ttl_s),
         )
         for name, connector in zip(shards.names, connectors, strict=True)
     ]
@@ -202,5 +223,6 @@ def rules(
                 thread.join()
     finally:
         producer.close(timeout=5)
+        client.close()
         for connector in connectors:
             connector.close()

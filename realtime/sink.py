@@ -3,6 +3,11 @@
 ``store`` returns only once the batch is committed (retrying through database outages until
 the caller gives up) and its dead letters are on the dead-letter topic; only then may the
 caller commit Kafka offsets or acknowledge a gRPC batch. Redis fan-out follows, best effort.
+
+Each anomaly flag comes here once, on one path: an edge flag inside its event (Kafka ingest or
+the gRPC stream), stored in the event's transaction; a rule flag from the rules runner. A replay
+of the same message is absorbed by the writer's idempotency; standalone (rule) flags are fanned
+out only when this write stored them, so a rule pass re-judging its overlap announces nothing twice.
 """
 
 from __future__ import annotations
@@ -95,7 +100,9 @@ class EventSink:
         if letters and self._dead_letters is not None:
             self._dead_letters.publish(letters, give_up=give_up, sleep=sleep)
         if self._streams is not None:
-            self._streams.publish(batch.events, batch.flags)
+            self._streams.publish(
+                batch.events, [f for f in batch.flags if f.anomaly_id in result.new_flag_ids]
+            )
         return result
 
     @staticmethod

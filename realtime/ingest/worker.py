@@ -1,5 +1,9 @@
 """One ingest worker: a Kafka group member that validates, batches, writes, then commits offsets.
 
+It consumes ``wv.detections`` only: an edge's anomaly flags ride inside their events and are
+stored in the same transaction, and rule flags are stored by the rules runner itself, so
+``wv.anomalies`` (the rules' notifications for live consumers) is never read back in here.
+
 This (consumer) thread polls, validates and builds rows while ``WV_INGEST_WRITERS`` writer
 threads, each with its own database connection, store the previous batches, so Python work
 overlaps with the database's and the database never waits for the next batch (with one writer
@@ -31,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 
 from foundation.redis_connect import connect
 from realtime import kafka, metrics
-from realtime.codec import Decoded, Validator
+from realtime.codec import Validator
 from realtime.dead_letters import DeadLetterPublisher
 from realtime.facility_cache import FacilityCache
 from realtime.ingest.batch import MicroBatch
@@ -56,7 +60,6 @@ class IngestConfig:
     bootstrap: str
     database_url: str
     detections_topic: str
-    anomalies_topic: str
     dead_letter_topic: str
     redis_url: str | None
     group_id: str
@@ -79,7 +82,6 @@ class IngestConfig:
             bootstrap=settings.kafka_bootstrap,
             database_url=settings.database_url,
             detections_topic=settings.topic("detections"),
-            anomalies_topic=settings.topic("anomalies"),
             dead_letter_topic=settings.topic("dead-letter"),
             redis_url=settings.redis_url,
             group_id=settings.ingest_group_id,
@@ -143,8 +145,8 @@ class IngestWorker:
             cfg.bootstrap, cfg.group_id, client_id=cfg.client_id, fetch_max_wait_ms=cfg.fetch_max_wait_ms
         )
         self._consumer = consumer
-        consumer.subscribe([cfg.detections_topic, cfg.anomalies_topic], listener=_Rebalance(self))
-        log.info("ingest %s consuming %s, %s", cfg.client_id, cfg.detections_topic, cfg.anomalies_topic)
+        consumer.subscribe([cfg.detections_topic], listener=_Rebalance(self))
+        log.info("ingest %s consuming %s", cfg.client_id, cfg.detections_topic)
         try:
             while not self.stop.is_set():
                 self._step(consumer)
@@ -170,7 +172,7 @@ class IngestWorker:
         for tp, messages in records.items():
             metrics.CONSUMED.labels(tp.topic).inc(len(messages))
             for message in messages:
-                self._pending.add(tp, message.offset, self._decode(tp.topic, message.value))
+                self._pending.add(tp, message.offset, self.validator.detection_batch(message.value))
                 received += 1
         if received:
             per_message = self._pending.size / max(1, self._pending.messages)
@@ -183,11 +185,6 @@ class IngestWorker:
         ):
             self._submit()
         self._report_lag(consumer)
-
-    def _decode(self, topic: str, value: bytes | None) -> Decoded:
-        if topic == self.config.anomalies_topic:
-            return self.validator.anomaly(value)
-        return self.validator.detection_batch(value)
 
     # --- the write pipeline ---------------------------------------------------------------
     def _submit(self) -> None:

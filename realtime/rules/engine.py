@@ -17,7 +17,8 @@ from typing import Any
 from contract.events import anomaly_flag, anomaly_id_for
 from contract.proto import warehouse_vision_pb2 as pb
 from realtime.rules.config import DwellRule, LostRule, Predicate, RateRule, Rule, RuleSet, ThresholdRule
-from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
+from realtime.rules.facts import Decision, Facts, Sighting, Zone
+from realtime.windows.model import Counts
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
@@ -102,21 +103,20 @@ def rate_windows(rule: RateRule, since: datetime, now: datetime) -> list[datetim
 
 
 def rate(rule: RateRule, facts: Facts, since: datetime, now: datetime) -> Iterator[pb.AnomalyFlag]:
+    """A rule window's counts are the sum of its minutes' (rule windows are whole minutes)."""
     size = timedelta(minutes=rule.window_minutes)
     for start in rate_windows(rule, since, now):
-        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
-        for d in facts.decisions:
-            if start <= d.event_time < start + size and rule.applies_to(d.facility_id):
-                groups[(d.facility_id, getattr(d, rule.group_by))].append(d)
-        for (facility, conveyor), decisions in sorted(groups.items()):
-            if len(decisions) < rule.min_packages:
+        groups: dict[tuple[str, str], Counts] = defaultdict(Counts)
+        for m in facts.conveyor_minutes:
+            if (
+                m.group_by == rule.group_by
+                and start <= m.minute < start + size
+                and rule.applies_to(m.facility_id)
+            ):
+                groups[(m.facility_id, m.conveyor)] += m.counts
+        for (facility, conveyor), window in sorted(groups.items()):
+            if window.packages < rule.min_packages:
                 continue
-            window = Counts(
-                packages=len(decisions),
-                damaged=sum(d.damaged for d in decisions),
-                misplaced=sum(d.misplaced for d in decisions),
-                fallback=sum(d.fallback for d in decisions),
-            )
             baseline = facts.baselines.get(baseline_key(rule, facility, conveyor, start.date()), Counts())
             reference = max(baseline.rate(rule.metric), rule.min_baseline_rate)
             observed = window.rate(rule.metric)

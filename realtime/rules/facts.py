@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from realtime.windows.model import Counts
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -54,28 +56,26 @@ class Zone:
 
 
 @dataclass(frozen=True, slots=True)
-class Counts:
-    """Decision counts of one conveyor over the baseline period."""
+class ConveyorMinute:
+    """One conveyor's decision counts in one UTC minute, as the per-minute windows hold them."""
 
-    packages: int = 0
-    damaged: int = 0
-    misplaced: int = 0
-    fallback: int = 0
-
-    def rate(self, metric: str) -> float:
-        hits = {
-            "damage_rate": self.damaged,
-            "misplacement_rate": self.misplaced,
-            "fallback_rate": self.fallback,
-        }
-        return hits[metric] / self.packages if self.packages else 0.0
+    facility_id: str
+    group_by: str
+    """What names the conveyor: ``zone`` or ``camera_id`` (a rate rule's ``group_by``)."""
+    conveyor: str
+    minute: datetime
+    counts: Counts
 
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything one evaluation needs; :mod:`realtime.rules.loader` fills it from the database."""
+    """Everything one evaluation needs; :mod:`realtime.rules.loader` fills it from the database
+    (decisions, sightings, zones, baselines) and the per-minute windows (conveyor minutes)."""
 
     decisions: tuple[Decision, ...] = ()
+    """Single decisions, for the threshold rules."""
+    conveyor_minutes: tuple[ConveyorMinute, ...] = ()
+    """Per-minute conveyor counts, for the rate rules."""
     sightings: tuple[Sighting, ...] = ()
     zones: dict[tuple[str, str], Zone] = field(default_factory=dict)
     """By (facility_id, zone_id)."""

@@ -1,20 +1,37 @@
-"""Facts for one evaluation, read from the database with parameterised queries.
+"""Facts for one evaluation: the rate rules' current counts from the per-minute windows on Redis,
+the rest from the database with parameterised queries.
 
-Only what the rules need is read: decisions since the earliest window or deadline under
-evaluation, sightings in the zones the dwell and lost rules watch, and per-conveyor baselines
-(cached per day: they cover whole previous days, so they change once a day).
+Only what the rules need is read: the conveyors' per-minute counts of the windows under
+evaluation (:func:`~realtime.windows.model.read_windows`, two Redis round trips per facility),
+decisions due in the interval (threshold rules), sightings in the zones the dwell and lost rules
+watch, and per-conveyor baselines. Those three stay in the database because the windows do not
+hold them: single decisions and sightings are not kept there, and a baseline covers the
+``baseline_days`` whole days before, far beyond the windows' ``WV_WINDOW_TTL_S`` (6 h); baselines
+are cached per day (they change once a day).
+
+The windows are read only while they are current (:func:`~realtime.windows.aggregator.
+windows_are_current`): after Redis lost data, until the window aggregator rebuilt them from the
+database, :meth:`FactLoader.rate_facts` answers None and the runner defers the rate rules.
+With facility shards every runner reads the windows of its own shard's facilities only.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
+import redis
 from psycopg import sql
 
-from realtime.rules.config import DwellRule, LostRule, RateRule, RuleSet
-from realtime.rules.engine import baseline_key, rate_windows
-from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
+from realtime.rules.config import DwellRule, LostRule, RateRule, RuleSet, ThresholdRule
+from realtime.rules.engine import baseline_key, rate_windows, window_start
+from realtime.rules.facts import ConveyorMinute, Decision, Facts, Sighting, Zone
+from realtime.windows.aggregator import windows_are_current
+from realtime.windows.model import Counts, read_windows
+
+log = logging.getLogger(__name__)
 
 _DECISIONS = """
     SELECT d.event_id, d.facility_id, d.camera_id, d.package_id, d.zone, d.expected_zone, q.condition,
@@ -38,39 +55,74 @@ _BASELINE = """
 
 
 class FactLoader:
-    """Loads :class:`Facts` for a rule set; keeps baselines between evaluations."""
+    """Loads :class:`Facts` for a rule set; keeps baselines between evaluations.
 
-    def __init__(self, rules: RuleSet) -> None:
+    ``windows`` is the Redis holding the per-minute windows; ``owns`` says whether a facility's
+    rules run here (with facility shards: whether it lives on this runner's shard).
+    """
+
+    def __init__(
+        self, rules: RuleSet, windows: redis.Redis, *, owns: Callable[[str], bool] = lambda _f: True
+    ) -> None:
         self.rules = rules
+        self._windows = windows
+        self._owns = owns
         self._baselines: dict[tuple[str, str, int, date], dict[tuple[str, str], Counts]] = {}
 
     def earliest(self, since: datetime) -> datetime:
-        """Oldest event time any rule needs to judge what became due after ``since``."""
+        """Oldest sighting a lost rule needs to judge what became due after ``since``."""
         earliest = since
         for rule in self.rules.rules:
-            if isinstance(rule, RateRule):
-                earliest = min(earliest, since - timedelta(minutes=rule.window_minutes))
-            elif isinstance(rule, LostRule):
+            if isinstance(rule, LostRule):
                 earliest = min(earliest, since - timedelta(seconds=rule.within_s))
         return earliest
 
     def load(self, conn: psycopg.Connection, since: datetime, now: datetime) -> Facts:
+        """The database's facts: decisions, sightings and zones (no rate rule reads them)."""
         zones = {
             (f, z): Zone(f, z, kind, nxt, float(dwell) if dwell else None)
             for f, z, kind, nxt, dwell in conn.execute(
                 "SELECT facility_id, zone_id, kind, next_zone_id, max_dwell_seconds FROM zones"
             )
         }
-        start = self.earliest(since)
-        decisions = tuple(Decision(*row) for row in conn.execute(_DECISIONS, (start, now)))
+        decisions: tuple[Decision, ...] = ()
+        if any(isinstance(rule, ThresholdRule) for rule in self.rules.rules):
+            decisions = tuple(Decision(*row) for row in conn.execute(_DECISIONS, (since, now)))
         watched = self._watched_zones(zones)
         sightings: tuple[Sighting, ...] = ()
         if watched:
-            lookback = start - timedelta(hours=1)  # room for the stay before a dwell limit ran out
+            lookback = self.earliest(since) - timedelta(hours=1)  # room for the stay before a dwell limit
             sightings = tuple(
                 Sighting(*row) for row in conn.execute(_SIGHTINGS, (lookback, now, sorted(watched)))
             )
-        return Facts(decisions, sightings, zones, self._baseline_facts(conn, since, now))
+        return Facts(decisions=decisions, sightings=sightings, zones=zones)
+
+    def rate_facts(self, conn: psycopg.Connection, since: datetime, now: datetime) -> Facts | None:
+        """The rate rules' facts: conveyor minutes from the windows, baselines from the database;
+        None while the windows cannot be trusted (being rebuilt after a Redis loss, or Redis down)."""
+        rules = [rule for rule in self.rules.rules if isinstance(rule, RateRule)]
+        if not rules:
+            return Facts()
+        start = min(window_start(since, rule.window_minutes) for rule in rules)
+        try:
+            if not windows_are_current(self._windows):
+                log.debug("windows not rebuilt since Redis lost data (or never built)")
+                return None
+            facilities = [
+                str(f)
+                for (f,) in conn.execute("SELECT facility_id FROM facilities ORDER BY 1")
+                if self._owns(f)
+            ]
+            minutes = tuple(
+                ConveyorMinute(facility, group, conveyor, window.minute, counts)
+                for facility in facilities
+                for window in read_windows(self._windows, facility, start, now)
+                for (group, conveyor), counts in window.conveyors.items()
+            )
+        except (redis.RedisError, OSError) as exc:
+            log.debug("windows unreadable: %s", exc)
+            return None
+        return Facts(conveyor_minutes=minutes, baselines=self._baseline_facts(conn, since, now))
 
     def _watched_zones(self, zones: dict[tuple[str, str], Zone]) -> set[str]:
         watched: set[str] = set()

@@ -2,7 +2,10 @@
 
 Each entry is applied by one Lua script that updates its window and ``XACK`` s it atomically,
 and counts it only if its event id (or anomaly id) is new to the window, so a re-delivered or
-re-claimed entry never counts twice. A consumer that dies leaves its read-but-unacked entries
+re-claimed entry, the same entry published again (ingest re-storing a batch whose offsets it had
+not committed, an edge's replay) or one a rebuild already counted never counts twice. That is
+idempotency for replays of the same entry only: each flag reaches the streams from one place
+(ingest, inside its event, for an edge flag; the rules runner, once stored, for a rule flag). A consumer that dies leaves its read-but-unacked entries
 pending; every aggregator periodically takes over entries idle longer than ``min_idle_ms``
 with ``XAUTOCLAIM`` and applies them. Several aggregators may run side by side.
 
@@ -59,10 +62,14 @@ _APPLY = """
 local applied = 0
 if ARGV[1] == 'decision' then
   if redis.call('ZADD', KEYS[2], 'NX', ARGV[6], ARGV[5]) == 1 then
-    redis.call('HINCRBY', KEYS[1], 'packages', 1)
-    if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'damaged', 1) end
-    if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[1], 'misplaced', 1) end
-    if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'fallback', 1) end
+    local counted = {{'packages', '1'}, {'damaged', ARGV[7]}, {'misplaced', ARGV[8]}, {'fallback', ARGV[9]}}
+    for _, c in ipairs(counted) do
+      if c[2] == '1' then
+        redis.call('HINCRBY', KEYS[1], c[1], 1)
+        redis.call('HINCRBY', KEYS[1], 'zone:' .. c[1] .. ':' .. ARGV[10], 1)
+        redis.call('HINCRBY', KEYS[1], 'camera_id:' .. c[1] .. ':' .. ARGV[11], 1)
+      end
+    end
     applied = 1
   end
 elseif ARGV[1] == 'anomaly' then
@@ -78,9 +85,26 @@ redis.call('XACK', KEYS[4], ARGV[2], ARGV[3])
 return applied
 """
 """KEYS: counters, latencies, anomaly ids, stream. ARGV: type, group, entry id, ttl, id, then
-for decisions: latency, damaged, misplaced, fallback; for anomalies: kind."""
+for decisions: latency, damaged, misplaced, fallback, zone, camera; for anomalies: kind."""
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _lineages(client: redis.Redis) -> tuple[str, str | None]:
+    """(the current Redis data history's replication id, the one the windows were built in)."""
+    try:
+        replid = str(client.info("replication")["master_replid"])
+    except (redis.ResponseError, KeyError):  # INFO refused (some managed services): key presence only
+        replid = "unknown"
+    raw: Any = client.get(LINEAGE_KEY)
+    return replid, raw.decode() if isinstance(raw, bytes) else raw
+
+
+def windows_are_current(client: redis.Redis) -> bool:
+    """Whether the windows were built in this Redis data history (else a rebuild is still due:
+    after a flush, a restart without persistence or a failover they may miss what was lost)."""
+    replid, recorded = _lineages(client)
+    return recorded == replid
 
 
 def _arguments(fields: dict[bytes, bytes]) -> tuple[str, int, list[str]] | None:
@@ -101,6 +125,8 @@ def _arguments(fields: dict[bytes, bytes]) -> tuple[str, int, list[str]] | None:
                     "1" if f.get("condition", "ok") != "ok" else "0",
                     "1" if expected and zone != expected else "0",
                     f.get("fallback", "0"),
+                    zone,
+                    f.get("camera_id", ""),
                 ],
             )
         if kind == "anomaly":
@@ -151,12 +177,7 @@ class WindowAggregator:
         """Rebuild recent windows if Redis is not the data history they were built in; True if rebuilt."""
         if self._repair is None:
             return False
-        try:
-            replid = str(self._client.info("replication")["master_replid"])
-        except (redis.ResponseError, KeyError):  # INFO refused (some managed services): key presence only
-            replid = "unknown"
-        raw: Any = self._client.get(LINEAGE_KEY)
-        recorded = raw.decode() if isinstance(raw, bytes) else raw
+        replid, recorded = _lineages(self._client)
         self._lineage_at = time.monotonic()
         if recorded == replid:
             return False

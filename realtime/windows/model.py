@@ -3,9 +3,10 @@
 A window is one facility's decisions (one per package) whose event time falls in one UTC
 minute, plus the anomalies flagged in that minute. Layout per window ``wv:win:<facility>:<epoch
 minute start>``: a hash of counters (``packages``, ``damaged``, ``misplaced``, ``fallback``,
-``anomalies:<kind>``), a sorted set ``…:lat`` of decision event ids scored by their edge
-end-to-end latency (the p99 source, and the per-event idempotency record), and a set
-``…:anom`` of counted anomaly ids.
+``anomalies:<kind>``, and the same four per conveyor: ``zone:<counter>:<zone>`` and
+``camera_id:<counter>:<camera>``, which the rate rules read), a sorted set ``…:lat`` of decision
+event ids scored by their edge end-to-end latency (the p99 source, and the per-event idempotency
+record), and a set ``…:anom`` of counted anomaly ids.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import redis
 
 WINDOW_PREFIX = "wv:win:"
+CONVEYOR_GROUPS = ("zone", "camera_id")
+"""How decisions are also counted per conveyor: by the zone they were seen in, by their camera."""
 NO_LATENCY = -1.0
 """Latency score of a decision without stage timings: counted, but not part of the p99."""
 
@@ -33,6 +36,32 @@ def window_keys(facility_id: str, minute: int) -> tuple[str, str, str]:
     return base, f"{base}:lat", f"{base}:anom"
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Decision counts: a window's, one conveyor's in a window, or a rule's baseline."""
+
+    packages: int = 0
+    damaged: int = 0
+    misplaced: int = 0
+    fallback: int = 0
+
+    def rate(self, metric: str) -> float:
+        hits = {
+            "damage_rate": self.damaged,
+            "misplacement_rate": self.misplaced,
+            "fallback_rate": self.fallback,
+        }
+        return hits[metric] / self.packages if self.packages else 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.packages + other.packages,
+            self.damaged + other.damaged,
+            self.misplaced + other.misplaced,
+            self.fallback + other.fallback,
+        )
+
+
 @dataclass(frozen=True)
 class Window:
     """One facility-minute."""
@@ -45,6 +74,8 @@ class Window:
     fallback: int = 0
     p99_e2e_ms: float | None = None
     anomalies: dict[str, int] = field(default_factory=dict)
+    conveyors: dict[tuple[str, str], Counts] = field(default_factory=dict)
+    """By (group, conveyor): ``("zone", "sorter")``, ``("camera_id", "cam-01")``."""
 
     @property
     def damage_rate(self) -> float:
@@ -97,6 +128,12 @@ def read_windows(client: redis.Redis, facility_id: str, start: datetime, end: da
     windows = []
     for (minute, raw, _), p99 in zip(found, p99s, strict=True):
         counters = {k.decode(): int(v) for k, v in raw.items()}
+        conveyors: dict[tuple[str, str], dict[str, int]] = {}
+        for key, value in counters.items():
+            group, _, rest = key.partition(":")
+            if group in CONVEYOR_GROUPS:
+                counter, _, conveyor = rest.partition(":")
+                conveyors.setdefault((group, conveyor), {})[counter] = value
         windows.append(
             Window(
                 facility_id=facility_id,
@@ -107,6 +144,7 @@ def read_windows(client: redis.Redis, facility_id: str, start: datetime, end: da
                 fallback=counters.get("fallback", 0),
                 p99_e2e_ms=p99[0][1] if p99 else None,
                 anomalies={k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("anomalies:")},
+                conveyors={key: Counts(**c) for key, c in sorted(conveyors.items())},
             )
         )
     return windows

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import redis
 
-from realtime.windows.model import NO_LATENCY, Window, window_keys
+from realtime.windows.model import CONVEYOR_GROUPS, NO_LATENCY, Counts, Window, window_keys
 
 _DECISIONS = """
     SELECT d.event_id, d.event_time, q.condition <> 'ok' AS damaged,
            d.expected_zone <> '' AND d.zone <> d.expected_zone AS misplaced,
-           d.fallback, d.end_to_end_ms::float8 AS e2e
+           d.fallback, d.end_to_end_ms::float8 AS e2e, d.zone, d.camera_id
     FROM package_detections d
     JOIN quality_assessments q USING (event_time, event_id)
     WHERE d.kind = 'decision' AND d.facility_id = %s AND d.event_time >= %s AND d.event_time < %s
@@ -36,6 +36,13 @@ _WINDOWS = """
            count(*) FILTER (WHERE fallback) AS fallback,
            percentile_disc(0.99) WITHIN GROUP (ORDER BY e2e) AS p99
     FROM decisions GROUP BY 1
+"""
+_CONVEYORS = """
+    WITH decisions AS ({decisions})
+    SELECT date_trunc('minute', event_time) AS minute, {group}, count(*),
+           count(*) FILTER (WHERE damaged), count(*) FILTER (WHERE misplaced),
+           count(*) FILTER (WHERE fallback)
+    FROM decisions GROUP BY 1, 2
 """
 _ANOMALIES = """
     SELECT date_trunc('minute', flagged_at) AS minute, kind, count(*) FROM anomaly_flags
@@ -57,6 +64,11 @@ def windows_from_database(
         )
     for minute, kind, n in conn.execute(_ANOMALIES, params):
         found[minute].setdefault("anomalies", {})[kind] = n
+    for group in CONVEYOR_GROUPS:  # a fixed name: safe to format into the query
+        for minute, conveyor, *counts in conn.execute(
+            _CONVEYORS.format(decisions=_DECISIONS, group=group), params
+        ):
+            found[minute].setdefault("conveyors", {})[(group, conveyor)] = Counts(*counts)
     return [
         Window(
             facility_id=facility_id,
@@ -67,6 +79,7 @@ def windows_from_database(
             fallback=f.get("fallback", 0),
             p99_e2e_ms=f.get("p99"),
             anomalies=f.get("anomalies", {}),
+            conveyors=dict(sorted(f.get("conveyors", {}).items())),
         )
         for minute, f in sorted(found.items())
     ]
@@ -88,13 +101,16 @@ def rebuild(
     """
     minutes: dict[int, dict] = defaultdict(lambda: {"lat": {}, "anom": set(), "counts": defaultdict(int)})
     params = (facility_id, start, end)
-    for event_id, event_time, damaged, misplaced, fallback, e2e in conn.execute(_DECISIONS, params):
+    for event_id, event_time, damaged, misplaced, fallback, e2e, zone, camera in conn.execute(
+        _DECISIONS, params
+    ):
         w = minutes[int(event_time.timestamp()) // 60 * 60]
         w["lat"][event_id] = NO_LATENCY if e2e is None else e2e
-        w["counts"]["packages"] += 1
-        w["counts"]["damaged"] += bool(damaged)
-        w["counts"]["misplaced"] += bool(misplaced)
-        w["counts"]["fallback"] += bool(fallback)
+        for counter, hit in (("packages", True), ("damaged", damaged), ("misplaced", misplaced),
+                             ("fallback", fallback)):  # fmt: skip
+            if hit:  # the fields the aggregator's script increments (realtime.windows.model)
+                for field in (counter, f"zone:{counter}:{zone}", f"camera_id:{counter}:{camera}"):
+                    w["counts"][field] += 1
     for anomaly_id, flagged_at, kind in conn.execute(_FLAGS, params):
         w = minutes[int(flagged_at.timestamp()) // 60 * 60]
         w["anom"].add(anomaly_id)

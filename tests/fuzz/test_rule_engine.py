@@ -23,7 +23,9 @@ from foundation.settings import ConfigError
 from realtime.codec import Validator
 from realtime.rules.config import MAX_WAIT_S, RuleSet, parse_rules
 from realtime.rules.engine import evaluate
-from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
+from realtime.rules.facts import Decision, Facts, Sighting, Zone
+from realtime.windows.model import Counts
+from tests.realtime.rules.test_engine import conveyor_minutes
 
 FUZZ = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -171,8 +173,10 @@ def facts(draw) -> Facts:
         )
         for f in draw(st.lists(st.sampled_from(FACILITIES), max_size=2))
     }
+    decided = draw(st.lists(decisions, max_size=15))
     return Facts(
-        decisions=tuple(draw(st.lists(decisions, max_size=15))),
+        decisions=tuple(decided),
+        conveyor_minutes=conveyor_minutes(decided),  # what the windows hold of them
         sightings=tuple(draw(st.lists(sightings, max_size=15))),
         zones=zones,
         baselines=baselines,

@@ -36,7 +36,6 @@ def ingest_config(
         database_url=database_url,
         redis_url=redis_url,
         detections_topic=f"{topic_prefix}detections",
-        anomalies_topic=f"{topic_prefix}anomalies",
         dead_letter_topic=f"{topic_prefix}dead-letter",
         group_id=f"{topic_prefix}ingest",
         batch_size=200,
@@ -46,7 +45,7 @@ def ingest_config(
     )
     kafka.ensure_topics(
         kafka_bootstrap,
-        [config.detections_topic, config.anomalies_topic, config.dead_letter_topic],
+        [config.detections_topic, config.dead_letter_topic],
         partitions=3,
     )
     return config

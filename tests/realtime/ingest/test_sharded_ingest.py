@@ -53,21 +53,23 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 def test_each_event_lands_once_on_its_facilitys_shard_as_one_database_would_hold_it(
-    shards, one_database, database_url, ingest_config, producer, produce_events, ingest_worker, wait_for
+    shards, one_database, database_url, ingest_config, produce_events, ingest_worker, wait_for
 ):
     events = _events(seed=40)  # 4 facilities x 12 packages x 4 events
     now = datetime.now(UTC)
-    flags = [anomaly_flag(kind="misplaced", facility_id=f, flagged_at=now, source="edge") for f in FACILITIES]
+    flags = []
+    for facility in FACILITIES:  # an edge flag rides inside its event, to the event's shard
+        carrier = [e for e in events if e.facility_id == facility][-1]
+        carrier.anomalies.append(
+            anomaly_flag(kind="misplaced", facility_id="", flagged_at=now, event_id=carrier.event_id)
+        )
+        flags.append(carrier.anomalies[-1])
     # A batch that reached the east shard before a crash, its offsets never committed: replayed below.
     replayed = [e for e in events if ASSIGNMENT[e.facility_id] == "east"][:30]
     with psycopg.connect(shards.urls["east"], autocommit=True) as east:
         prepare(east)
         EventWriter().write(east, replayed)
     messages = len(produce_events(events, 20))
-    for flag in flags:
-        producer.send(
-            ingest_config.anomalies_topic, key=flag.facility_id.encode(), value=flag.SerializeToString()
-        )
     unknown = EventFactory("FAC-999", seed=49).decision()
     messages += len(produce_events([unknown], 1))
     sharded_group = f"{ingest_config.group_id}-sharded"

@@ -13,7 +13,8 @@ from contract.proto import warehouse_vision_pb2 as pb
 from foundation.settings import ConfigError
 from realtime.rules.config import RateRule, RuleSet, load_rules, parse_rules
 from realtime.rules.engine import baseline_key, evaluate
-from realtime.rules.facts import Counts, Decision, Facts, Sighting, Zone
+from realtime.rules.facts import ConveyorMinute, Decision, Facts, Sighting, Zone
+from realtime.windows.model import CONVEYOR_GROUPS, Counts
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 F = "FAC-001"
@@ -42,6 +43,18 @@ def decision(at: datetime, package: str = "PKG-1", **fields) -> Decision:
     }
     values.update(fields)
     return Decision(**values)
+
+
+def conveyor_minutes(decisions: list[Decision]) -> tuple[ConveyorMinute, ...]:
+    """What the windows hold of ``decisions``: their counts per conveyor and UTC minute."""
+    tallied: dict[tuple[str, str, str, datetime], Counts] = {}
+    for d in decisions:
+        minute = d.event_time.replace(second=0, microsecond=0)
+        one = Counts(1, int(d.damaged), int(d.misplaced), int(d.fallback))
+        for group in CONVEYOR_GROUPS:
+            key = (d.facility_id, group, getattr(d, group), minute)
+            tallied[key] = tallied.get(key, Counts()) + one
+    return tuple(ConveyorMinute(f, g, c, m, counts) for (f, g, c, m), counts in tallied.items())
 
 
 def test_threshold_flags_each_matching_decision_once_it_is_due():
@@ -101,7 +114,7 @@ def test_rate_flags_a_conveyor_far_above_its_own_baseline():
         baseline_key(rule, F, "sorter", DAY.date()): Counts(packages=10_000, damaged=200),  # 2 %: 10 % is 5x
         baseline_key(rule, F, "inbound", DAY.date()): Counts(packages=10_000, damaged=500),  # 5 %: 10 % is 2x
     }  # outbound: 50 % damaged, but only 10 packages in the window
-    facts = Facts(decisions=tuple(decisions), baselines=baselines)
+    facts = Facts(conveyor_minutes=conveyor_minutes(decisions), baselines=baselines)
     only = RuleSet(rules=(rule,))
     flags = evaluate(only, facts, start, start + timedelta(minutes=15))
     assert [(f.zone, f.severity) for f in flags] == [("sorter", pb.SEVERITY_WARNING)]
@@ -109,7 +122,7 @@ def test_rate_flags_a_conveyor_far_above_its_own_baseline():
     assert evidence["rate"] == 0.1 and evidence["baseline_rate"] == 0.02 and evidence["packages"] == 40
     assert flags[0].flagged_at.ToDatetime(UTC) == start + timedelta(minutes=15)
     # no history at all: the floor (1 %) is the reference, so 10 % is critical (> 8x)
-    fresh = Facts(decisions=tuple(d for d in decisions if d.zone == "sorter"))
+    fresh = Facts(conveyor_minutes=conveyor_minutes([d for d in decisions if d.zone == "sorter"]))
     assert [f.severity for f in evaluate(only, fresh, start, start + timedelta(minutes=15))] == [
         pb.SEVERITY_CRITICAL
     ]
@@ -220,7 +233,13 @@ def test_all_rules_together_on_a_synthetic_day_raise_exactly_the_planted_anomali
         for rule in ruleset.rules
         if isinstance(rule, RateRule)
     }
-    facts = Facts(decisions=tuple(decisions), sightings=tuple(sightings), zones=ZONES, baselines=baselines)
+    facts = Facts(
+        decisions=tuple(decisions),
+        conveyor_minutes=conveyor_minutes(decisions),
+        sightings=tuple(sightings),
+        zones=ZONES,
+        baselines=baselines,
+    )
     flags = evaluate(ruleset, facts, DAY, DAY + timedelta(days=1, hours=2))
     raised: dict[str, set[str]] = {}
     for f in flags:
