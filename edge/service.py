@@ -552,11 +552,13 @@ class EdgeService:
         self._hard_exit(code)
 
     def _log_stacks(self, components: set[str]) -> None:
-        """The current stack of each stalled thread (named like its heartbeat) and of the engine
-        worker the inference loop waits on, in the log."""
+        """The current stack of each stalled thread (named like its heartbeat), of the inference
+        loop's batching thread and of the engine worker it waits on, in the log."""
         frames = sys._current_frames()
         for thread in threading.enumerate():
-            if thread.name in components or ("inference" in components and thread.name.startswith("primary")):
+            if thread.name in components or (
+                "inference" in components and thread.name.startswith(("primary", "inference-"))
+            ):
                 frame = frames.get(thread.ident or -1)
                 if frame is not None:
                     stack = "".join(traceback.format_stack(frame))
