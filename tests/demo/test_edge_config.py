@@ -22,7 +22,8 @@ def test_the_demo_edge_config_validates_and_streams_the_days_cameras(settings: P
     ]
     assert all(f"drift={scenario.drift}" in c.source for c in config.cameras)
     assert config.model.models_dir == env.models_dir
-    assert config.model.fallback is None and config.budgets.fallback is False
+    assert config.model.fallback == env.models_dir / "fallback" and config.budgets.fallback is True
+    assert config.budgets.inference_deadline_ms < config.budgets.latency_ms
     assert config.outbox.path == Path(env.root / "edge" / "FAC-002" / "outbox")
     assert env.variables()["WV_DATABASE_URL"].endswith("_demo")
     assert env.variables()["WV_KAFKA_TOPIC_PREFIX"] == "wv.demo.20260101000000."

@@ -32,6 +32,7 @@ from wv.demo.summary import WeekSummary, summarize, week_charts
 from wv.settings import PlatformSettings
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
+FALLBACK_MODEL = REPO_ROOT / "models" / "fallback"
 EDGE_TIMEOUT_S = 900.0
 SWAP_TIMEOUT_S = 120.0
 
@@ -161,6 +162,13 @@ class DemoRun:
             env.wv("model", "register", "default", str(model), "--notes", "shipped default model")
             env.wv("model", "approve", "default", "--by", "demo", "--reason", "initial production model")
             step.update(f"pointer {env.models_dir / 'production.json'}")
+        with story.step("Shipped straggler fallback `models/fallback` in the demo's store") as step:
+            fallback = env.models_dir / "fallback"
+            shutil.copytree(FALLBACK_MODEL, fallback)
+            if not (fallback / "model.onnx").exists():
+                step.update("exporting ONNX (wv model export)")
+                env.wv("model", "export", str(fallback), "--parity-frames", "16", "--no-record", timeout=1800)
+            step.update(f"{fallback} answers batches the primary misses its deadline on")
         with story.step("Ingest worker (wv realtime run) consuming the demo's topics") as step:
             topics = [
                 settings.topic("detections"),
