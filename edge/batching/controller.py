@@ -18,6 +18,7 @@ H100: halving there collapsed 64 cameras to batches of 3.6 and 10 % of the frame
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
 import numpy as np
@@ -46,6 +47,10 @@ class BatchController:
         self.cooldown_batches = cooldown_batches
         self._cooldown = 0
         self._cost: dict[int, deque[float]] = {}
+        self._median: dict[int, float] = {}
+        """Median of `_cost` per size, kept up to date as it changes (asked several times a batch)."""
+        self._fit: tuple[float, float, float] | None = None
+        """(slope, intercept, fastest median) over every size, until the next observation."""
         self._post_ms = 2.0
         self._e2e: deque[float] = deque(maxlen=window)
         self.decreases = 0
@@ -55,16 +60,21 @@ class BatchController:
 
     def predict_ms(self, n: int) -> float:
         """Expected inference time of a batch of `n` (0 when nothing was measured yet)."""
-        if n in self._cost:
-            return float(np.median(self._cost[n]))
-        if not self._cost:
+        if n in self._median:
+            return self._median[n]
+        if not self._median:
             return 0.0
-        sizes = np.array(sorted(self._cost), dtype=np.float64)
-        times = np.array([np.median(self._cost[int(s)]) for s in sizes])
-        if len(sizes) == 1:
-            return float(times[0] * n / sizes[0])
-        slope, intercept = np.polyfit(sizes, times, 1)
-        return float(max(intercept + slope * n, times.min()))
+        if len(self._median) == 1:
+            ((size, time),) = self._median.items()
+            return time * n / size
+        if self._fit is None:
+            sizes = np.array(list(self._median), dtype=np.float64)
+            times = np.array(list(self._median.values()))
+            dx = sizes - sizes.mean()
+            slope = float(dx @ (times - times.mean()) / (dx @ dx))  # least squares, as polyfit(…, 1)
+            self._fit = (slope, float(times.mean() - slope * sizes.mean()), float(times.min()))
+        slope, intercept, fastest = self._fit
+        return max(intercept + slope * n, fastest)
 
     @property
     def post_ms(self) -> float:
@@ -78,12 +88,16 @@ class BatchController:
 
     def observe(self, n: int, infer_ms: float, post_ms: float, e2e_ms: list[float], backlog: int) -> None:
         """Record one finished batch and adapt the knobs."""
-        self._cost.setdefault(n, deque(maxlen=COST_SAMPLES)).append(infer_ms)
+        costs = self._cost.setdefault(n, deque(maxlen=COST_SAMPLES))
+        costs.append(infer_ms)
+        self._median[n] = statistics.median(costs)
+        self._fit = None
         self._post_ms = 0.8 * self._post_ms + 0.2 * post_ms
         self._e2e.extend(e2e_ms)
         if self._cooldown:
             self._cooldown -= 1
-        over_budget = len(self._e2e) >= 20 and self.p99() > 0.9 * self.budget_ms
+        p99 = self.p99()
+        over_budget = len(self._e2e) >= 20 and p99 > 0.9 * self.budget_ms
         over_deadline = self.predict_ms(self.limit) > 0.9 * self.deadline_ms
         queueing = backlog > 0 and self.predict_ms(self.limit) + self._post_ms < 0.25 * self.budget_ms
         if over_budget and queueing and not over_deadline:
@@ -108,7 +122,7 @@ class BatchController:
             if untried or self.predict_ms(self.limit + 1) <= 0.8 * self.deadline_ms:
                 self.limit += 1
                 self.increases += 1
-        elif n < self.limit and self.p99() < 0.5 * self.budget_ms:
+        elif n < self.limit and p99 < 0.5 * self.budget_ms:
             self.wait_ms = min(self.max_wait_ms, self.wait_ms + 1.0)
 
     def _samples(self, n: int) -> int:
