@@ -58,16 +58,11 @@ class Rejection:
 
 @dataclass(slots=True)
 class Decoded:
-    """The outcome of decoding messages: events and flags to write, rejections to dead-letter."""
+    """The outcome of decoding messages: events to write (their anomaly flags inside them, the
+    only way flags arrive from outside), rejections to dead-letter."""
 
     events: list[pb.DetectionEvent] = field(default_factory=list)
-    flags: list[pb.AnomalyFlag] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-
-    def extend(self, other: Decoded) -> None:
-        self.events.extend(other.events)
-        self.flags.extend(other.flags)
-        self.rejections.extend(other.rejections)
 
 
 _TEXT_FIELDS = (
@@ -172,21 +167,6 @@ class Validator:
             return Decoded(rejections=[Rejection(Reason.MISSING_FIELD, "events", raw)])
         return self.events(batch.events)
 
-    def anomaly(self, value: bytes | None) -> Decoded:
-        """A ``wv.anomalies`` value: a serialized ``AnomalyFlag``."""
-        raw = value or b""
-        message_problem = self._message_problem(raw)
-        if message_problem:
-            return Decoded(rejections=[message_problem])
-        try:
-            flag = pb.AnomalyFlag.FromString(raw)
-        except DecodeError as exc:
-            return Decoded(rejections=[Rejection(Reason.UNDECODABLE, f"not an AnomalyFlag ({exc})", raw)])
-        problem = self._flag_problem(flag)
-        if problem:
-            return Decoded(rejections=[self._reject(problem, raw, flag.event_id, flag.facility_id)])
-        return Decoded(flags=[flag])
-
     def _message_problem(self, raw: bytes) -> Rejection | None:
         if len(raw) > self.max_message_bytes:
             return Rejection(Reason.OVERSIZED, f"{len(raw)} bytes > {self.max_message_bytes}", raw)
@@ -284,22 +264,16 @@ class Validator:
                 return Reason.UNKNOWN_CAMERA, f"{_camera_detail(e.facility_id, camera)} (anomalies.camera_id)"
         return None
 
-    def _flag_problem(self, f: pb.AnomalyFlag, event_facility: str = "") -> tuple[Reason, str] | None:
-        """Standalone flags must be complete; flags embedded in an event inherit its ids and time."""
+    def _flag_problem(self, f: pb.AnomalyFlag, event_facility: str) -> tuple[Reason, str] | None:
+        """A flag inside an event: it inherits the event's ids, place and time where it names none."""
         if not f.kind:
             return Reason.MISSING_FIELD, "kind"
-        if not event_facility:
-            for name in ("anomaly_id", "facility_id"):
-                if not getattr(f, name):
-                    return Reason.MISSING_FIELD, name
-            if not f.HasField("flagged_at"):
-                return Reason.MISSING_FIELD, "flagged_at"
         for name in _FLAG_TEXT_FIELDS:
             if _bad_text(getattr(f, name)):
                 return Reason.INVALID_VALUE, name
         if not _FLAG_KIND.fullmatch(f.kind):
             return Reason.INVALID_VALUE, "kind"
-        if event_facility and f.facility_id not in ("", event_facility):
+        if f.facility_id not in ("", event_facility):
             return Reason.INVALID_VALUE, "facility_id"
         if f.severity not in SEVERITY_NAME:
             return Reason.INVALID_VALUE, "severity"
@@ -317,11 +291,6 @@ class Validator:
                 return Reason.INVALID_VALUE, "evidence_json"
             if not isinstance(evidence, dict) or "\\u0000" in f.evidence_json or "\x00" in f.evidence_json:
                 return Reason.INVALID_VALUE, "evidence_json"
-        if not event_facility:
-            if not self._known_facility(f.facility_id):
-                return Reason.UNKNOWN_FACILITY, f.facility_id
-            if f.camera_id and not self._known_camera(f.facility_id, f.camera_id):
-                return Reason.UNKNOWN_CAMERA, _camera_detail(f.facility_id, f.camera_id)
         return None
 
 

@@ -18,12 +18,13 @@ from realtime.storage.writer import DeadLetter
 
 @dataclass(slots=True)
 class MicroBatch:
-    """Events, flags and dead letters of consecutive messages, plus the next offset per partition."""
+    """Events (their flags inside them) and dead letters of consecutive messages, plus the next
+    offset per partition."""
 
     route: Callable[[str], str] | None = None
     """facility id → its shard; None: one shard (every row goes to the home part)."""
     parts: dict[str, BatchRows] = field(default_factory=dict)
-    """Events and flags by shard, already turned into rows (see :class:`BatchRows`)."""
+    """Events by shard, already turned into rows (see :class:`BatchRows`)."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     messages: int = 0
@@ -35,9 +36,9 @@ class MicroBatch:
             self.started = time.monotonic()
         self.messages += 1
         if self.route is None:
-            self._part(HOME).add(decoded.events, decoded.flags)
+            self._part(HOME).add(decoded.events)
         else:
-            self._route(decoded.events, decoded.flags)
+            self._route(decoded.events)
         self.dead_letters.extend(DeadLetter(r, tp.topic, tp.partition, offset) for r in decoded.rejections)
         self.offsets[tp] = offset + 1
 
@@ -47,7 +48,7 @@ class MicroBatch:
             part = self.parts[shard] = BatchRows()
         return part
 
-    def _route(self, events: list[pb.DetectionEvent], flags: list[pb.AnomalyFlag]) -> None:
+    def _route(self, events: list[pb.DetectionEvent]) -> None:
         assert self.route is not None
         facilities = {e.facility_id for e in events}
         if len(facilities) == 1:  # the usual message: one camera's batch
@@ -55,12 +56,10 @@ class MicroBatch:
         else:
             for e in events:
                 self._part(self.route(e.facility_id)).add((e,))
-        for f in flags:
-            self._part(self.route(f.facility_id)).add((), (f,))
 
     @property
     def size(self) -> int:
-        """Items to write: events, flags and dead letters."""
+        """Items to write: events and dead letters."""
         return sum(len(p) for p in self.parts.values()) + len(self.dead_letters)
 
     def age_ms(self, now: float | None = None) -> float:

@@ -2,7 +2,7 @@
 bytes, damaged valid messages, or well-formed messages with hostile field values — it is either
 accepted as an event that fits its database rows, or rejected with a reason; it never raises.
 
-Runs derandomized (the same cases every run, so a failure reproduces): 10,150 cases in all.
+Runs derandomized (the same cases every run, so a failure reproduces): 8,650 cases in all.
 A sample of accepted hostile events is written to the real database: none may be refused there.
 """
 
@@ -202,8 +202,8 @@ def _check(decoded, total: int) -> None:
 @settings(FUZZ, max_examples=2500)
 @given(st.binary(max_size=512))
 def test_random_bytes_never_raise(raw: bytes) -> None:
-    for decoded in (validator.detection_batch(raw), validator.anomaly(raw)):
-        assert decoded.rejections or decoded.events or decoded.flags
+    decoded = validator.detection_batch(raw)
+    assert decoded.rejections or decoded.events
 
 
 @st.composite
@@ -244,17 +244,6 @@ def test_hostile_field_values_are_accepted_only_when_they_fit_the_tables(batch) 
         return
     _check(decoded, len(batch))
     assert len(validator.events(batch).events) == len(decoded.events)  # gRPC path: same verdicts
-
-
-@settings(FUZZ, max_examples=1500)
-@given(flags())
-def test_standalone_anomaly_flags_are_accepted_only_when_complete(flag: pb.AnomalyFlag) -> None:
-    decoded = validator.anomaly(flag.SerializeToString() or b"\x00")
-    assert len(decoded.flags) + len(decoded.rejections) == 1
-    for f in decoded.flags:
-        row = flag_row(f)
-        assert f.facility_id in KNOWN and f.anomaly_id and row[1].timestamp() <= NOW + 300.0
-        assert not f.camera_id or (f.facility_id, f.camera_id) in CAMERAS
 
 
 @pytest.fixture

@@ -123,27 +123,6 @@ def test_whole_messages_that_cannot_be_read_are_rejected(validator):
     )
 
 
-def test_standalone_flags_must_be_complete(validator):
-    flag = anomaly_flag(kind="lost", facility_id="FAC-002", flagged_at=NOW, source="rule:lost")
-    assert validator.anomaly(flag.SerializeToString()).flags == [flag]
-    for field, expected in (
-        ("anomaly_id", "missing_field: anomaly_id"),
-        ("flagged_at", "missing_field: flagged_at"),
-    ):
-        broken = pb.AnomalyFlag()
-        broken.CopyFrom(flag)
-        broken.ClearField(field)
-        assert validator.anomaly(broken.SerializeToString()).rejections[0].text == expected
-    stranger = anomaly_flag(kind="lost", facility_id="FAC-404", flagged_at=NOW)
-    assert validator.anomaly(stranger.SerializeToString()).rejections[0].text == "unknown_facility: FAC-404"
-    unregistered = anomaly_flag(kind="misplaced", facility_id="FAC-002", camera_id="cam-02", flagged_at=NOW)
-    assert validator.anomaly(unregistered.SerializeToString()).rejections[0].text == (
-        "unknown_camera: cam-02 of facility FAC-002"
-    )
-    registered = anomaly_flag(kind="misplaced", facility_id="FAC-002", camera_id="cam-01", flagged_at=NOW)
-    assert validator.anomaly(registered.SerializeToString()).flags == [registered]
-
-
 def test_a_flag_embedded_in_an_event_may_name_its_own_or_another_registered_camera(validator):
     factory = _factory()
     own, other = factory.decision(camera_id="cam-01"), factory.decision(camera_id="cam-01")
