@@ -6,11 +6,12 @@ model runs on the same batch; the primary still gets until the frames' remaining
 Otherwise the fallback result is used, flagged `fallback`, and the outcome carries the primary's
 still-running call (`late`): the pipeline emits the fallback's events as provisional and, when the
 primary answers, replaces them with the primary's (`edge.batching.late`). While a late primary is
-still running, later batches are answered by the fallback at once (`primary_busy`) rather than
-waiting behind it, and up to `CATCH_UP` of them queue for the primary too, so their answers are
-superseded once it catches up after a stall; beyond that they stay the fallback's (a primary that
-stays slow builds no backlog). A primary that raises counts towards the model manager's rollback
-and its batch is answered by the fallback.
+still running, later batches go straight to the fallback (`primary_busy`) rather than queueing
+behind it; those stay the fallback's. (Queueing them for the primary as well, to supersede them
+after a stall, was tried with up to 4 outstanding: a primary slow on 20 % of its calls then never
+went idle, and 99.7 % of batches were the fallback's instead of 65 %, fewer primary answers in the
+end — `bench.edge_pipeline --slow-primary 0.2:300`.) A primary that raises counts towards the
+model manager's rollback and its batch is answered by the fallback.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ import numpy as np
 
 from edge.backends.base import check_outputs
 from edge.hotswap.manager import LoadedModel, ModelManager
-
-CATCH_UP = 4
-"""Primary calls outstanding at most (the late one included) on batches the fallback answered."""
 
 
 @dataclass
@@ -53,11 +51,9 @@ class StragglerRunner:
         self.use_fallback = use_fallback
         self.counters: Counter[str] = Counter()
         """batches, fallback_runs, fallback_emitted, superseded, primary_late, primary_busy,
-        primary_queued, primary_errors, fallback_errors."""
+        primary_errors, fallback_errors."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="primary")
         self._running: Future[tuple[dict[str, np.ndarray], float]] | None = None
-        self._late: list[Future[tuple[dict[str, np.ndarray], float]]] = []
-        """Primary calls on fallback-answered batches not finished yet, oldest first."""
         self._closing = False
 
     def run(self, primary: LoadedModel, batch: Any, images: Sequence[np.ndarray], grace_s: float) -> Outcome:
@@ -75,13 +71,7 @@ class StragglerRunner:
         started = time.perf_counter()
         if fallback is not None and self._running is not None and not self._running.done():
             self.counters["primary_busy"] += 1
-            result = self._fallback(fallback, primary, images, started)
-            self._late = [f for f in self._late if not f.done()]
-            if result.raw is None or len(self._late) >= CATCH_UP:
-                return result
-            self.counters["primary_queued"] += 1
-            self._running = self._pool.submit(_timed_infer, primary, batch)
-            return replace(result, late=self._follow_late(primary, self._running))
+            return self._fallback(fallback, primary, images, started)
         future = self._pool.submit(_timed_infer, primary, batch)
         self._running = future
         try:
@@ -94,8 +84,8 @@ class StragglerRunner:
                 raw, ms = future.result(timeout=max(0.0, remaining))
             except FutureTimeout:
                 self.counters["primary_late"] += 1
-                late = self._follow_late(primary, future)
-                return replace(result, late=late) if result.raw is not None else result
+                future.add_done_callback(lambda f: self._late_done(primary, f))
+                return replace(result, late=future) if result.raw is not None else result
             except Exception as exc:
                 self._primary_failed(primary, exc)
                 return result
@@ -122,13 +112,6 @@ class StragglerRunner:
     def _primary_failed(self, primary: LoadedModel, exc: BaseException) -> None:
         self.counters["primary_errors"] += 1
         self.manager.record_failure(primary, exc)
-
-    def _follow_late(
-        self, primary: LoadedModel, future: Future[tuple[dict[str, np.ndarray], float]]
-    ) -> Future[tuple[dict[str, np.ndarray], float]]:
-        self._late.append(future)
-        future.add_done_callback(lambda f: self._late_done(primary, f))
-        return future
 
     def _late_done(self, primary: LoadedModel, future: Future[tuple[dict[str, np.ndarray], float]]) -> None:
         exc = future.exception()
