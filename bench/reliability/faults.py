@@ -298,13 +298,22 @@ class SentinelRedis:
         self.url = ""
         self.killed: str | None = None
         """The data node killed last (``master`` or ``replica``), until :meth:`restore`."""
+        self._killed_address: tuple[str, int] | None = None
 
     def start(self) -> None:
         self.url = self.plugin.start(self.home, free_port(), self._configured).url
 
     def master(self) -> tuple[str, int]:
-        """The master's address as the sentinels name it."""
+        """The master's address as the first answering sentinel names it."""
+        named = self._named_masters()
+        if not named:
+            raise FaultError("no sentinel names a master")
+        return named[0]
+
+    def _named_masters(self) -> list[tuple[str, int]]:
+        """The master each answering sentinel names (they disagree for a moment during a failover)."""
         parts = parse_sentinel_url(self.url)
+        named = []
         for host, port in parts.sentinels:
             try:
                 with redis.Redis(host=host, port=port, socket_timeout=1, socket_connect_timeout=1) as c:
@@ -312,9 +321,16 @@ class SentinelRedis:
             except (redis.RedisError, OSError):
                 continue
             if found:
-                host = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
-                return host, int(found[1])
-        raise FaultError("no sentinel names a master")
+                name = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
+                named.append((name, int(found[1])))
+        return named
+
+    def _promoted(self) -> tuple[str, int] | None:
+        """The master once every sentinel names the same one and it is not the killed node."""
+        named = set(self._named_masters())
+        if len(named) != 1 or self._killed_address in named:
+            return None
+        return named.pop()
 
     def kill_master(self) -> tuple[str, int]:
         """SIGKILL the master's redis-server (the machine is gone); returns its address."""
@@ -323,6 +339,7 @@ class SentinelRedis:
         if found is None:
             raise FaultError(f"no redis-server of ours listens on {address[1]}")
         self.killed, pid = found
+        self._killed_address = address
         os.kill(pid, signal.SIGKILL)
         return address
 
@@ -352,9 +369,15 @@ class SentinelRedis:
         every sentinel counts it as a healthy replica (so the next kill can fail over)."""
         if self.killed is None:
             return
-        master = self.master()
+        # Not the first sentinel's answer: one that has not switched yet names the killed node
+        # itself (a soak restarted it as a replica of its own address, where it stayed).
+        deadline = time.monotonic() + timeout
+        while (master := self._promoted()) is None:
+            if time.monotonic() > deadline:
+                raise FaultError(f"every sentinel naming the promoted master: not within {timeout:.0f} s")
+            time.sleep(0.05)
         self.plugin.restart_node(self.home, self.killed, replica_of=master)
-        self.killed = None
+        self.killed = self._killed_address = None
         wait_until(
             lambda: self._replicas_ready(master), timeout, "the restarted redis node synced as a replica"
         )

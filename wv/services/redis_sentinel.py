@@ -169,7 +169,9 @@ class RedisSentinelService(Service):
 
         A data node is started as a replica of ``replica_of`` (the current master: after a failover
         the old master must not come back as a master, even for a moment); the sentinels would
-        otherwise convert it themselves. Its append-only file is replaced by a resync.
+        otherwise convert it themselves. Its append-only file is replaced by a resync. Its own address
+        is refused: a node told to replicate itself waits for itself for ever, and the sentinels
+        leave a node that already calls itself a replica alone.
         """
         directory = home / node
         command: list[str] = json.loads((directory / "command.json").read_text())
@@ -177,6 +179,8 @@ class RedisSentinelService(Service):
             at = command.index("--replicaof")
             del command[at : at + 3]
         if node in DATA_NODES and replica_of is not None:
+            if str(replica_of[1]) == command[command.index("--port") + 1]:
+                raise ValueError(f"{node} cannot replicate itself ({replica_of[0]}:{replica_of[1]})")
             command += ["--replicaof", replica_of[0], str(replica_of[1])]
         process = spawn(command, directory)
         (directory / "pid").write_text(f"{process.pid}\n")

@@ -7,6 +7,7 @@ one line naming WV_REDIS_URL instead of hanging.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +49,10 @@ def test_starts_a_master_a_synced_replica_and_three_sentinels_describes_and_stop
         }
         assert all(process_matches(pid, "redis-server") for pid in pids.values())
         assert pids["sentinel-1"] == launched.pid
+        command = json.loads((home / "replica" / "command.json").read_text())
+        own = ("127.0.0.1", int(command[command.index("--port") + 1]))
+        with pytest.raises(ValueError, match="replica cannot replicate itself"):  # it would wait for ever
+            service.restart_node(home, "replica", replica_of=own)
 
         # Misconfiguration: a service no sentinel monitors; a plain Redis server given as a sentinel.
         unknown = launched.url.replace("/orders/3", "/payments/3")
