@@ -52,6 +52,11 @@ RULE_PASSES = Counter(
     "Rule evaluation passes: 'ok', or 'postponed' while the database is unavailable.",
     ["outcome"],
 )
+RULE_RATES_WAITING = Gauge(
+    "wv_rule_rates_waiting",
+    "1 while a rule runner's rate rules wait for the windows (Redis down, or lost data not rebuilt yet).",
+    ["runner"],
+)
 GRPC_SECONDS = Histogram(
     "wv_grpc_server_handling_seconds", "gRPC handling time.", ["method", "code"], buckets=_LATENCY_BUCKETS
 )

@@ -27,7 +27,7 @@ import redis
 from kafka import KafkaProducer
 
 from contract.proto import warehouse_vision_pb2 as pb
-from realtime.metrics import RULE_PASSES
+from realtime.metrics import RULE_PASSES, RULE_RATES_WAITING
 from realtime.resilience import TRANSIENT_ERRORS
 from realtime.rules.config import RateRule, RuleSet
 from realtime.rules.engine import evaluate
@@ -93,6 +93,7 @@ class RuleRunner:
                 else "windows current again: rate rules caught up"
             )
         self.rates_waiting_since = waiting
+        RULE_RATES_WAITING.labels(self._sink.component).set(waiting is not None)
         if flags:
             result = self._sink.store((), flags, source=RULES_SOURCE, give_up=give_up)
             log.info("rules raised %d flags (%d new)", len(flags), result.flags_written)

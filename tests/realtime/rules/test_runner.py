@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bench.fixtures.events import EventFactory
 from bench.fixtures.shards import ASSIGNMENT
@@ -139,10 +140,12 @@ def test_a_rate_rule_reads_the_windows_and_judges_the_same_after_redis_lost_them
     redis_client.flushdb()  # Redis lost everything: windows, streams, lineage
     assert runner.evaluate(since, now) == []
     assert runner.rates_waiting_since == since  # the rate rules wait for the rebuild
+    assert REGISTRY.get_sample_value("wv_rule_rates_waiting", {"runner": "test"}) == 1.0
     assert aggregator.check_lineage()  # the aggregator rebuilds the windows from the database
     later = now + timedelta(seconds=1)
     assert runner.evaluate(now, later) == flags  # caught up from where it waited: the same verdict
     assert runner.rates_waiting_since is None
+    assert REGISTRY.get_sample_value("wv_rule_rates_waiting", {"runner": "test"}) == 0.0
     assert scalar("SELECT count(*) FROM anomaly_flags") == 1
 
 
