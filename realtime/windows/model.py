@@ -78,20 +78,9 @@ class Window:
     """By (group, conveyor): ``("zone", "sorter")``, ``("camera_id", "cam-01")``."""
 
     @property
-    def damage_rate(self) -> float:
-        return self.damaged / self.packages if self.packages else 0.0
-
-    @property
-    def misplacement_rate(self) -> float:
-        return self.misplaced / self.packages if self.packages else 0.0
-
-    @property
-    def fallback_rate(self) -> float:
-        return self.fallback / self.packages if self.packages else 0.0
-
-    @property
-    def empty(self) -> bool:
-        return not self.packages and not self.anomalies
+    def counts(self) -> Counts:
+        """The facility's decision counts of this minute (``counts.rate("damage_rate")`` …)."""
+        return Counts(self.packages, self.damaged, self.misplaced, self.fallback)
 
 
 def _minutes(start: datetime, end: datetime) -> list[int]:

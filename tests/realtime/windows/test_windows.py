@@ -12,7 +12,7 @@ from contract.events import anomaly_flag, from_timestamp
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
 from realtime.windows.aggregator import WindowAggregator
-from realtime.windows.model import read_windows
+from realtime.windows.model import CONVEYOR_GROUPS, Counts, read_windows
 from realtime.windows.recompute import rebuild, windows_from_database
 from realtime.windows.streams import StreamPublisher, stream_key
 
@@ -84,7 +84,13 @@ def test_windows_match_a_recomputation_from_the_database_despite_redelivery(db, 
     windows = read_windows(redis_client, FACILITY, start, start + timedelta(minutes=10))
     assert sum(w.packages for w in windows) == 60
     assert sum(w.anomalies.get("damaged", 0) for w in windows) == 7
-    assert 0 < max(w.damage_rate for w in windows) < 1 and 0 < max(w.misplacement_rate for w in windows) < 1
+    assert 0 < max(w.counts.rate("damage_rate") for w in windows) < 1
+    assert 0 < max(w.counts.rate("misplacement_rate") for w in windows) < 1
+    for group in CONVEYOR_GROUPS:  # each decision counted once by its zone and once by its camera
+        parts = [c for w in windows for (g, _), c in w.conveyors.items() if g == group]
+        assert len(parts) > len(windows) and sum(parts, Counts()) == sum(
+            (w.counts for w in windows), Counts()
+        )
 
 
 def test_a_crashed_consumers_pending_entries_are_claimed_and_counted_once(db, redis_client, sink):
