@@ -205,6 +205,12 @@ def rules(
             now = datetime.now(UTC)
             flags = sum(len(runner.evaluate(now - lookback, now)) for runner in runners)
             typer.echo(f"{flags} flags due in the last {lookback_minutes} minutes")
+            if any(runner.rates_waiting_since for runner in runners):
+                typer.echo(
+                    "rate rules not judged: the windows are not current (Redis down, or lost data "
+                    "not rebuilt yet: is `wv realtime windows` running?)",
+                    err=True,
+                )
         else:
             metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
             stop = _stop_on_signals()
