@@ -439,7 +439,7 @@ def main() -> None:
         broker = Broker(work / "broker")
         broker.start()
         prefix = "stress."
-        kafka.ensure_topics(broker.bootstrap, [f"{prefix}detections", f"{prefix}anomalies"], partitions=3)
+        kafka.ensure_topics(broker.bootstrap, [f"{prefix}detections"], partitions=3)
         try:
             print(f"baseline: {max(2, n // 8)} unloaded rounds", flush=True)
             base = run_all(
