@@ -56,6 +56,9 @@ class PlanDoubleBuilder(PlanBuilder):
     fail: str | None = None
     builds: ClassVar[list[Path]] = []
     """The version directories built, in order."""
+    status: Path | None = None
+    """A manager's status file, read while building (what an operator sees then)."""
+    seen: ClassVar[list[str]] = []
 
     def target(self, device: str) -> BuildTarget:
         return BuildTarget(type(self).gpu, type(self).version)
@@ -68,6 +71,8 @@ class PlanDoubleBuilder(PlanBuilder):
         options: BuildOptions,
         calibration: Sequence[np.ndarray] | None = None,
     ) -> None:
+        if type(self).status is not None:
+            type(self).seen.append(json.loads(type(self).status.read_text())["engine_build"]["state"])
         if type(self).fail:
             raise RuntimeError(type(self).fail)
         dest.write_text(
@@ -94,6 +99,8 @@ class PlanDoubleEngine(OnnxRuntimeEngine):
 def builder() -> Iterator[type[PlanDoubleBuilder]]:
     PlanDoubleBuilder.gpu, PlanDoubleBuilder.version, PlanDoubleBuilder.fail = H100, "10.9.0", None
     PlanDoubleBuilder.builds.clear()
+    PlanDoubleBuilder.seen.clear()
+    PlanDoubleBuilder.status = None
     yield PlanDoubleBuilder
 
 
@@ -122,11 +129,16 @@ def test_a_plan_is_built_under_its_key_and_reused_until_gpu_library_or_model_cha
     models = store(edge_model, tmp_path, "v1")
     v1 = models / "v1"
     first = manager(models, "v1")
+    builder.status = models / "status.json"
     h100_plan = plan_path(v1, "fp32", BuildTarget(H100, "10.9.0"), 16)
     try:
         assert first.start().engine.plan == h100_plan  # type: ignore[attr-defined]
         assert builder.builds == [v1] and first.plans == {"built": 1}
-        assert first.status()["engine_build"]["state"] == "built"
+        assert builder.seen == ["building_engine"] and first.status()["engine_build"]["state"] == "built"
+        gauges = {
+            m.name: m.samples[0].value for m in first.collect() if m.samples and not m.samples[0].labels
+        }
+        assert gauges["wv_edge_engine_building"] == 0.0 and gauges["wv_edge_engine_build_seconds"] >= 0.0
     finally:
         first.stop()
 
@@ -215,7 +227,7 @@ def test_the_running_edge_builds_the_promoted_version_s_plan_before_its_shadow_r
         [{"id": "cam-1", "source": "synthetic://seed=41", "policy": "every"}],
         engine={"name": ENGINE, "precision": "fp32"},
         model={"version": None, "models_dir": str(models), "default": str(models / "v1")},
-        hotswap={"poll_s": 0.2, "shadow_frames": 6, "shadow_every": 1, "max_latency_ratio": 5.0},
+        hotswap={"poll_s": 0.2, "shadow_frames": 6, "shadow_every": 1, "max_latency_ratio": 100.0},
         transport={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix},
     )
     service = EdgeService(cfg)
