@@ -201,13 +201,17 @@ def test_hostile_strings_over_grpc_and_kafka_are_stored_verbatim_or_refused_and_
                 value[:20],
                 exc,
             )
-        try:
-            stub.GetAnomalyReport(pb.AnomalyReportRequest(facility_id=value), metadata=metadata, timeout=10)
-        except grpc.RpcError as exc:
-            assert exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), (
-                value[:20],
-                exc,
-            )
+        for method, request in (
+            (stub.GetAnomalyReport, pb.AnomalyReportRequest(facility_id=value)),
+            (stub.ListCameras, pb.CameraListRequest(facility_id=value)),
+        ):
+            try:
+                method(request, metadata=metadata, timeout=10)
+            except grpc.RpcError as exc:
+                assert exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), (
+                    value[:20],
+                    exc,
+                )
     far = pb.AnomalyReportRequest(facility_id="FAC-002")
     far.start.seconds, far.end.seconds = 0, 10**12  # past the year 9999
     with pytest.raises(grpc.RpcError) as refused:
