@@ -121,6 +121,9 @@ def register_camera(
 def switch_off_camera(conn: psycopg.Connection, facility_id: str, camera_id: str) -> bool:
     """Stop a camera: its edges stop reading it, its events are still accepted. False if it was
     already off; RegistrationError if it is not registered."""
+    missing = RegistrationError(f"camera {camera_id!r} of facility {facility_id!r} is not registered")
+    if not (REFERENCE_ID.fullmatch(facility_id) and REFERENCE_ID.fullmatch(camera_id)):
+        raise missing  # the table could not hold it (and a NUL could not even be sent)
     with conn.transaction():
         row = conn.execute(
             """
@@ -135,7 +138,7 @@ def switch_off_camera(conn: psycopg.Connection, facility_id: str, camera_id: str
             {"facility": facility_id, "camera": camera_id},
         ).fetchone()
     if row is None:
-        raise RegistrationError(f"camera {camera_id!r} of facility {facility_id!r} is not registered")
+        raise missing
     return bool(row[0])
 
 

@@ -95,6 +95,7 @@ def test_a_disabled_camera_stays_registered_switched_off_until_added_again(db, d
             ["disable", "FAC-001", "no-such-camera"],
             "error: camera 'no-such-camera' of facility 'FAC-001' is not",
         ),
+        (["disable", "FAC-001", "'; DROP TABLE cameras; --"], "error: camera \"'; DROP TABLE cameras"),
     ],
 )
 def test_an_unknown_facility_or_a_malformed_camera_id_is_one_error_line_and_writes_nothing(
