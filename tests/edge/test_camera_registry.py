@@ -6,6 +6,7 @@ stream), a real edge."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,11 +15,12 @@ import psycopg
 import pytest
 
 from contract.proto import warehouse_vision_pb2 as pb
-from edge.camera_registry import registry_cameras
+from edge.camera_registry import RegistryClient, RegistryWatcher, registry_cameras
 from edge.config import CameraConfig
 from edge.service import EdgeService
 from realtime.service.server import RunningServer, ServiceConfig, start_server
 from realtime.storage.facilities import register_camera, switch_off_camera
+from wv.services.base import free_port
 
 FACILITY = "FAC-003"
 
@@ -135,3 +137,27 @@ def test_registered_cameras_take_the_file_s_settings_by_id_and_unrunnable_ones_a
     ]
     assert [line.split(":")[0] for line in problems] == ["bare", "odd"]
     assert "no source registered" in problems[0]
+
+
+def test_an_edge_whose_registry_cannot_be_read_at_start_runs_the_file_s_cameras_and_says_so(
+    edge_config,
+) -> None:
+    cfg = edge_config(
+        [{"id": "dock", "source": source(1)}],
+        cameras_from="registry",
+        camera_registry={"timeout_s": 1},
+        transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{free_port()}"},  # nothing listens there
+    )
+    applied: list[list[CameraConfig]] = []
+    watcher = RegistryWatcher(cfg.facility, RegistryClient(cfg, "token"), cfg.cameras, applied.append, 0.05)
+    assert [c.id for c in watcher.initial()] == ["dock"]
+    stop = threading.Event()
+    runner = threading.Thread(target=watcher.run, args=(stop,))
+    runner.start()
+    wait_for(lambda: watcher.reads["failed"] >= 3)
+    stop.set()
+    runner.join(5)
+    assert applied == [] and not watcher.up  # nothing applied from a registry that did not answer
+    gauges = {m.name: m.samples for m in watcher.collect()}
+    assert gauges["wv_edge_camera_registry_up"][0].value == 0.0
+    assert gauges["wv_edge_camera_registry_age_seconds"] == []  # never read
