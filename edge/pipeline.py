@@ -1,14 +1,19 @@
 """The inference loop: batch frames across cameras, infer, decode, track, decide, write the outbox.
 
-One thread runs it. Each iteration takes up to the controller's batch limit of the oldest waiting
-frames (waiting a little for a fuller batch only while the oldest frame has slack), runs them
-through the straggler runner, and hands each frame, in order per camera, to that camera's
-tracker and decider; the events of the whole batch are then serialised (once) and written to the
-outbox in one durable write (one fsync per batch, not per frame), before the relay is told.
+Two threads run it, a batch apart. The batching thread (``inference-batch``) takes up to the
+controller's batch limit of the oldest waiting frames (waiting a little for a fuller batch only
+while the oldest frame has slack), runs them through the straggler runner and decodes the whole
+batch; the loop's own thread (``inference``) then hands each frame, in order per camera, to that
+camera's tracker and decider, serialises the events of the whole batch (once) and writes them to
+the outbox in one durable write (one fsync per batch, not per frame), before the relay is told.
+While one batch is tracked and written, the next is on the GPU: on an H100 at 64 cameras the
+per-frame Python work after inference took as long as everything else together
+(docs/benchmarks.md). Trackers, deciders, the late primary results and camera changes belong to
+the loop's thread alone; camera changes apply with no batch in flight (`edge.batching.handoff`).
 
 A frame's pixels may live in a decode worker's shared-memory slot (`edge.capture.workers`): they
-are valid until the batch ends, when the slot goes back to the worker. Whatever keeps pixels
-longer (the shadow run of a candidate model) copies them.
+are valid until the batch is written, when the slots go back to their workers (one message per
+worker). Whatever keeps pixels longer (the shadow run of a candidate model) copies them.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ from contract.frames import Detection
 from contract.proto import warehouse_vision_pb2 as pb
 from edge.backends.base import ModelFiles
 from edge.batching.controller import BatchController
+from edge.batching.handoff import Handoff
 from edge.batching.interval import IntervalController
 from edge.batching.late import LATE_WAIT_AT_END_S, LateBatch, LateFrame, LateResults
-from edge.batching.straggler import StragglerRunner
+from edge.batching.straggler import Outcome, StragglerRunner
 from edge.capture.queues import Captured, FrameHub
 from edge.capture.reader import CameraReader
-from edge.capture.workers import RemoteReader
+from edge.capture.workers import RemoteReader, release_all
 from edge.decisions.decider import Decider
 from edge.decisions.events import FrameContext, ModelInfo, has_anomalies
-from edge.hotswap.manager import ModelManager, ShadowSample
+from edge.hotswap.manager import LoadedModel, ModelManager, ShadowSample
 from edge.metrics import EdgeMetrics
 from edge.model.postprocess import decode
 from edge.outbox.relay import Relay
@@ -55,6 +61,21 @@ class CameraRuntime:
     decider: Decider
     interval: int = 1
     """The configured interval (the automatic one never goes below it)."""
+
+
+@dataclass
+class Inferred:
+    """A batch between the two threads: inferred and decoded, to be tracked, decided and written."""
+
+    items: list[Captured]
+    model: LoadedModel
+    """The active model when the batch was formed (it prepared the batch)."""
+    outcome: Outcome
+    detections: list[list[Detection]] | None
+    """None when neither model produced a result."""
+    started: float
+    prep_done: float
+    infer_done: float
 
 
 def decode_for(
@@ -99,6 +120,8 @@ class Pipeline:
         self.interval = interval
         self._changes: list[Callable[[], bool]] = []
         self._changes_lock = threading.Lock()
+        self._controller_lock = threading.Lock()
+        """The controller learns on the loop's thread and is asked on the batching thread."""
         self.late = LateResults(decode_for, self.counters)
         """Fallback-answered batches whose primary result is still to come (and supersede)."""
 
@@ -148,19 +171,52 @@ class Pipeline:
     # -- loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Process frames until `stop` is set or every (finite) source ended, then finish tracks."""
-        while not stop.is_set():
-            self.heartbeat.beat()
-            self._apply_changes()
-            self._settle_late()
-            self._adapt_interval()
-            items = self.next_batch(stop)
-            if items:
-                self._process_guarded(items)
-            elif self._sources_ended() and not self.hub.depth() and not self._changes:
-                break
+        """Process frames until `stop` is set or every (finite) source ended, then finish tracks.
+
+        This thread tracks, decides and writes; batching and inference run a batch ahead on
+        their own thread, which also beats the heartbeat (it is the one that takes frames; a
+        stuck second stage stops it through the full hand-over)."""
+        handoff: Handoff[Inferred] = Handoff()
+        batcher = threading.Thread(
+            target=self._batch_loop, args=(stop, handoff), name="inference-batch", daemon=True
+        )
+        batcher.start()
+        try:
+            while not handoff.finished():
+                if self._changes:
+                    handoff.pause(self._post_guarded)
+                    try:
+                        self._apply_changes()
+                    finally:
+                        handoff.resume()
+                self._settle_late()
+                self._adapt_interval()
+                inferred = handoff.get(0.05)
+                if inferred is not None:
+                    self._post_guarded(inferred)
+        finally:
+            handoff.close()
+            batcher.join()
+            while (inferred := handoff.get(0)) is not None:
+                self._post_guarded(inferred)
         self.drain()
         self.finish()
+
+    def _batch_loop(self, stop: threading.Event, handoff: Handoff[Inferred]) -> None:
+        """The batching thread: batch, infer and decode until `stop` or every source ended."""
+        try:
+            while not stop.is_set():
+                self.heartbeat.beat()
+                handoff.checkpoint(stop)
+                items = self.next_batch(stop)
+                if items:
+                    inferred = self._infer_guarded(items)
+                    if inferred is not None and not handoff.put(inferred):
+                        self._drop(items, "pipeline_error")  # the loop's thread failed
+                elif self._sources_ended() and not self.hub.depth() and not self._changes:
+                    break
+        finally:
+            handoff.end()
 
     def _sources_ended(self) -> bool:
         """Every camera's (finite) source has ended. An edge left without cameras (all switched off
@@ -180,7 +236,9 @@ class Pipeline:
             oldest = hub.oldest()
             if oldest is None:
                 return []
-            wait_until = time.monotonic() + ctl.fill_wait_s((time.monotonic() - oldest) * 1000)
+            with self._controller_lock:
+                wait_s = ctl.fill_wait_s((time.monotonic() - oldest) * 1000)
+            wait_until = time.monotonic() + wait_s
             while (
                 hub.pending() < ctl.limit
                 and (left := wait_until - time.monotonic()) > 0
@@ -206,20 +264,39 @@ class Pipeline:
             self.heartbeat.beat()
 
     def _process_guarded(self, items: list[Captured]) -> None:
-        """One batch; an unexpected error drops (and counts) its frames instead of the service."""
+        """One batch, both stages on this thread (the drain after the batching thread ended)."""
+        inferred = self._infer_guarded(items)
+        if inferred is not None:
+            self._post_guarded(inferred)
+
+    def _infer_guarded(self, items: list[Captured]) -> Inferred | None:
+        """An unexpected error drops (and counts) the batch's frames instead of the service."""
         try:
-            self.process(items)
+            return self.infer(items)
         except Exception:
             log.exception("batch of %d frames failed; dropped", len(items))
-            for c in items:
+            self._drop(items, "pipeline_error")
+            return None
+
+    def _post_guarded(self, inferred: Inferred) -> None:
+        try:
+            self.post(inferred)
+        except Exception:
+            log.exception("batch of %d frames failed; dropped", len(inferred.items))
+            for c in inferred.items:
                 self.hub.drop(c.frame.camera_id, "pipeline_error")
         finally:
-            for c in items:
-                c.done()
+            release_all(inferred.items)
+
+    def _drop(self, items: list[Captured], reason: str) -> None:
+        for c in items:
+            self.hub.drop(c.frame.camera_id, reason)
+        release_all(items)
 
     # -- one batch --------------------------------------------------------------------------
 
-    def process(self, items: list[Captured]) -> None:
+    def infer(self, items: list[Captured]) -> Inferred:
+        """First stage (batching thread): prepare, infer, decode the whole batch."""
         started = time.monotonic()
         model = self.manager.active
         assert model is not None
@@ -230,13 +307,8 @@ class Pipeline:
         grace = self.budget_s - (prep_done - oldest) - (self.controller.post_ms + SAFETY_MS) / 1000
         outcome = self.runner.run(model, batch, images, grace)
         infer_done = time.monotonic()
-        self.counters["batches"] += 1
-        self.metrics.batch_size.observe(len(items))
         if outcome.raw is None:
-            for c in items:
-                self.hub.drop(c.frame.camera_id, "inference_failed")
-            self.controller.observe(len(items), outcome.infer_ms, 0.0, [], self.hub.depth())
-            return
+            return Inferred(items, model, outcome, None, started, prep_done, infer_done)
         sizes = [c.frame.image.shape[:2] for c in items]
         detections = decode_for(outcome.raw, sizes, outcome.model.files)
         if not outcome.fallback and outcome.primary_ms is not None and self.manager.candidate is not None:
@@ -244,6 +316,26 @@ class Pipeline:
             self.manager.offer_shadow(
                 ShadowSample(kept, sizes, detections, outcome.primary_ms, model.version)
             )
+        return Inferred(items, model, outcome, detections, started, prep_done, infer_done)
+
+    def post(self, inferred: Inferred) -> None:
+        """Second stage (the loop's thread): track, decide, write; the controller learns."""
+        items, model, outcome, detections = (
+            inferred.items,
+            inferred.model,
+            inferred.outcome,
+            inferred.detections,
+        )
+        started, prep_done, infer_done = inferred.started, inferred.prep_done, inferred.infer_done
+        self.counters["batches"] += 1
+        self.metrics.batch_size.observe(len(items))
+        if detections is None:
+            for c in items:
+                self.hub.drop(c.frame.camera_id, "inference_failed")
+            backlog = self.hub.depth()
+            with self._controller_lock:
+                self.controller.observe(len(items), outcome.infer_ms, 0.0, [], backlog)
+            return
         info = outcome.model.info(outcome.fallback)
         if outcome.late is not None:
             info = replace(info, provisional=True)
@@ -271,7 +363,9 @@ class Pipeline:
             e2e.append(ctx.timings["end_to_end_ms"])
         self.e2e_ms.extend(e2e)
         post_ms = (time.monotonic() - infer_done) * 1000
-        self.controller.observe(len(items), outcome.infer_ms, post_ms, e2e, self.hub.depth())
+        backlog = self.hub.depth()
+        with self._controller_lock:
+            self.controller.observe(len(items), outcome.infer_ms, post_ms, e2e, backlog)
 
     def _decide(
         self,
