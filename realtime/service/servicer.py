@@ -2,7 +2,8 @@
 live view of a facility read from the per-minute windows on Redis.
 
 ``StreamDetectionEvents`` validates each batch like Kafka ingest does and stores it through the
-same :class:`EventSink` (one transaction per batch); the ``InferenceAck`` goes out only after
+same :class:`EventSink` (one transaction per batch, each event's anomaly flags stored with it:
+they travel inside their events and on no other path); the ``InferenceAck`` goes out only after
 that commit, so the edge may delete exactly what was acknowledged. While the database is down a
 batch is retried until the call's deadline, but at most ``WV_GRPC_MAX_CALL_S`` from the batch's
 arrival (a call without a deadline would otherwise hold a handler thread for ever); then the call
