@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract.proto import warehouse_vision_pb2 as pb
+from edge.decisions.events import FrameContext, ModelInfo, anomaly, new_event
 from edge.outbox.store import Outbox
+from edge.publish import wire
 
 
 class Clock:
@@ -107,3 +110,23 @@ def test_entries_written_after_a_drain_or_behind_an_unacked_one_are_still_found(
     ob.ack([e.key for e in ob.pending(10)])
     ob.put([(b"n4", False)])
     assert [e.payload for e in ob.pending(10)] == [b"n4"] and ob.oldest_age_s() == 0.0
+
+
+def test_an_outbox_an_older_edge_filled_is_relayed_as_it_is_flags_inside_their_events(tmp_path: Path):
+    """The stored format did not change when flags stopped travelling twice: an upgraded edge reads
+    the flagged events (class ``a``) an older one left, and sends each once, its flags inside it."""
+    event = new_event(
+        pb.EVENT_KIND_DECISION,
+        FrameContext("FAC-001", "cam-1", 3, 1e9, ModelInfo("v1", "onnxruntime", "int8")),
+        "t-1",
+    )
+    event.anomalies.append(anomaly(event, "damaged", pb.SEVERITY_CRITICAL, 0.95, {}, 1e9))
+    older = open_outbox(tmp_path, Clock())
+    older.put([(event.SerializeToString(), True)])  # what an older edge wrote
+    older.close()
+    upgraded = open_outbox(tmp_path, Clock())
+    [entry] = upgraded.pending(10)
+    outgoing = wire.read(entry.payload)
+    batch = pb.DetectionBatch.FromString(wire.batch_bytes("b-1", [outgoing]))
+    assert entry.anomaly and outgoing.event_id == event.event_id
+    assert list(batch.events) == [event] and batch.events[0].anomalies[0].kind == "damaged"
