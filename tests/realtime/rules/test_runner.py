@@ -23,7 +23,7 @@ from realtime.rules.runner import RuleRunner
 from realtime.sink import EventSink
 from realtime.storage.connection import Connector
 from realtime.storage.shards import HOME
-from realtime.windows.aggregator import WindowAggregator
+from realtime.windows.aggregator import LINEAGE_KEY, WindowAggregator
 from realtime.windows.recompute import WindowRepair
 from realtime.windows.streams import StreamPublisher, stream_key
 
@@ -146,6 +146,12 @@ def test_a_rate_rule_reads_the_windows_and_judges_the_same_after_redis_lost_them
     assert runner.evaluate(now, later) == flags  # caught up from where it waited: the same verdict
     assert runner.rates_waiting_since is None
     assert REGISTRY.get_sample_value("wv_rule_rates_waiting", {"runner": "test"}) == 0.0
+
+    # a failover: the windows name another data history (a promoted replica takes a new id)
+    redis_client.set(LINEAGE_KEY, "the-old-masters-history")
+    assert runner.evaluate(since, later) == [] and runner.rates_waiting_since == since
+    assert aggregator.check_lineage()
+    assert runner.evaluate(later, later + timedelta(seconds=1)) == flags
     assert scalar("SELECT count(*) FROM anomaly_flags") == 1
 
 
