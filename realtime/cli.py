@@ -24,6 +24,7 @@ from realtime import kafka, metrics
 from realtime.ingest.supervisor import run_workers
 from realtime.ingest.worker import IngestConfig
 from realtime.rules.config import load_rules
+from realtime.rules.loader import check_windows_hold
 from realtime.rules.runner import RuleRunner
 from realtime.service.server import ServiceConfig
 from realtime.service.server import serve as serve_grpc
@@ -175,6 +176,7 @@ def rules(
     settings = CentreSettings.startup()
     _check_redis(settings)
     ruleset = load_rules(settings.rules_file)
+    check_windows_hold(ruleset, ttl_s=settings.window_ttl_s, rebuild_minutes=settings.window_rebuild_minutes)
     shards = ShardMap.from_settings(settings)
     connectors = [Connector(url, application_name="wv-rules") for url in shards.urls.values()]
     client = connect(settings.redis_url, socket_timeout=5, failover_s=5.0)

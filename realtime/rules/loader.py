@@ -25,6 +25,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from foundation.settings import ConfigError
 from realtime.rules.config import DwellRule, LostRule, RateRule, RuleSet, ThresholdRule
 from realtime.rules.engine import baseline_key, rate_windows, window_start
 from realtime.rules.facts import ConveyorMinute, Decision, Facts, Sighting, Zone
@@ -52,6 +53,25 @@ _BASELINE = """
     WHERE d.kind = 'decision' AND d.event_time >= %s AND d.event_time < %s
     GROUP BY 1, 2
 """
+
+
+def check_windows_hold(rules: RuleSet, *, ttl_s: int, rebuild_minutes: int) -> None:
+    """Refuse rate rules whose window the per-minute windows cannot hold whole: longer than the
+    windows are kept, or than what is rebuilt after a Redis loss (judged on a part, it would miss)."""
+    for rule in rules.rules:
+        if not isinstance(rule, RateRule):
+            continue
+        if rule.window_minutes * 60 > ttl_s:
+            raise ConfigError(
+                f"WV_RULES_FILE: rule {rule.name}: window_minutes {rule.window_minutes} is longer than the "
+                f"windows are kept (WV_WINDOW_TTL_S={ttl_s}); raise WV_WINDOW_TTL_S or shorten the window"
+            )
+        if rule.window_minutes > rebuild_minutes:
+            raise ConfigError(
+                f"WV_RULES_FILE: rule {rule.name}: window_minutes {rule.window_minutes} is longer than what "
+                f"is rebuilt after a Redis loss (WV_WINDOW_REBUILD_MINUTES={rebuild_minutes}); raise "
+                "WV_WINDOW_REBUILD_MINUTES or shorten the window"
+            )
 
 
 class FactLoader:

@@ -14,6 +14,7 @@ from foundation.settings import ConfigError
 from realtime.rules.config import RateRule, RuleSet, load_rules, parse_rules
 from realtime.rules.engine import baseline_key, evaluate
 from realtime.rules.facts import ConveyorMinute, Decision, Facts, Sighting, Zone
+from realtime.rules.loader import check_windows_hold
 from realtime.windows.model import CONVEYOR_GROUPS, Counts
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -267,3 +268,19 @@ def test_a_bad_rule_file_names_the_variable_and_the_problem():
             "rules: [{name: a, type: lost, kind: lost, within_s: 5}, "
             "{name: a, type: lost, kind: lost, within_s: 6}]"
         )
+
+
+def test_a_rate_window_the_per_minute_windows_cannot_hold_whole_is_refused():
+    """Rate rules read the windows: a window longer than they are kept, or than a rebuild after a
+    Redis loss restores, would be judged on a part of its packages."""
+    hour = parse_rules(
+        "rules: [{name: hourly, type: rate, kind: k, metric: damage_rate, window_minutes: 60}]"
+    )
+    check_windows_hold(hour, ttl_s=6 * 3600, rebuild_minutes=60)
+    with pytest.raises(ConfigError, match="WV_WINDOW_TTL_S=1800"):
+        check_windows_hold(hour, ttl_s=1800, rebuild_minutes=60)
+    with pytest.raises(ConfigError, match=r"rule hourly.*WV_WINDOW_REBUILD_MINUTES=30"):
+        check_windows_hold(hour, ttl_s=6 * 3600, rebuild_minutes=30)
+    check_windows_hold(
+        load_rules(), ttl_s=6 * 3600, rebuild_minutes=60
+    )  # the packaged rules fit the defaults
