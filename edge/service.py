@@ -693,6 +693,12 @@ class EdgeService:
         kinds = {("decision",): p.counters["events_decision"], ("detection",): p.counters["events_detection"]}
         yield counter("wv_edge_events", "Events written to the outbox.", ["kind"], kinds)
         yield counter("wv_edge_anomalies", "Anomaly flags raised.", [], {(): p.counters["anomalies"]})
+        yield counter(
+            "wv_edge_fallback_superseded",
+            "Fallback-answered batches, and fallback detection events, the late primary result superseded.",
+            ["what"],
+            {("batches",): p.counters["batches_superseded"], ("events",): p.counters["events_superseding"]},
+        )
         yield gauge("wv_edge_outbox_events", "Unacknowledged events in the outbox.", len(ob))
         yield gauge("wv_edge_outbox_bytes", "Bytes of unacknowledged events.", ob.size_bytes)
         yield gauge("wv_edge_outbox_oldest_age_seconds", "Age of the oldest outbox event.", ob.oldest_age_s())

@@ -38,6 +38,10 @@ def test_fallback_detections_are_marked_and_superseded_by_the_late_primary_in_th
     service.shutdown()
     counters, written = service.pipeline.counters, service.outbox.counters["written"]
     assert service.runner.counters["primary_late"] >= 1 and counters["batches_superseded"] >= 1
+    superseded = service.metrics.registry.get_sample_value(
+        "wv_edge_fallback_superseded_total", {"what": "events"}
+    )
+    assert superseded == counters["events_superseding"]
     assert service.outbox_left == 0 and service.relay.counters["delivered"] == written
 
     # every event stored once, ids unique
