@@ -36,7 +36,7 @@ from edge.decisions.identity import IdentityReader
 from edge.decisions.references import SkuReferences
 from edge.decisions.smoothing import DirichletSmoother
 from edge.decisions.zones import ZoneMap
-from edge.tracking.iou import Track, iou_matrix
+from edge.tracking.iou import Track, greedy_pairs, iou_matrix
 
 SAME_PACKAGE_IOU = 0.3
 """Overlap above which a primary and a fallback box of one frame are the same package."""
@@ -284,19 +284,7 @@ class Decider:
 def _same_packages(
     records: list[Provisional], detections: list[Detection]
 ) -> list[tuple[Provisional, Detection]]:
-    """Pair fallback and primary detections of one frame, greedily by descending box overlap."""
+    """Pair the fallback's and the primary's detections of one frame by box overlap."""
     a = np.array([r.det.box.as_array() for r in records], dtype=np.float32).reshape(-1, 4)
     b = np.array([d.box.as_array() for d in detections], dtype=np.float32).reshape(-1, 4)
-    ious = iou_matrix(a, b)
-    pairs: list[tuple[Provisional, Detection]] = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(-ious, axis=None, kind="stable"):
-        i, j = divmod(int(flat), ious.shape[1])
-        if ious[i, j] < SAME_PACKAGE_IOU:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            pairs.append((records[i], detections[j]))
-    return pairs
+    return [(records[i], detections[j]) for i, j in greedy_pairs(iou_matrix(a, b), SAME_PACKAGE_IOU)]

@@ -67,6 +67,23 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
+def greedy_pairs(ious: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(row, column) pairs by descending IoU, each row and column used once, IoU >= `threshold`:
+    optimal enough for well-separated packages."""
+    pairs: list[tuple[int, int]] = []
+    rows: set[int] = set()
+    cols: set[int] = set()
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        i, j = divmod(int(flat), ious.shape[1])
+        if ious[i, j] < threshold:
+            break
+        if i not in rows and j not in cols:
+            rows.add(i)
+            cols.add(j)
+            pairs.append((i, j))
+    return pairs
+
+
 class IouTracker:
     """Tracks of one camera. Not thread-safe: one tracker per camera, fed in frame order."""
 
@@ -92,18 +109,11 @@ class IouTracker:
         predicted = np.array([t.predict(index) for t in live], dtype=np.float32).reshape(-1, 4)
         boxes = np.array([d.box.as_array() for d in detections], dtype=np.float32).reshape(-1, 4)
         ious = iou_matrix(predicted, boxes)
-        matched_tracks: set[int] = set()
-        matched_dets: set[int] = set()
+        pairs = greedy_pairs(ious, self.iou_threshold)
+        matched_tracks = {ti for ti, _ in pairs}
+        matched_dets = {di for _, di in pairs}
         matches: list[tuple[Track, Detection]] = []
-        # Greedy assignment by descending IoU: optimal enough for well-separated packages.
-        for flat in np.argsort(-ious, axis=None, kind="stable"):
-            ti, di = divmod(int(flat), ious.shape[1])
-            if ious[ti, di] < self.iou_threshold:
-                break
-            if ti in matched_tracks or di in matched_dets:
-                continue
-            matched_tracks.add(ti)
-            matched_dets.add(di)
+        for ti, di in pairs:
             self._hit(live[ti], detections[di], index, timestamp)
             matches.append((live[ti], detections[di]))
 
