@@ -23,17 +23,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from contract.frames import Detection
 from contract.proto import warehouse_vision_pb2 as pb
-from edge.backends.base import ModelFiles
 from edge.decisions.decider import Decider
 from edge.decisions.events import FrameContext
-from edge.hotswap.manager import LoadedModel
+from edge.hotswap.manager import Decoder, LoadedModel
 
 LATE_WAIT_AT_END_S = 1.0
 """How long the last batches' primary may still take when the edge stops (then it is given up)."""
 
-Decode = Callable[[dict[str, np.ndarray], list[tuple[int, int]], ModelFiles], list[list[Detection]]]
 Written = tuple[list[pb.DetectionEvent], FrameContext, float, float]
 """What the pipeline writes for one frame: (events, context, captured_at, decided_at)."""
 
@@ -56,7 +53,7 @@ class LateBatch:
 class LateResults:
     """The fallback-answered batches whose primary is still running, in batch order."""
 
-    def __init__(self, decode: Decode, counters: Counter[str]) -> None:
+    def __init__(self, decode: Decoder, counters: Counter[str]) -> None:
         """``counters`` (the pipeline's) gets batches_superseded, events_superseding, late_lost."""
         self._decode = decode
         self.counters = counters
