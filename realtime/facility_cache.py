@@ -3,9 +3,13 @@ and ``cameras`` tables.
 
 The registry (facility → its registered camera ids) is refreshed every ``refresh_s`` and, at
 most once per ``miss_refresh_s``, on an unknown facility or camera, so one added while workers
-run is accepted within seconds without a database round trip per event. When the database is
-unreachable the last known registry stays; before the first successful load the error
-propagates (callers retry like any database error).
+run is accepted within seconds without a database round trip per event. A camera missing from
+the last load is also looked up on its own (one primary-key probe, remembered as absent for
+``miss_refresh_s``, at most ``max_lookups_per_s`` a second): an edge that follows the camera
+registry starts a camera moments after it is registered, and its first events must not be
+dead-lettered as ``unknown_camera`` because the cache was loaded a second before. When the
+database is unreachable the last known registry stays; before the first successful load the
+error propagates (callers retry like any database error).
 """
 
 from __future__ import annotations
@@ -44,16 +48,24 @@ class FacilityCache:
         self,
         load: Callable[[], Registry],
         *,
+        lookup: Callable[[str, str], bool] | None = None,
         refresh_s: float = 60.0,
         miss_refresh_s: float = 5.0,
+        max_lookups_per_s: int = 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
+        self._lookup = lookup
         self._refresh_s = refresh_s
         self._miss_refresh_s = miss_refresh_s
+        self._max_lookups = max_lookups_per_s
         self._clock = clock
         self._known: Registry = {}
         self._loaded_at = -float("inf")
+        self._absent: dict[tuple[str, str], float] = {}
+        """Cameras looked up and not found, with when (trusted for miss_refresh_s)."""
+        self._lookups: tuple[int, int] = (0, 0)
+        """(second, lookups in it): the rate limit of single-camera lookups."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -71,7 +83,15 @@ class FacilityCache:
             with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
                 return load_registry(conn)
 
-        return cls(load, refresh_s=refresh_s, miss_refresh_s=miss_refresh_s, clock=clock)
+        def lookup(facility_id: str, camera_id: str) -> bool:
+            with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM cameras WHERE facility_id = %s AND camera_id = %s",
+                    (facility_id, camera_id),
+                ).fetchone()
+                return row is not None
+
+        return cls(load, lookup=lookup, refresh_s=refresh_s, miss_refresh_s=miss_refresh_s, clock=clock)
 
     def _refresh(self) -> None:
         try:
@@ -88,6 +108,7 @@ class FacilityCache:
         with self._lock:
             self._known = known
             self._loaded_at = self._clock()
+            self._absent.clear()
 
     def prime(self) -> None:
         """Load now; raises the database error if nothing was ever loaded (callers retry)."""
@@ -102,7 +123,44 @@ class FacilityCache:
         if age > self._refresh_s or (missing and age > self._miss_refresh_s):
             self._refresh()
             cameras = self._known.get(facility_id)
+        elif (
+            cameras is not None
+            and camera_id is not None
+            and camera_id not in cameras
+            and self._looked_up(facility_id, camera_id)
+        ):
+            cameras = self._known.get(facility_id)
         return cameras
+
+    def _looked_up(self, facility_id: str, camera_id: str) -> bool:
+        """Look one camera up (unless found absent lately or over the rate); True if it exists
+        now (it is then added to the known registry)."""
+        now = self._clock()
+        second = int(now)
+        with self._lock:
+            absent_since = self._absent.get((facility_id, camera_id))
+            if self._lookup is None or (
+                absent_since is not None and now - absent_since <= self._miss_refresh_s
+            ):
+                return False
+            count = self._lookups[1] + 1 if self._lookups[0] == second else 1
+            if count > self._max_lookups:
+                return False
+            self._lookups = (second, count)
+        try:
+            found = self._lookup(facility_id, camera_id)
+        except psycopg.Error as exc:
+            log.warning("camera %s of %s not looked up: %s", camera_id, facility_id, exc)
+            return False
+        with self._lock:
+            if not found:
+                self._absent[(facility_id, camera_id)] = now
+                return False
+            self._known = {
+                **self._known,
+                facility_id: self._known.get(facility_id, frozenset()) | {camera_id},
+            }
+        return True
 
     def __call__(self, facility_id: str) -> bool:
         return self._cameras(facility_id) is not None
