@@ -225,6 +225,18 @@ class EdgeService:
             backoff=Backoff(t.backoff_base_s, t.backoff_cap_s),
             on_delivered=lambda count, seconds: self.metrics.delivery.observe(seconds),
         )
+        self.registry = (
+            RegistryWatcher(
+                cfg.facility,
+                RegistryClient(cfg, self._grpc_token),
+                cfg.cameras,
+                self.apply_cameras,
+                cfg.camera_registry.poll_s,
+            )
+            if cfg.cameras_from == "registry"
+            else None
+        )
+        self._camera_configs = self.registry.initial() if self.registry else list(cfg.cameras)
         e = cfg.engine
         self.manager = ModelManager(
             EngineSpec(
@@ -234,7 +246,7 @@ class EdgeService:
             cfg.hotswap,
             decode_for,
             status_path=base / "model_status.json",
-            scope=(cfg.facility, [c.id for c in cfg.cameras]),  # a canary naming them applies here
+            scope=(cfg.facility, [c.id for c in self._camera_configs]),  # a canary naming them applies here
         )
         self.relay.start()  # replay starts at once, before the first frame
         try:
@@ -248,18 +260,6 @@ class EdgeService:
                 if cfg.capture.workers
                 else None
             )
-            self.registry = (
-                RegistryWatcher(
-                    cfg.facility,
-                    RegistryClient(cfg, self._grpc_token),
-                    cfg.cameras,
-                    self.apply_cameras,
-                    cfg.camera_registry.poll_s,
-                )
-                if cfg.cameras_from == "registry"
-                else None
-            )
-            self._camera_configs = self.registry.initial() if self.registry else list(cfg.cameras)
             self.cameras = {c.id: self._camera(c) for c in self._camera_configs}
         except BaseException:
             decoders: DecodePool | None = getattr(self, "decoders", None)
