@@ -74,7 +74,9 @@ def main() -> None:
     version = read_version(model_dir)
     size, threshold = version.input_size, version.score_threshold
     parent = load_detector(model_dir)
-    opts = replace(CandidateModelConfig(steps=steps).finetune_options(), device=args.device, threads=None)
+    opts = replace(
+        CandidateModelConfig(steps=steps, device="cpu").finetune_options(), device=args.device, threads=None
+    )
     replay_fn = training_frames(RetrainingDatasetConfig().replay_seed)
     replay = [frame_to_sample(replay_fn(i), size) for i in range(RetrainingDatasetConfig().replay_frames)]
     frozen = heldout_frames(50 if args.quick else 200)

@@ -222,7 +222,7 @@ def main() -> None:
     parent = load_detector(DEFAULT_MODEL)
     opts = replace(
         CandidateModelConfig(
-            steps=4 if quick else args.steps, frozen_blocks=args.frozen_blocks, lr=args.lr
+            steps=4 if quick else args.steps, frozen_blocks=args.frozen_blocks, lr=args.lr, device="cpu"
         ).finetune_options(),
         device=device,
         threads=None,

@@ -47,7 +47,10 @@ class PipelineSettings(
         date(2025, 1, 1), description="First day of the Dagster daily/weekly partitions."
     )
     retrain_steps: int = Field(
-        300, gt=0, description="Fine-tuning steps of a drift-triggered retraining run."
+        300,
+        gt=0,
+        description="Fine-tuning steps of a drift-triggered retraining run on a CPU (a GPU run trains the whole "
+        "backbone for candidate_model's gpu_steps).",
     )
     retrain_every_days: int = Field(
         2,

@@ -1,0 +1,25 @@
+"""``candidate_model``'s fine-tune recipe follows the device the run resolves to: the last blocks on
+two CPU cores, the whole backbone on a GPU (it recovers more of a hard drift, docs/benchmarks.md)."""
+
+import torch
+
+from assets.retraining.assets import CandidateModelConfig
+
+
+def test_the_whole_backbone_trains_on_a_gpu_and_only_the_last_blocks_on_a_cpu() -> None:
+    cpu = CandidateModelConfig(device="cpu").finetune_options()
+    gpu = CandidateModelConfig(device="cuda").finetune_options()
+    assert (cpu.device, cpu.frozen_blocks, cpu.steps, cpu.lr) == ("cpu", 10, 300, 2e-3)
+    assert (gpu.device, gpu.frozen_blocks, gpu.steps, gpu.lr, gpu.warmup_steps) == (
+        "cuda",
+        0,
+        1500,
+        5e-4,
+        150,
+    )
+    assert CandidateModelConfig().finetune_options() == (gpu if torch.cuda.is_available() else cpu)
+
+
+def test_the_drift_sensors_step_count_sizes_the_cpu_recipe_only() -> None:
+    assert CandidateModelConfig(device="cpu", steps=60).finetune_options().steps == 60
+    assert CandidateModelConfig(device="cuda", steps=60).finetune_options().steps == 1500
