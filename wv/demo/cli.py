@@ -51,21 +51,22 @@ def summary_table(summary: WeekSummary, scenario: Scenario, swapped: bool) -> Ta
         table.add_column(column, justify="right")
     for phase in PHASES:
         table.add_column(f"accuracy {spans[phase]}", justify="right")
-    for column in ("p99 latency", "fallback events / decisions", "fallback p50 / p99", "ERP records"):
+    for column in ("p99 latency", "fallback ev/dec", "fallback p50/p99", "superseded", "ERP records"):
         table.add_column(column, justify="right")
     for f in summary.facilities:
         table.add_row(
             f"{f.facility}{' *' if f.drifted else ''}", f"{f.events:,}", f"{f.decisions:,}", f"{f.anomalies:,}",
             *(_pct(f.accuracy.get(p)) for p in PHASES), _ms(f.latency_p99_ms),
-            f"{_pct(f.fallback_share)} / {_pct(f.fallback_decision_share)} ({f.superseded:,} superseded)",
-            f"{_ms(f.fallback_latency_p50_ms)} / {_ms(f.fallback_latency_p99_ms)}", f"{f.erp_records:,}",
+            f"{_pct(f.fallback_share)}/{_pct(f.fallback_decision_share)}",
+            f"{_ms(f.fallback_latency_p50_ms)}/{_ms(f.fallback_latency_p99_ms)}", f"{f.superseded:,}",
+            f"{f.erp_records:,}",
         )  # fmt: skip
     swap = f"retrained model approved and hot-swapped during day {s}" if swapped else "no model swap"
     table.caption = (
         f"* {scenario.drift} drift from day {d}; {swap}. Accuracy: verified samples (the simulator "
         "verifies). Latency: end to end per event at the edge, frames replayed as fast as the CPU allows. "
-        "Fallback: events and decisions the straggler fallback model made when the primary missed its "
-        "deadline, how many of its detections the primary's late result superseded, and its latency."
+        "Fallback: share of events / decisions the straggler fallback model made when the primary missed "
+        "its deadline, their latency, and how many of its detections the primary's late result superseded."
     )
     return table
 
