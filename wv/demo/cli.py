@@ -37,6 +37,10 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms"
 
 
+def _ms_pair(first: float | None, second: float | None) -> str:
+    return "–" if first is None or second is None else f"{first:.0f}/{second:.0f} ms"
+
+
 def summary_table(summary: WeekSummary, scenario: Scenario, swapped: bool) -> Table:
     d, s, n = scenario.drift_day, scenario.swap_day, scenario.days
     spans = {
@@ -58,7 +62,7 @@ def summary_table(summary: WeekSummary, scenario: Scenario, swapped: bool) -> Ta
             f"{f.facility}{' *' if f.drifted else ''}", f"{f.events:,}", f"{f.decisions:,}", f"{f.anomalies:,}",
             *(_pct(f.accuracy.get(p)) for p in PHASES), _ms(f.latency_p99_ms),
             f"{_pct(f.fallback_share)}/{_pct(f.fallback_decision_share)}",
-            f"{_ms(f.fallback_latency_p50_ms)}/{_ms(f.fallback_latency_p99_ms)}", f"{f.superseded:,}",
+            _ms_pair(f.fallback_latency_p50_ms, f.fallback_latency_p99_ms), f"{f.superseded:,}",
             f"{f.erp_records:,}",
         )  # fmt: skip
     swap = f"retrained model approved and hot-swapped during day {s}" if swapped else "no model swap"
