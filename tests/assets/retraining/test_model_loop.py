@@ -16,6 +16,7 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
+import torch
 
 from assets.model_quality.drift import drift_evaluation
 from assets.model_quality.verified_samples import verified_samples
@@ -304,3 +305,95 @@ def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_p
     production = registry.production()
     assert production is not None and (production.version, production.approved_by) == (version, "ana")
     assert registry.read_pointer().previous == "default"  # type: ignore[union-attr]
+
+
+def _collected_frames(resources: dict[str, Any], facility: str, count: int) -> None:
+    """``count`` frames of the facility's camera as the edges' frame sampling leaves them, with the
+    ``unlabeled_frames`` manifest ``backbone_adaptation`` reads."""
+    import json
+
+    import cv2
+
+    from assets.model_quality.crops import parse_synthetic_uri
+
+    camera_id, uri = CAMERAS[facility]
+    camera = parse_synthetic_uri(camera_id, uri)
+    assert camera is not None
+    state = resources["settings"].state_dir
+    root = state / "unlabeled"
+    files = []
+    for i in range(count):
+        rel = f"{facility}/{camera_id}/{DAY.isoformat()}/{i:04d}.jpg"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), camera.render(i * FRAME_STEP).image)
+        files.append(rel)
+    manifest = state / "datasets" / "unlabeled" / facility / f"{DAY.isoformat()}.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"root": str(root), "frames": {camera_id: files}}))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_candidate_starts_from_the_adapted_backbone_when_asked(
+    cameras_streamed: None, loop_resources: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    from assets.retraining.adaptation import backbone_adaptation
+    from edge.model.version import load_detector
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert _nightly(loop_resources, instance, "FAC-002").success
+    _collected_frames(loop_resources, "FAC-002", 4)
+    adaptation = dg.materialize(
+        [backbone_adaptation],
+        resources=loop_resources,
+        run_config={
+            "ops": {
+                "backbone_adaptation": {
+                    "config": {
+                        "device": "cpu",
+                        "cpu_steps": 3,
+                        "cpu_batch_size": 2,
+                        "replay_frames": 2,
+                        "test_frames": 4,
+                        "frozen_tolerance": 1.0,
+                    }
+                }
+            }
+        },
+        instance=instance,
+    )
+    (check,) = adaptation.get_asset_check_evaluations()
+    assert check.passed
+    adapted_dir = Path(
+        str(adaptation.asset_materializations_for_node("backbone_adaptation")[0].metadata["path"].value)
+    )
+    result = dg.materialize(
+        [retraining_dataset, candidate_model],
+        resources=loop_resources,
+        run_config={
+            "ops": {
+                "retraining_dataset": {"config": {"replay_frames": 2}},
+                "candidate_model": {
+                    "config": {
+                        "adapted_backbone": True,
+                        "device": "cpu",
+                        "steps": 2,
+                        "batch_size": 2,
+                        "calibration_frames": 2,
+                        "reference_frames": 4,
+                    }
+                },
+            }
+        },
+        instance=instance,
+    )
+    version = str(result.asset_materializations_for_node("candidate_model")[0].metadata["version"].value)
+    model = ModelRegistry(database_url, tmp_path / "models").get(version)
+    assert (model.status, model.parent_version) == ("candidate", "default")
+    assert model.metrics["training"]["adapted_backbone"] == str(adapted_dir)
+    # The CPU recipe leaves the first blocks as they were: the adapted ones, not production's.
+    first = "backbone.blocks.0.attn.qkv.weight"
+    candidate, adapted = load_detector(Path(model.path)).state_dict(), load_detector(adapted_dir).state_dict()
+    production = load_detector(DEFAULT_MODEL).state_dict()
+    assert torch.equal(candidate[first], adapted[first])
+    assert not torch.equal(adapted[first], production[first])
