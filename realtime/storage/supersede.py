@@ -36,9 +36,9 @@ _MARK_ARRIVED = """
 """
 
 
-def mark_superseded(cur: psycopg.Cursor, rows: Sequence[tuple[object, ...]]) -> int:
+def mark_superseded(cur: psycopg.Cursor, rows: Sequence[tuple[object, ...]]) -> None:
     """Mark superseded rows for a batch's replacing and fallback-detection rows (already written,
-    same transaction); returns how many rows were newly marked."""
+    same transaction)."""
     named: tuple[list[datetime], list[str], list[str]] = ([], [], [])
     arrived: tuple[list[datetime], list[str]] = ([], [])
     for row in rows:
@@ -51,9 +51,7 @@ def mark_superseded(cur: psycopg.Cursor, rows: Sequence[tuple[object, ...]]) -> 
         elif row[_FALLBACK] and row[_KIND] == "detection":
             arrived[0].append(row[_TIME])  # type: ignore[arg-type]
             arrived[1].append(row[_ID])  # type: ignore[arg-type]
-    marked = 0
     if named[0]:
-        marked += cur.execute(_MARK_NAMED, named).rowcount
+        cur.execute(_MARK_NAMED, named)
     if arrived[0]:
-        marked += cur.execute(_MARK_ARRIVED, arrived).rowcount
-    return marked
+        cur.execute(_MARK_ARRIVED, arrived)
