@@ -193,6 +193,7 @@ def run_config(
     warmup: float,
     max_batch: int,
     interval: int = 1,
+    post_thread: bool = True,
 ) -> dict[str, float]:
     workers = math.ceil(cameras / per_worker) if per_worker else 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,6 +217,7 @@ def run_config(
                     "device": spec.device,
                     "threads": spec.threads,
                     "cuda_graphs": spec.cuda_graphs,
+                    "post_thread": post_thread,
                 },
                 "model": {"version": str(model), "fallback": None},
                 "budgets": {
@@ -293,6 +295,8 @@ def run_config(
 def _variant(args: argparse.Namespace) -> str:
     """What the row ran with beyond the defaults."""
     notes = [f"interval {args.interval}"] if args.interval != 1 else []
+    if args.one_thread:
+        notes.append("one loop thread")
     if args.switch_interval is not None:
         notes.append(f"switch interval {args.switch_interval * 1000:g} ms")
     return f" ({', '.join(notes)})" if notes else ""
@@ -321,6 +325,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 s per configuration")
     parser.add_argument("--cuda-graphs", action="store_true", help="engine.cuda_graphs (torch on CUDA)")
     parser.add_argument("--interval", type=int, default=1, help="infer every k-th frame of each camera")
+    parser.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="engine.post_thread: false (the inference loop tracks and writes on its own thread)",
+    )
     parser.add_argument(
         "--switch-interval",
         type=float,
@@ -356,7 +365,16 @@ def main() -> None:
     rows, metrics = [], {"switch_interval_s": sys.getswitchinterval()}
     for n in (int(c) for c in args.cameras.split(",")):
         r = run_config(
-            sources, spec, args.model, n, args.per_worker, seconds, args.warmup, max_batch, args.interval
+            sources,
+            spec,
+            args.model,
+            n,
+            args.per_worker,
+            seconds,
+            args.warmup,
+            max_batch,
+            args.interval,
+            not args.one_thread,
         )
         load = os.getloadavg()[0]
         r["load_1m"] = load

@@ -192,6 +192,13 @@ class EngineConfig(_Strict):
     cuda_graphs: bool = Field(
         default=False, description="torch on CUDA: replay a CUDA graph per batch-size bucket (powers of two)."
     )
+    post_thread: bool = Field(
+        default=True,
+        description=(
+            "Track, decide and write a batch on a second thread while the next one is inferred; "
+            "false: one thread does both (they share the interpreter lock, see docs/benchmarks.md)."
+        ),
+    )
 
 
 class ModelSpec(_Strict):

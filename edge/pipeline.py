@@ -1,14 +1,16 @@
 """The inference loop: batch frames across cameras, infer, decode, track, decide, write the outbox.
 
-Two threads run it, a batch apart. The batching thread (``inference-batch``) takes up to the
-controller's batch limit of the oldest waiting frames (waiting a little for a fuller batch only
-while the oldest frame has slack), runs them through the straggler runner and decodes the whole
-batch; the loop's own thread (``inference``) then hands each frame, in order per camera, to that
+Two threads run it, a batch apart (one with ``engine.post_thread: false``). The batching thread
+(``inference-batch``) takes up to the controller's batch limit of the oldest waiting frames
+(waiting a little for a fuller batch only while the oldest frame has slack), runs them through the
+straggler runner and decodes the whole batch; the loop's own thread (``inference``) then hands each frame, in order per camera, to that
 camera's tracker and decider, serialises the events of the whole batch (once) and writes them to
 the outbox in one durable write (one fsync per batch, not per frame), before the relay is told.
 While one batch is tracked and written, the next is on the GPU: on an H100 at 64 cameras the
 per-frame Python work after inference took as long as everything else together
-(docs/benchmarks.md). Trackers, deciders, the late primary results and camera changes belong to
+(docs/benchmarks.md); but the two share the interpreter lock, and every release of it by the
+batching thread (a frame copy, a CUDA call) costs it up to a switch interval while the other
+runs Python. Trackers, deciders, the late primary results and camera changes belong to
 the loop's thread alone; camera changes apply with no batch in flight (`edge.batching.handoff`).
 
 A frame's pixels may live in a decode worker's shared-memory slot (`edge.capture.workers`): they
@@ -99,6 +101,7 @@ class Pipeline:
         metrics: EdgeMetrics,
         budget_ms: float,
         interval: IntervalController | None = None,
+        post_thread: bool = True,
     ) -> None:
         self.facility_id = facility_id
         self.cameras = cameras
@@ -118,6 +121,8 @@ class Pipeline:
         self.heartbeat = Heartbeat("inference", has_work=lambda: hub.pending() > 0)
         """Beats once per loop turn; stalled when frames wait and the loop does not come back."""
         self.interval = interval
+        self.post_thread = post_thread
+        """Track, decide and write on the loop's thread while a batching thread infers the next batch."""
         self._changes: list[Callable[[], bool]] = []
         self._changes_lock = threading.Lock()
         self._controller_lock = threading.Lock()
@@ -171,9 +176,25 @@ class Pipeline:
     # -- loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Process frames until `stop` is set or every (finite) source ended, then finish tracks.
+        """Process frames until `stop` is set or every (finite) source ended, then finish tracks."""
+        if self.post_thread:
+            self._run_two_threads(stop)
+        else:
+            while not stop.is_set():
+                self.heartbeat.beat()
+                self._apply_changes()
+                self._settle_late()
+                self._adapt_interval()
+                items = self.next_batch(stop)
+                if items:
+                    self._process_guarded(items)
+                elif self._sources_ended() and not self.hub.depth() and not self._changes:
+                    break
+        self.drain()
+        self.finish()
 
-        This thread tracks, decides and writes; batching and inference run a batch ahead on
+    def _run_two_threads(self, stop: threading.Event) -> None:
+        """This thread tracks, decides and writes; batching and inference run a batch ahead on
         their own thread, which also beats the heartbeat (it is the one that takes frames; a
         stuck second stage stops it through the full hand-over)."""
         handoff: Handoff[Inferred] = Handoff()
@@ -199,8 +220,6 @@ class Pipeline:
             batcher.join()
             while (inferred := handoff.get(0)) is not None:
                 self._post_guarded(inferred)
-        self.drain()
-        self.finish()
 
     def _batch_loop(self, stop: threading.Event, handoff: Handoff[Inferred]) -> None:
         """The batching thread: batch, infer and decode until `stop` or every source ended."""
@@ -264,7 +283,7 @@ class Pipeline:
             self.heartbeat.beat()
 
     def _process_guarded(self, items: list[Captured]) -> None:
-        """One batch, both stages on this thread (the drain after the batching thread ended)."""
+        """One batch, both stages on this thread (one thread, or the drain at the end)."""
         inferred = self._infer_guarded(items)
         if inferred is not None:
             self._post_guarded(inferred)

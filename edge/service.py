@@ -285,6 +285,7 @@ class EdgeService:
             self.metrics,
             b.latency_ms,
             IntervalController(cfg.capture.max_interval) if cfg.capture.max_interval > 1 else None,
+            e.post_thread,
         )
         self.metrics.add_collector(self._collect)
         self.metrics.add_collector(self.manager.collect)

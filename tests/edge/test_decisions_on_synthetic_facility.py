@@ -30,7 +30,9 @@ def ground_truth(camera: str, uri: str) -> dict[str, tuple[str, int]]:
     return {pid: (conds[0], len(conds)) for pid, conds in seen.items()}
 
 
-def run_edge(edge_config, collect, kafka_bootstrap, topic_prefix, interval: int, workers: int):
+def run_edge(
+    edge_config, collect, kafka_bootstrap, topic_prefix, interval: int, workers: int, post_thread: bool
+):
     """One edge over both cameras until their streams end; returns it and every event it published."""
     cfg = edge_config(
         [
@@ -41,6 +43,7 @@ def run_edge(edge_config, collect, kafka_bootstrap, topic_prefix, interval: int,
         transport={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix},
         decisions={"detection_sample_rate": 0.05},
         budgets={"fallback": False},  # an offline replay: every frame waits for the primary model
+        engine={"post_thread": post_thread},
     )
     collector = collect(kafka_bootstrap, f"{topic_prefix}detections")
     service = EdgeService(cfg)
@@ -72,7 +75,7 @@ def judged(events: list[pb.DetectionEvent]) -> tuple[list[str], list[str], dict[
 def test_each_package_gets_exactly_one_decision_with_the_right_condition_also_inferring_every_third_frame(
     edge_config, collect, kafka_bootstrap, topic_prefix
 ):
-    service, events = run_edge(edge_config, collect, kafka_bootstrap, f"{topic_prefix}k1.", 1, 0)
+    service, events = run_edge(edge_config, collect, kafka_bootstrap, f"{topic_prefix}k1.", 1, 0, True)
     assert sum(service.pipeline.frames_by_camera.values()) == FRAMES * len(CAMERAS)  # `every` drops nothing
     packages, right, report = judged(events)
     assert len(packages) >= 20
@@ -85,7 +88,8 @@ def test_each_package_gets_exactly_one_decision_with_the_right_condition_also_in
 
     # DeepStream's `interval`: a third of the frames inferred, in decode worker processes; the
     # tracker carries the boxes between. One decision per package, accuracy within 0.5 point.
-    sparse, events = run_edge(edge_config, collect, kafka_bootstrap, f"{topic_prefix}k3.", 3, 1)
+    # This run's inference loop is one thread (engine.post_thread: false), the first run's two.
+    sparse, events = run_edge(edge_config, collect, kafka_bootstrap, f"{topic_prefix}k3.", 3, 1, False)
     assert sum(sparse.pipeline.frames_by_camera.values()) == sum(math.ceil(FRAMES / 3) for _ in CAMERAS)
     assert not sparse.hub.drops
     packages_k3, right_k3, report_k3 = judged(events)
