@@ -1,9 +1,10 @@
-"""``candidate_model``'s fine-tune recipe follows the device the run resolves to: the last blocks on
-two CPU cores, the whole backbone on a GPU (it recovers more of a hard drift, docs/benchmarks.md)."""
+"""The retraining recipe follows the device the run resolves to: the last blocks and 400 labeled
+packages on two CPU cores, the whole backbone and every label on a GPU (it recovers more of a hard
+drift from more labels, docs/benchmarks.md)."""
 
 import torch
 
-from assets.retraining.assets import CandidateModelConfig
+from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
 
 
 def test_the_whole_backbone_trains_on_a_gpu_and_only_the_last_blocks_on_a_cpu() -> None:
@@ -23,3 +24,12 @@ def test_the_whole_backbone_trains_on_a_gpu_and_only_the_last_blocks_on_a_cpu() 
 def test_the_drift_sensors_step_count_sizes_the_cpu_recipe_only() -> None:
     assert CandidateModelConfig(device="cpu", steps=60).finetune_options().steps == 60
     assert CandidateModelConfig(device="cuda", steps=60).finetune_options().steps == 1500
+
+
+def test_the_label_budget_is_400_packages_on_a_cpu_and_every_label_on_a_gpu_unless_set() -> None:
+    assert (RetrainingDatasetConfig().budget(gpu=False), RetrainingDatasetConfig().budget(gpu=True)) == (
+        400,
+        0,
+    )
+    assert RetrainingDatasetConfig().budget() == (0 if torch.cuda.is_available() else 400)
+    assert RetrainingDatasetConfig(label_budget=5).budget(gpu=True) == 5

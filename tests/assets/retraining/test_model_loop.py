@@ -244,7 +244,13 @@ def test_retraining_fine_tunes_exports_and_registers_a_candidate(
             "ops": {
                 "retraining_dataset": {"config": {"replay_frames": 2}},
                 "candidate_model": {
-                    "config": {"steps": 2, "batch_size": 2, "calibration_frames": 2, "reference_frames": 4}
+                    "config": {
+                        "device": "cpu",
+                        "steps": 2,
+                        "batch_size": 2,
+                        "calibration_frames": 2,
+                        "reference_frames": 4,
+                    }
                 },
             }
         },
@@ -283,7 +289,13 @@ def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_p
             "ops": {
                 "retraining_dataset": {"config": {"replay_frames": 48}},
                 "candidate_model": {
-                    "config": {"steps": 60, "batch_size": 16, "calibration_frames": 8, "reference_frames": 8}
+                    "config": {
+                        "device": "cpu",
+                        "steps": 60,
+                        "batch_size": 16,
+                        "calibration_frames": 8,
+                        "reference_frames": 8,
+                    }
                 },
                 "candidate_evaluation": {"config": {"test_frames": 24, "parity_frames": 8}},
             }
