@@ -194,6 +194,7 @@ def run_config(
     max_batch: int,
     interval: int = 1,
     post_thread: bool = True,
+    zero_copy: bool = True,
 ) -> dict[str, float]:
     workers = math.ceil(cameras / per_worker) if per_worker else 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,6 +219,7 @@ def run_config(
                     "threads": spec.threads,
                     "cuda_graphs": spec.cuda_graphs,
                     "post_thread": post_thread,
+                    "zero_copy": zero_copy,
                 },
                 "model": {"version": str(model), "fallback": None},
                 "budgets": {
@@ -249,6 +251,7 @@ def run_config(
 
             offered0, done0, drops0 = read(), p.counters["frames"], Counter(hub.drops)
             batches0 = service.runner.counters["batches"]
+            uploads0 = Counter(frame_uploads(spec))
             p.e2e_ms.clear()
             gpu.start()
             t0 = time.monotonic()
@@ -263,6 +266,8 @@ def run_config(
             for (_cam, reason), n in drops.items():
                 by_reason[reason] += n
             batches = service.runner.counters["batches"] - batches0
+            uploads = Counter(frame_uploads(spec))
+            uploads.subtract(uploads0)
             reg = service.metrics.registry
             stages = {}
             for stage in ("decode", "queue", "preprocess", "infer", "track", "decide", "publish"):
@@ -288,8 +293,18 @@ def run_config(
         "gpu_util_pct": util,
         "memory_mb": memory,
         "post_ms_per_batch": service.controller.post_ms,
+        "direct_upload_pct": 100.0 * uploads["direct"] / max(uploads["direct"] + uploads["staged"], 1),
         **stages,
     }
+
+
+def frame_uploads(spec: EngineSpec) -> Counter[str]:
+    """Frames the GPU copied straight from shared memory (direct) or through a pinned buffer."""
+    if spec.name != "torch" or not spec.device.startswith("cuda"):
+        return Counter()
+    from edge.backends.torch_device import cuda_host_pins
+
+    return cuda_host_pins().counters
 
 
 def _variant(args: argparse.Namespace) -> str:
@@ -297,6 +312,8 @@ def _variant(args: argparse.Namespace) -> str:
     notes = [f"interval {args.interval}"] if args.interval != 1 else []
     if args.one_thread:
         notes.append("one loop thread")
+    if args.no_zero_copy:
+        notes.append("frames copied on the CPU")
     if args.switch_interval is not None:
         notes.append(f"switch interval {args.switch_interval * 1000:g} ms")
     return f" ({', '.join(notes)})" if notes else ""
@@ -329,6 +346,11 @@ def main() -> None:
         "--one-thread",
         action="store_true",
         help="engine.post_thread: false (the inference loop tracks and writes on its own thread)",
+    )
+    parser.add_argument(
+        "--no-zero-copy",
+        action="store_true",
+        help="engine.zero_copy: false (frames copied into a pinned buffer instead of read from the slots)",
     )
     parser.add_argument(
         "--switch-interval",
@@ -375,6 +397,7 @@ def main() -> None:
             max_batch,
             args.interval,
             not args.one_thread,
+            not args.no_zero_copy,
         )
         load = os.getloadavg()[0]
         r["load_1m"] = load
@@ -395,7 +418,9 @@ def main() -> None:
             }
         )
         print(
-            rows[-1], {k: round(v, 2) for k, v in r.items() if k.startswith(("stage_", "post_"))}, flush=True
+            rows[-1],
+            {k: round(v, 2) for k, v in r.items() if k.startswith(("stage_", "post_", "direct_"))},
+            flush=True,
         )
     per_batch = ", ".join(f"b{b} {baseline['engine_b' + str(b) + '_img_s']:.0f}" for b in batches)
     print(

@@ -199,6 +199,13 @@ class EngineConfig(_Strict):
             "false: one thread does both (they share the interpreter lock, see docs/benchmarks.md)."
         ),
     )
+    zero_copy: bool = Field(
+        default=True,
+        description=(
+            "torch on CUDA with decode workers: page-lock the workers' shared-memory frame slots so "
+            "the GPU copies frames straight from them (false: through a pinned buffer on the CPU)."
+        ),
+    )
 
 
 class ModelSpec(_Strict):

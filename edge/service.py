@@ -48,8 +48,9 @@ from edge.batching.interval import IntervalController
 from edge.batching.straggler import StragglerRunner
 from edge.camera_registry import RegistryClient, RegistryWatcher
 from edge.capture.reader import CameraReader
+from edge.capture.ring import PageLocker
 from edge.capture.workers import DecodePool, RemoteReader
-from edge.config import CameraConfig, EdgeConfig, ZoneSpec
+from edge.config import CameraConfig, EdgeConfig, EngineConfig, ZoneSpec
 from edge.decisions.decider import Decider
 from edge.decisions.references import SkuReferences
 from edge.decisions.zones import Zone, ZoneMap
@@ -105,6 +106,16 @@ def camera_zones(camera: CameraConfig, source: FrameSource) -> list[ZoneSpec]:
         for i, name in enumerate(layout.zones)
         for top, bottom in [layout.band(i)]
     ]
+
+
+def frame_locker(engine: EngineConfig) -> PageLocker | None:
+    """What page-locks the decode workers' frame slots for the engine's device (`engine.zero_copy`):
+    CUDA's host registration for the torch engine on a GPU, else nothing (frames are copied)."""
+    if engine.zero_copy and engine.name == "torch" and engine.device.startswith("cuda"):
+        from edge.backends.torch_device import cuda_host_pins
+
+        return cuda_host_pins()
+    return None
 
 
 RETIRE_WAIT_S = 10.0
@@ -256,7 +267,9 @@ class EdgeService:
             )
             self.hub = sampling_hub(cfg.facility)  # a FrameHub; samples frames when WV_FRAME_SAMPLING is on
             self.decoders = (
-                DecodePool(self.hub, cfg.capture.workers, int(cfg.capture.max_frame_mb * 2**20))
+                DecodePool(
+                    self.hub, cfg.capture.workers, int(cfg.capture.max_frame_mb * 2**20), frame_locker(e)
+                )
                 if cfg.capture.workers
                 else None
             )

@@ -1,6 +1,7 @@
 """PyTorch engine (the reference): CPU fp32/bf16, CUDA fp32/fp16/bf16 from `weights.pt`.
 
-On CUDA, frames are preprocessed on the GPU (`torch_device.DevicePreprocess`) and, with
+On CUDA, frames are preprocessed on the GPU (`torch_device.DevicePreprocess`, straight from the
+decode workers' shared memory when `engine.zero_copy` locked it) and, with
 ``engine.cuda_graphs``, each batch runs as a CUDA graph replay of its size bucket.
 """
 
@@ -20,7 +21,7 @@ from edge.backends.base import (
     ModelLoadError,
     register,
 )
-from edge.backends.torch_device import DevicePreprocess, GraphRunner
+from edge.backends.torch_device import DevicePreprocess, GraphRunner, cuda_host_pins
 from edge.model.version import WEIGHTS_FILE
 
 
@@ -54,7 +55,11 @@ class TorchEngine(Engine):
                 raise ModelLoadError(f"{model.path}: cannot load torch weights ({exc})") from None
         self._net: Any = module.to(self._device, self._dtype).eval()
         cuda = self._device.type == "cuda"
-        self._prepare = DevicePreprocess(torch, self._device, self._dtype, model.input_size) if cuda else None
+        self._prepare = (
+            DevicePreprocess(torch, self._device, self._dtype, model.input_size, cuda_host_pins())
+            if cuda
+            else None
+        )
         self._graphs = GraphRunner(self._capture, spec.max_graph_batch) if cuda and spec.cuda_graphs else None
         self._pool: Any = None
 

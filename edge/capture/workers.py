@@ -47,7 +47,7 @@ from typing import Any
 from contract.frames import Frame
 from edge.capture.queues import CameraQueue, Captured, FrameHub
 from edge.capture.reader import CameraReader
-from edge.capture.ring import FrameRing
+from edge.capture.ring import FrameRing, PageLocker, page_aligned
 from edge.config import CameraConfig
 from edge.retry import Backoff
 from edge.watchdog import Heartbeat
@@ -417,7 +417,7 @@ class _WorkerHandle:
                 pass
 
     def add(self, reader: RemoteReader) -> None:
-        ring = FrameRing.create(reader.camera_id, reader.spec.slots, reader.spec.slot_bytes)
+        ring = FrameRing.create(reader.camera_id, reader.spec.slots, reader.spec.slot_bytes, self.pool.locker)
         old, reader.ring = reader.ring, ring
         reader._worker = self
         self.readers[reader.camera_id] = reader
@@ -463,11 +463,15 @@ class _WorkerHandle:
 
 
 class DecodePool:
-    """N decode processes; each camera goes to the one with the fewest cameras."""
+    """N decode processes; each camera goes to the one with the fewest cameras. With a `locker`,
+    the slots' frames are page-locked for the GPU in the edge process (`edge.capture.ring`)."""
 
-    def __init__(self, hub: FrameHub, workers: int, slot_bytes: int) -> None:
+    def __init__(
+        self, hub: FrameHub, workers: int, slot_bytes: int, locker: PageLocker | None = None
+    ) -> None:
         self.hub = hub
-        self.slot_bytes = slot_bytes
+        self.slot_bytes = page_aligned(slot_bytes)
+        self.locker = locker
         self.workers = [_WorkerHandle(self, i) for i in range(workers)]
         self.counters: Counter[str] = Counter()
         """worker_restarts."""

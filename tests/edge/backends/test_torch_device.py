@@ -44,3 +44,32 @@ def test_batches_are_padded_to_their_bucket_and_chunked_past_the_largest():
     assert torch.allclose(torch.cat([c["out"] for c in chunks]), (x * weight).sum(dim=1))
     runner(torch.randn(5, 3, 2, 2))
     assert captured == [12, 8]  # 6 → bucket 8 (once), 5 → bucket 8 again: no new capture
+
+
+def test_frames_in_locked_memory_are_uploaded_from_it_and_give_the_same_batch():
+    """Frames in page-locked shared memory skip the pinned buffer; frames elsewhere in the same
+    batch still go through it; the batch is the same either way (run on the CPU)."""
+    from edge.backends.torch_device import HostPins
+    from edge.capture.ring import FrameRing, page_aligned
+
+    with open_source("synthetic://seed=2&realtime=0", "cam") as source:
+        frames = [source.read().image for _ in range(4)]
+    pins = HostPins(lambda address, nbytes: None, lambda address: None)
+    ring = FrameRing.create("cam", slots=3, slot_bytes=page_aligned(frames[0].nbytes), locker=pins)
+    for slot in range(3):
+        ring.write(slot, frames[slot])
+    images = [
+        ring.view(0, frames[0].shape),
+        frames[3],
+        ring.view(2, frames[2].shape),
+        ring.view(1, frames[1].shape),
+    ]
+    want = DevicePreprocess(torch, torch.device("cpu"), torch.float32, (224, 384))(images)
+    got = DevicePreprocess(torch, torch.device("cpu"), torch.float32, (224, 384), pins)(images)
+    assert torch.equal(got, want)
+    assert pins.counters == {"direct": 3, "staged": 1}
+    del images
+    ring.close()
+    assert pins.pinned_bytes == 0
+    DevicePreprocess(torch, torch.device("cpu"), torch.float32, (224, 384), pins)([frames[0]])
+    assert pins.counters == {"direct": 3, "staged": 2}
