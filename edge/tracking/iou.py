@@ -36,9 +36,14 @@ class Track:
     state: TrackState = TrackState.TENTATIVE
     hits: int = 1
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.float32))
+    corners: np.ndarray = field(init=False, repr=False)
+    """`box` as float32 (x1, y1, x2, y2), kept with it (the tracker reads it every frame)."""
+
+    def __post_init__(self) -> None:
+        self.corners = self.box.as_array()
 
     def predict(self, index: int) -> np.ndarray:
-        return self.box.as_array() + self.velocity * float(index - self.last_index)
+        return self.corners + self.velocity * float(index - self.last_index)
 
     @property
     def confirmed(self) -> bool:
@@ -58,12 +63,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), dtype=np.float32)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
+    # np.maximum(x, 0), not np.clip: the same values at a fraction of the call's cost (per frame)
+    ax1, ay1, ax2, ay2 = a.T[:, :, None]
+    bx1, by1, bx2, by2 = b.T[:, None, :]
+    inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0) * np.maximum(
+        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0
+    )
+    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
+    union = area_a + area_b - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
@@ -73,10 +81,10 @@ def greedy_pairs(ious: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     pairs: list[tuple[int, int]] = []
     rows: set[int] = set()
     cols: set[int] = set()
-    for flat in np.argsort(-ious, axis=None, kind="stable"):
-        i, j = divmod(int(flat), ious.shape[1])
-        if ious[i, j] < threshold:
-            break
+    order = np.argsort(-ious, axis=None, kind="stable")
+    above = int(np.count_nonzero(ious >= threshold))  # the first `above` of `order`
+    for flat in order[:above].tolist():
+        i, j = divmod(flat, ious.shape[1])
         if i not in rows and j not in cols:
             rows.add(i)
             cols.add(j)
@@ -106,16 +114,27 @@ class IouTracker:
     def update(self, index: int, timestamp: float, detections: list[Detection]) -> TrackerStep:
         """Match one frame's detections; frames must come in increasing `index` (gaps allowed)."""
         live = self.tracks
-        predicted = np.array([t.predict(index) for t in live], dtype=np.float32).reshape(-1, 4)
-        boxes = np.array([d.box.as_array() for d in detections], dtype=np.float32).reshape(-1, 4)
-        ious = iou_matrix(predicted, boxes)
-        pairs = greedy_pairs(ious, self.iou_threshold)
+        boxes = np.array(
+            [(b.x1, b.y1, b.x2, b.y2) for d in detections for b in (d.box,)], dtype=np.float32
+        ).reshape(-1, 4)
+        pairs: list[tuple[int, int]] = []
+        matches: list[tuple[Track, Detection]] = []
+        if live and detections:  # array operations over all tracks, not a few per track
+            corners = np.array([t.corners for t in live])
+            velocity = np.array([t.velocity for t in live])
+            gaps = np.array([index - t.last_index for t in live], dtype=np.float32)
+            pairs = greedy_pairs(iou_matrix(corners + velocity * gaps[:, None], boxes), self.iou_threshold)
+            if pairs:
+                rows, cols = (list(ix) for ix in zip(*pairs, strict=True))
+                step = (boxes[cols] - corners[rows]) / np.maximum(gaps[rows], 1)[:, None]
+                a = self.velocity_smoothing
+                first = np.array([live[t].hits == 1 for t in rows])[:, None]
+                moved = np.where(first, step, a * step + (1 - a) * velocity[rows]).astype(np.float32)
+                for k, (t, d) in enumerate(pairs):
+                    self._hit(live[t], detections[d], boxes[d], moved[k], index, timestamp)
+                    matches.append((live[t], detections[d]))
         matched_tracks = {ti for ti, _ in pairs}
         matched_dets = {di for _, di in pairs}
-        matches: list[tuple[Track, Detection]] = []
-        for ti, di in pairs:
-            self._hit(live[ti], detections[di], index, timestamp)
-            matches.append((live[ti], detections[di]))
 
         ended: list[Track] = []
         survivors: list[Track] = []
@@ -156,12 +175,19 @@ class IouTracker:
         self.tracks = []
         return ended
 
-    def _hit(self, track: Track, det: Detection, index: int, timestamp: float) -> None:
-        gap = max(1, index - track.last_index)
-        step = (det.box.as_array() - track.box.as_array()) / gap
-        a = self.velocity_smoothing
-        track.velocity = (step if track.hits == 1 else a * step + (1 - a) * track.velocity).astype(np.float32)
+    def _hit(
+        self,
+        track: Track,
+        det: Detection,
+        corners: np.ndarray,
+        velocity: np.ndarray,
+        index: int,
+        timestamp: float,
+    ) -> None:
+        """`velocity`: the new per-frame motion (the step since the last hit, smoothed after the first)."""
+        track.velocity = velocity
         track.box = det.box
+        track.corners = corners
         track.last_index = index
         track.last_time = timestamp
         track.hits += 1
