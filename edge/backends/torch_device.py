@@ -139,6 +139,7 @@ class DevicePreprocess:
         self.input_size = input_size
         self._pin = device.type == "cuda"
         self._pins = pins
+        self._foreach = True
         self._direct = False
         """This call uploaded frames straight from locked memory (wait for it before returning)."""
         self._mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255.0
@@ -195,8 +196,8 @@ class DevicePreprocess:
         assert pins is not None
         torch = self._torch
         dev = torch.empty((len(frames), *shape), dtype=torch.uint8, device=self._device)
-        for i in direct:
-            dev[i].copy_(torch.from_numpy(frames[i]), non_blocking=self._pin)
+        rows = dev.unbind(0)
+        self._copy_all([rows[i] for i in direct], [torch.from_numpy(frames[i]) for i in direct])
         if len(direct) < len(frames):
             taken = set(direct)
             rest = [i for i in range(len(frames)) if i not in taken]
@@ -205,6 +206,21 @@ class DevicePreprocess:
         pins.counters["staged"] += len(frames) - len(direct)
         self._direct = True
         return dev
+
+    def _copy_all(self, targets: list[Any], sources: list[Any]) -> None:
+        """One call for every frame (each torch call lets the interpreter lock go, and getting it
+        back beside a thread running Python can take a switch interval); one by one if the
+        private `_foreach_copy_` is missing or refuses."""
+        torch = self._torch
+        if self._foreach:
+            try:
+                torch._foreach_copy_(targets, sources, non_blocking=self._pin)
+                return
+            except (AttributeError, RuntimeError, TypeError) as exc:
+                self._foreach = False
+                log.warning("frames are uploaded one call each: torch._foreach_copy_ failed (%s)", exc)
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source, non_blocking=self._pin)
 
     def _staged(self, shape: tuple[int, ...], frames: list[np.ndarray]) -> Any:
         """Stacked into a pinned buffer on the CPU, then one asynchronous copy."""
