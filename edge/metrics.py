@@ -71,10 +71,15 @@ class EdgeMetrics:
             registry=self.registry,
         )
         self._server: Any = None
+        self._stages: dict[str, Histogram] = {}
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
+        """Every frame's stage times (each stage's histogram looked up once, not per frame)."""
         for stage, ms in timings_ms.items():
-            self.stage.labels(stage.removesuffix("_ms")).observe(ms / 1000.0)
+            child = self._stages.get(stage)
+            if child is None:
+                child = self._stages[stage] = self.stage.labels(stage.removesuffix("_ms"))
+            child.observe(ms / 1000.0)
 
     def add_collector(self, read: Callable[[], Iterable[Metric]]) -> None:
         self.registry.register(_Callback(read))

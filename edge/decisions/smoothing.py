@@ -28,7 +28,7 @@ class DirichletSmoother:
 
     def update(self, probs: np.ndarray, weight: float = 1.0) -> None:
         """Add one frame's condition probabilities with evidence `weight` (the detection score)."""
-        w = float(np.clip(weight, 0.0, 1.0))
+        w = min(max(float(weight), 0.0), 1.0)  # np.clip on a scalar costs 6 µs, per detection
         self._counts = self.discount * self._counts + w * np.asarray(probs, dtype=np.float64)
         self._score_sum = self.discount * self._score_sum + w * w
         self._weight_sum = self.discount * self._weight_sum + w
