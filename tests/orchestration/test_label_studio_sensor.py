@@ -33,6 +33,12 @@ def _tick(instance: dg.DagsterInstance, labeling: LabelingResource) -> dg.Sensor
     return result
 
 
+def _requested(instance: dg.DagsterInstance, labeling: LabelingResource) -> list[dg.RunRequest]:
+    """This test's week's run requests (the session's Label Studio holds other tests' weeks too)."""
+    requests = _tick(instance, labeling).run_requests or []
+    return [r for r in requests if r.partition_key == MONDAY.isoformat()]
+
+
 @pytest.mark.timeout(180)
 def test_new_annotations_launch_that_weeks_labels_once(
     dagster_instance: dg.DagsterInstance, database_url: str, label_studio_url: str, tmp_path: Path
@@ -44,11 +50,11 @@ def test_new_annotations_launch_that_weeks_labels_once(
     )
     client = LabelStudio(label_studio_url)
     pushed = push_tasks(client, project_title(MONDAY), [_task(0), _task(1)])
-    assert not _tick(dagster_instance, labeling).run_requests  # exported, nobody has labeled yet
+    assert not _requested(dagster_instance, labeling)  # exported, nobody has labeled yet
 
     first = {int(t["id"]): t for t in client.tasks(pushed.project)}
     client.annotate(min(first), label_studio_result("torn"))
-    (request,) = _tick(dagster_instance, labeling).run_requests or []
+    (request,) = _requested(dagster_instance, labeling)
     assert (request.partition_key, request.run_key) == (MONDAY.isoformat(), f"labels-{MONDAY}-1")
     assert hard_example_annotations_sensor.job_name == "pull_hard_example_labels"
 
@@ -58,10 +64,10 @@ def test_new_annotations_launch_that_weeks_labels_once(
         partition_key=MONDAY.isoformat(),
         resources={"database": DatabaseResource(url=database_url), "labeling": labeling},
     )
-    assert not _tick(dagster_instance, labeling).run_requests  # pulled: nothing new
+    assert not _requested(dagster_instance, labeling)  # pulled: nothing new
 
     client.annotate(max(first), label_studio_result("ok"))
-    (again,) = _tick(dagster_instance, labeling).run_requests or []
+    (again,) = _requested(dagster_instance, labeling)
     assert again.run_key == f"labels-{MONDAY}-2"
 
 
