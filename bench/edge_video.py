@@ -3,6 +3,7 @@
     python -m bench.edge_video --cameras 1,2,3,4 --cores 2                            # CPU, INT8
     python -m bench.edge_video --engine torch --device cuda --precision fp16 \\
         --cameras 1,8,16,32,64,96 --cores 16                                         # one GPU
+    python -m bench.edge_video ... --cameras 64 --processes 2                       # two edges, one GPU
 
 The clips are the simulator's scene as `wv data video` records it (`simulator.video.write_video`),
 transcoded to H.264 (libx264 through PyAV, one key frame a second, as cameras send) and cached
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -35,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +198,13 @@ def run_config(
     interval: int = 1,
     post_thread: bool = True,
     zero_copy: bool = True,
+    first: int = 0,
+    barrier: Any = None,
+    latencies: list[float] | None = None,
 ) -> dict[str, float]:
+    """One edge service with `cameras` cameras (ids and clips from `first` on) measured for
+    `seconds` after `warmup`; with `barrier`, the measurement starts when every edge sharing it is
+    warm; `latencies` (when given) receives every end-to-end latency of the measurement."""
     workers = math.ceil(cameras / per_worker) if per_worker else 0
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config(
@@ -209,7 +218,7 @@ def run_config(
                         "restart_at_end": True,
                         "interval": interval,
                     }
-                    for i in range(cameras)
+                    for i in range(first, first + cameras)
                 ],
                 "capture": {"workers": workers},
                 "engine": {
@@ -241,6 +250,8 @@ def run_config(
         gpu = GpuSampler()
         try:
             time.sleep(warmup)
+            if barrier is not None:
+                barrier.wait(timeout=120)
             p, hub = service.pipeline, service.hub
 
             def read() -> int:
@@ -259,6 +270,8 @@ def run_config(
             elapsed = time.monotonic() - t0
             util = gpu.stop()
             lat = np.array(p.e2e_ms)
+            if latencies is not None:
+                latencies.extend(lat.tolist())
             offered, done = read() - offered0, p.counters["frames"] - done0
             drops = Counter(hub.drops)
             drops.subtract(drops0)
@@ -294,8 +307,77 @@ def run_config(
         "memory_mb": memory,
         "post_ms_per_batch": service.controller.post_ms,
         "direct_upload_pct": 100.0 * uploads["direct"] / max(uploads["direct"] + uploads["staged"], 1),
+        "batches_per_s": batches / elapsed,
         **stages,
     }
+
+
+def _edge_process(results: Any, barrier: Any, kwargs: dict[str, Any]) -> None:
+    """A child process: one edge of a split run; sends back its row and its latencies."""
+    latencies: list[float] = []
+    try:
+        row = run_config(**kwargs, barrier=barrier, latencies=latencies)
+    except BaseException as exc:  # the parent reports it instead of waiting for ever
+        barrier.abort()
+        results.put((None, repr(exc)))
+        raise
+    results.put((row, latencies))
+
+
+def run_split(processes: int, cameras: int, **kwargs: Any) -> dict[str, float]:
+    """`cameras` shared out over `processes` edge processes on the same GPU, measured over the same
+    seconds: the single edge's per-frame Python (tracking, decisions, events) runs on one
+    interpreter, so a box with more cameras than one edge keeps up with runs one edge per group
+    of cameras, each with its own outbox, as DeepStream runs one pipeline per group of streams.
+    Rates and drops add up; p50/p99 are over every frame of every edge."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    shares = [cameras // processes + (1 if i < cameras % processes else 0) for i in range(processes)]
+    children = [
+        ctx.Process(
+            target=_edge_process,
+            args=(results, barrier, {**kwargs, "cameras": n, "first": sum(shares[:i])}),
+            name=f"edge-{i}",
+        )
+        for i, n in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    rows, latencies = [], []
+    for _ in children:
+        row, lat = results.get(timeout=600)
+        if row is None:
+            raise RuntimeError(f"an edge process failed: {lat}")
+        rows.append(row)
+        latencies.extend(lat)
+    for child in children:
+        child.join(30)
+    offered = sum(r["offered_fps"] for r in rows)
+    lat = np.array(latencies)
+
+    def weighted(key: str) -> float:
+        return sum(r[key] * r["offered_fps"] for r in rows) / max(offered, 1e-9)
+
+    combined = {
+        "workers": sum(r["workers"] for r in rows),
+        "offered_fps": offered,
+        "fps": sum(r["fps"] for r in rows),
+        "drop_pct": weighted("drop_pct"),
+        "stale_pct": weighted("stale_pct"),
+        "over_budget_pct": weighted("over_budget_pct"),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "batch_mean": sum(r["fps"] for r in rows) / max(sum(r["batches_per_s"] for r in rows), 1e-9),
+        "batches_per_s": sum(r["batches_per_s"] for r in rows),
+        "gpu_util_pct": max(r["gpu_util_pct"] for r in rows),  # one GPU, sampled by each edge
+        "memory_mb": sum(r["memory_mb"] for r in rows),
+        "processes": processes,
+    }
+    for key in rows[0]:
+        if key.startswith(("stage_", "post_", "direct_")):
+            combined[key] = weighted(key)
+    return combined
 
 
 def frame_uploads(spec: EngineSpec) -> Counter[str]:
@@ -316,6 +398,8 @@ def _variant(args: argparse.Namespace) -> str:
         notes.append("frames copied on the CPU")
     if args.switch_interval is not None:
         notes.append(f"switch interval {args.switch_interval * 1000:g} ms")
+    if args.processes > 1:
+        notes.append(f"{args.processes} edge processes")
     return f" ({', '.join(notes)})" if notes else ""
 
 
@@ -359,6 +443,12 @@ def main() -> None:
         help="sys.setswitchinterval of the process the edge runs in (default 0.005 s)",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="share each row's cameras over this many edge processes on the same GPU (run_split)",
+    )
+    parser.add_argument(
         "--rendered",
         action="store_true",
         help="cameras render the simulator in the workers instead of decoding",
@@ -386,19 +476,22 @@ def main() -> None:
     top = baseline["engine_max_img_s"]
     rows, metrics = [], {"switch_interval_s": sys.getswitchinterval()}
     for n in (int(c) for c in args.cameras.split(",")):
-        r = run_config(
-            sources,
-            spec,
-            args.model,
-            n,
-            args.per_worker,
-            seconds,
-            args.warmup,
-            max_batch,
-            args.interval,
-            not args.one_thread,
-            not args.no_zero_copy,
-        )
+        config = {
+            "clips": sources,
+            "spec": spec,
+            "model": args.model,
+            "per_worker": args.per_worker,
+            "seconds": seconds,
+            "warmup": args.warmup,
+            "max_batch": max_batch,
+            "interval": args.interval,
+            "post_thread": not args.one_thread,
+            "zero_copy": not args.no_zero_copy,
+        }
+        if args.processes > 1:
+            r = run_split(args.processes, n, **config)
+        else:
+            r = run_config(cameras=n, **config)
         load = os.getloadavg()[0]
         r["load_1m"] = load
         metrics.update({f"{n}cam_{k}": v for k, v in r.items()})
