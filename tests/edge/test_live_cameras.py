@@ -53,7 +53,10 @@ def test_cameras_added_re_pointed_and_removed_in_the_file_apply_without_a_restar
         wait_for(lambda: p.frames_by_camera["cam-1"] >= 15)
 
         write(camera("cam-1", 2), camera("cam-2", 3))  # cam-1 re-pointed, cam-2 added
-        wait_for(lambda: "seed=2" in service.cameras["cam-1"].reader.spec.source)
+        # between the old reader's retirement and the new one's start cam-1 is briefly absent
+        wait_for(
+            lambda: (cam := service.cameras.get("cam-1")) is not None and "seed=2" in cam.reader.spec.source
+        )
         before = p.frames_by_camera["cam-1"]
         wait_for(lambda: p.frames_by_camera["cam-2"] >= 15 and p.frames_by_camera["cam-1"] >= before + 15)
 
