@@ -302,15 +302,17 @@ class Pipeline:
             self.post(inferred)
         except Exception:
             log.exception("batch of %d frames failed; dropped", len(inferred.items))
-            for c in inferred.items:
-                self.hub.drop(c.frame.camera_id, "pipeline_error")
+            self._count_drops(inferred.items, "pipeline_error")
         finally:
             release_all(inferred.items)
 
     def _drop(self, items: list[Captured], reason: str) -> None:
+        self._count_drops(items, reason)
+        release_all(items)
+
+    def _count_drops(self, items: list[Captured], reason: str) -> None:
         for c in items:
             self.hub.drop(c.frame.camera_id, reason)
-        release_all(items)
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -339,18 +341,12 @@ class Pipeline:
 
     def post(self, inferred: Inferred) -> None:
         """Second stage (the loop's thread): track, decide, write; the controller learns."""
-        items, model, outcome, detections = (
-            inferred.items,
-            inferred.model,
-            inferred.outcome,
-            inferred.detections,
-        )
+        items, outcome, detections = inferred.items, inferred.outcome, inferred.detections
         started, prep_done, infer_done = inferred.started, inferred.prep_done, inferred.infer_done
         self.counters["batches"] += 1
         self.metrics.batch_size.observe(len(items))
         if detections is None:
-            for c in items:
-                self.hub.drop(c.frame.camera_id, "inference_failed")
+            self._count_drops(items, "inference_failed")
             backlog = self.hub.depth()
             with self._controller_lock:
                 self.controller.observe(len(items), outcome.infer_ms, 0.0, [], backlog)
@@ -367,7 +363,7 @@ class Pipeline:
         ]
         if outcome.late is not None:
             frames = [LateFrame(ctx, c.frame.image.shape[:2], c.captured_at) for c, ctx, _, _ in decided]
-            self.late.add(LateBatch(outcome.late, model, frames))
+            self.late.add(LateBatch(outcome.late, inferred.model, frames))
         write_started = time.monotonic()
         self._write([(events, ctx, c.captured_at, decided_at) for c, ctx, events, decided_at in decided])
         done = time.monotonic()
