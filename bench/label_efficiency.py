@@ -2,7 +2,8 @@
 
     python -m bench.label_efficiency [--quick] [--presets new_packages,six_weeks_later]
         [--counts 25,50,100,200,400] [--strategies plain,loop] [--device cuda] [--workers 14]
-        [--frozen-blocks 0 --steps 1500 --lr 5e-4] [--plot .local/bench/label_efficiency.json]
+        [--frozen-blocks 0 --steps 1500 --lr 5e-4] [--campaign-rate 0.35 --campaign-frames 1000]
+        [--no-day] [--plot .local/bench/label_efficiency.json]
 
 For each drift preset it replays the demo's drifted facility (``wv.demo.scenario``: its two
 cameras' seeds, 10 fps) and trains candidates exactly as ``candidate_model`` does (its default
@@ -25,7 +26,14 @@ The strategies, on the same frames, seeds and options:
   package's decision is the shipped model's smoothed track decision (the edge's
   ``DirichletSmoother`` over its matched detections), packages whose label contradicts it first,
   then those in the hard-example confidence band, then the least confident. Like the two above
-  it assumes every package of the five days was labeled (the demo verifies all of them).
+  it assumes every package of the five days was labeled (the demo verifies all of them);
+* ``campaign``: what the drift-triggered labeling campaign (``quality.campaign``, the
+  ``labeling_campaign`` asset) collects: drifted days of the same cameras (fresh seeds, longer days:
+  ``--campaign-frames`` per camera), on each the ``--campaign-rate`` share of the day's package
+  tracks the shipped model is least sure of (its smoothed track decision's confidence, never the
+  truth) is labeled, day after day until the largest count is reached; a count N trains on the
+  first N labels the campaign collected (every label: the GPU budget), and the table says on how
+  many campaign days they came.
 
 ``--frozen-blocks``, ``--steps`` and ``--lr`` change the fine-tune recipe for every strategy
 (default: ``candidate_model``'s, sized for two CPU cores; ``--frozen-blocks 0``: a full fine-tune,
@@ -47,6 +55,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -67,13 +76,18 @@ from model_lifecycle.finetune import finetune
 from model_lifecycle.metrics import match
 from model_lifecycle.sources import heldout_frames, training_frames
 from model_lifecycle.ssl.adapt import AdaptOptions, adapt
+from quality.campaign import CampaignPolicy, campaign_day, least_sure
 from quality.sampling import LabeledPackage, hard_first
 from wv.demo.scenario import Scenario
 from wv.demo.story import DEFAULT_MODEL
 
-STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop")
+STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop", "campaign")
 EXTRA_DAYS = (8, 9, 10, 11)
 """Further drifted days of the same cameras (never evaluated) for the several-days strategies."""
+CAMPAIGN_SEED = 80_000
+"""Seeds of the campaign's days (``CAMPAIGN_SEED + 10 · day + camera``): the demo's seeds repeat
+across cameras after day 9 (``1000·facility + 10·camera + day``), and no campaign day may be a
+scored one."""
 TARGET = 0.94
 
 
@@ -84,27 +98,37 @@ def camera_frames(scenario: Scenario, day: int, frames: int) -> dict[str, list[F
     )
 
 
-def _camera_burst(scenario: Scenario, day: int, frames: int, camera: str) -> tuple[str, list[Frame]]:
+def _camera_burst(
+    scenario: Scenario, day: int, frames: int, camera: str, seed: int | None = None
+) -> tuple[str, list[Frame]]:
     burst = replace(
         scenario.camera_day(scenario.drifted_facility, camera, scenario.dates[day - 1]), frames=frames
     )
+    if seed is not None:
+        burst = replace(burst, seed=seed)
     with open_source(burst.uri, camera, realtime=False) as source:
         return f"{day}/{camera}", list(source)
 
 
 def render_days(
-    scenario: Scenario, requests: list[tuple[int, int]], workers: int
+    scenario: Scenario, requests: list[tuple[int, int]], workers: int, seed: int | None = None
 ) -> dict[tuple[int, int], dict[str, list[Frame]]]:
     """``camera_frames`` for each (day, frames) request, one camera-day per process: rendering is
-    most of a GPU run's time, and the simulator is deterministic, so the frames are the same."""
-    jobs = [(scenario, d, n, c) for d, n in requests for c in scenario.cameras(scenario.drifted_facility)]
+    most of a GPU run's time, and the simulator is deterministic, so the frames are the same.
+    ``seed``: camera-days seeded ``seed + 10 · day + camera index`` instead of the demo's."""
+    cameras = scenario.cameras(scenario.drifted_facility)
+    jobs = [
+        (scenario, d, n, c, None if seed is None else seed + 10 * d + i)
+        for d, n in requests
+        for i, c in enumerate(cameras)
+    ]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             bursts = list(pool.map(_camera_burst, *zip(*jobs, strict=True)))
     else:
         bursts = [_camera_burst(*job) for job in jobs]
     out: dict[tuple[int, int], dict[str, list[Frame]]] = defaultdict(dict)
-    for (_, d, n, _), (key, frames) in zip(jobs, bursts, strict=True):
+    for (_, d, n, _, _), (key, frames) in zip(jobs, bursts, strict=True):
         out[(d, n)][key] = frames
     return out
 
@@ -179,6 +203,73 @@ def loop_packages(judgements: dict[str, Judgement], n: int) -> set[str]:
     return {p.key for p in hard_first(labeled, n)}
 
 
+@dataclass
+class CampaignLabels:
+    """What a labeling campaign collected: its labels in the order they were asked for, the day each
+    came on, and the training samples of the frames showing them (frames without one are dropped)."""
+
+    packages: list[str] = field(default_factory=list)
+    day_of: dict[str, int] = field(default_factory=dict)
+    frames: list[tuple[Sample, frozenset[str]]] = field(default_factory=list)
+    tracks_per_day: list[int] = field(default_factory=list)
+
+    def plan(self, n: int) -> tuple[list[Sample], int, int]:
+        """The samples showing the first ``n`` labels, the packages those frames show, campaign days used."""
+        chosen = set(self.packages[:n])
+        frames = [(s, shown) for s, shown in self.frames if shown & chosen]
+        return (
+            [s for s, _ in frames],
+            len(frozenset().union(*(shown for _, shown in frames))),
+            max((self.day_of[p] for p in chosen), default=0),
+        )
+
+
+def run_campaign(
+    scenario: Scenario,
+    engine: TorchEngine,
+    policy: CampaignPolicy,
+    frames_per_day: int,
+    size: tuple[int, int],
+    threshold: float,
+    workers: int,
+) -> CampaignLabels:
+    """Label drifted days as ``labeling_campaign`` asks: each day the ``policy.rate`` share of its
+    package tracks the model is least sure of, until ``policy.labels_wanted`` labels are in (labels
+    come back the same day here) or ``policy.max_days`` pass. Days are rendered a few at a time."""
+    out = CampaignLabels()
+    day_numbers = [scenario.drift_day, *range(EXTRA_DAYS[0], scenario.days + 1)]
+    chunk = max(1, workers // len(scenario.cameras(scenario.drifted_facility)))
+    since = scenario.dates[scenario.drift_day - 1]
+    for first in range(0, min(policy.max_days, len(day_numbers)), chunk):
+        batch = day_numbers[first : min(first + chunk, policy.max_days)]
+        rendered = render_days(scenario, [(d, frames_per_day) for d in batch], workers, seed=CAMPAIGN_SEED)
+        for number, d in enumerate(batch, start=first + 1):
+            streams = rendered[(d, frames_per_day)]
+            judged = {
+                p: j for p, j in package_judgements(engine, streams, threshold).items() if j.decision.frames
+            }
+            today = campaign_day(
+                policy, since, since + timedelta(days=number - 1), len(out.packages), len(out.packages),
+                len(judged),
+            )  # fmt: skip
+            if today.ended or today.status == "waiting":
+                return out
+            ranked = least_sure(
+                judged.items(), lambda kv: kv[0], lambda kv: kv[1].decision.confidence, today.ask
+            )
+            asked = [p for p, _ in ranked]
+            out.packages += asked
+            out.day_of.update(dict.fromkeys(asked, number))
+            out.tracks_per_day.append(len(judged))
+            keep = set(asked)
+            for fs in streams.values():
+                for f in fs:
+                    shown = frozenset(t.package_id for t in f.truth)
+                    if shown & keep:
+                        out.frames.append((frame_to_sample(f, size), shown))
+    return out
+
+
 def main() -> None:
     from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
 
@@ -202,6 +293,11 @@ def main() -> None:
     ap.add_argument("--adapt-steps", type=int, default=AdaptOptions().steps)
     ap.add_argument("--adapt-batch", type=int, default=AdaptOptions().batch_size)
     ap.add_argument("--pooling", default=AdaptOptions().pooling, choices=("cls", "mean"))
+    ap.add_argument("--campaign-rate", type=float, default=0.35,
+                    help="share of a campaign day's package tracks labeled, least sure first")  # fmt: skip
+    ap.add_argument("--campaign-frames", type=int, default=1000, help="frames per camera of a campaign day")
+    ap.add_argument("--campaign-days", type=int, default=40, help="the campaign's longest run (max_days)")
+    ap.add_argument("--no-day", action="store_true", help="skip the one-drifted-day budget")
     ap.add_argument("--plot", type=Path, help="only draw the chart of an earlier run's JSON")
     args = ap.parse_args()
     if args.plot:
@@ -283,12 +379,27 @@ def main() -> None:
                             f"{preset}.adapt_s": time.perf_counter() - t1})  # fmt: skip
             rows.append(_row(preset, "adapted, no labels", 0, len(unlabeled), a_later, a_frozen))
 
-        judgements = package_judgements(
-            TorchEngine.for_module(parent, EngineSpec("torch", "fp32", device)), days, threshold
-        )
+        engine = TorchEngine.for_module(parent, EngineSpec("torch", "fp32", device))
+        judgements = package_judgements(engine, days, threshold)
         errors = {p: j.errors for p, j in judgements.items()}
+        campaign = CampaignLabels()
+        if "campaign" in strategies:
+            t1 = time.perf_counter()
+            policy = CampaignPolicy(
+                args.campaign_rate, 10**9, 2 if quick else args.campaign_days, max(counts)
+            )
+            campaign_scenario = replace(scenario, days=EXTRA_DAYS[0] + policy.max_days)
+            campaign = run_campaign(
+                campaign_scenario, engine, policy, 20 if quick else args.campaign_frames, size, threshold,
+                args.workers,
+            )  # fmt: skip
+            metrics.update({f"{preset}.campaign.labels": len(campaign.packages),
+                            f"{preset}.campaign.days": len(campaign.tracks_per_day),
+                            f"{preset}.campaign.tracks_per_day": sum(campaign.tracks_per_day)
+                            / max(1, len(campaign.tracks_per_day)),
+                            f"{preset}.campaign.collect_s": time.perf_counter() - t1})  # fmt: skip
         budgets: list[tuple[str, int | None]] = [("day", None), *((str(n), n) for n in counts)]
-        for label, n in budgets:
+        for label, n in budgets[1:] if args.no_day else budgets:
             plans: dict[str, list[Frame]] = {}
             one_day = {k: v[:day_frames] for k, v in day4.items()}
             chosen = first_packages(one_day, 10**9) if n is None else first_packages(day4, n)
@@ -308,21 +419,26 @@ def main() -> None:
                     plans[strategy] = frames_showing(days, hard)
                 elif n is not None and strategy == "loop":
                     plans[strategy] = frames_showing(days, loop_packages(judgements, n))
-            for strategy, frames in plans.items():
-                if not frames:
-                    continue
-                packages = len({t.package_id for f in frames for t in f.truth})
+            trainings: list[tuple[str, list[Sample], int, str]] = [
+                (strategy, [frame_to_sample(f, size) for f in frames],
+                 len({t.package_id for f in frames for t in f.truth}), "")
+                for strategy, frames in plans.items() if frames
+            ]  # fmt: skip
+            if n is not None and n <= len(campaign.packages):
+                samples, shown, used = campaign.plan(n)
+                trainings.append(("campaign", samples, shown, f", {used} campaign days"))
+            for strategy, samples, packages, note in trainings:
                 t1 = time.perf_counter()
-                samples: list[Sample] = [frame_to_sample(f, size) for f in frames]
                 start = adapted if strategy == "adapted" else parent
                 candidate = finetune(start, samples, replay, opts).model
                 acc, acc_frozen = accuracy(candidate, later), accuracy(candidate, frozen)
                 key = f"{preset}.{strategy}.{label}"
-                metrics.update({key: acc, f"{key}.frozen": acc_frozen, f"{key}.frames": len(frames),
+                metrics.update({key: acc, f"{key}.frozen": acc_frozen, f"{key}.frames": len(samples),
                                 f"{key}.packages": packages, f"{key}.s": time.perf_counter() - t1})  # fmt: skip
-                rows.append(
-                    _row(preset, strategy, f"{label} ({packages} in frames)", len(frames), acc, acc_frozen)
-                )
+                if strategy == "campaign":
+                    metrics[f"{key}.days"] = float(note.split()[1])
+                rows.append(_row(preset, strategy, f"{label} ({packages} in frames{note})", len(samples), acc,
+                                 acc_frozen))  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
         metrics[f"{preset}.render_s"] = render_s
     metrics["total_s"] = time.perf_counter() - started
