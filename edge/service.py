@@ -156,6 +156,8 @@ class EdgeService:
         self._cameras_lock = threading.Lock()
         self.retired_counters: dict[str, Counter[str]] = {}
         """Reader counts of cameras removed or re-pointed while running (kept in the metrics)."""
+        self._counts_lock = threading.Lock()
+        """Held while a camera moves from `cameras` to `retired_counters`: a scrape sees its counts once."""
         self._grpc_token = grpc_token
         self._transport = transport
         self._hard_exit = hard_exit
@@ -411,12 +413,13 @@ class EdgeService:
                 log.warning(
                     "camera %s: reader still in a read after %.0f s; abandoned", camera_id, RETIRE_WAIT_S
                 )
-            self.pipeline.retire(camera_id)
+            with self._counts_lock:
+                self.retired_counters[camera_id] = self.retired_counters.get(camera_id, Counter()) + Counter(
+                    runtime.reader.counters
+                )
+                self.pipeline.retire(camera_id)
             self.hub.remove(camera_id)
             self.watchdog.unwatch(runtime.reader.heartbeat)
-            self.retired_counters[camera_id] = self.retired_counters.get(camera_id, Counter()) + Counter(
-                runtime.reader.counters
-            )
             if self.decoders is not None and isinstance(runtime.reader, RemoteReader):
                 self.decoders.detach(runtime.reader)
             if replacement is not None:
@@ -652,9 +655,7 @@ class EdgeService:
         """The exit summary line: frames read, processed and dropped (by reason), events left."""
         if not self._started:
             return "edge stopped before it started"
-        captured = sum(c.reader.counters["frames"] for c in self.cameras.values()) + sum(
-            c["frames"] for c in self.retired_counters.values()
-        )
+        captured = sum(c["frames"] for c in self._reader_counts().values())
         drops: Counter[str] = Counter()
         for (_camera, reason), n in self.hub.drops.items():
             drops[reason] += n
@@ -668,6 +669,14 @@ class EdgeService:
         )
 
     # -- metrics ----------------------------------------------------------------------------
+
+    def _reader_counts(self) -> dict[str, Counter[str]]:
+        """Each camera's reader counts: its live reader's plus those of its retired ones."""
+        with self._counts_lock:
+            readers = {k: Counter(v) for k, v in self.retired_counters.items()}
+            for c in list(self.cameras.values()):
+                readers[c.camera_id] = readers.get(c.camera_id, Counter()) + Counter(c.reader.counters)
+        return readers
 
     def _collect(self) -> Iterable[Metric]:
         p, hub, relay, ob, mgr, run = (
@@ -695,9 +704,7 @@ class EdgeService:
         yield gauge(
             "wv_edge_batch_wait_seconds", "Current adaptive batch fill wait.", self.controller.wait_ms / 1000
         )
-        readers = {k: Counter(v) for k, v in self.retired_counters.items()}
-        for c in list(self.cameras.values()):
-            readers[c.camera_id] = readers.get(c.camera_id, Counter()) + Counter(c.reader.counters)
+        readers = self._reader_counts()
         for name, doc, key in (
             ("wv_edge_frames_captured", "Frames decoded (each later processed or dropped).", "frames"),
             ("wv_edge_source_reconnects", "Source reconnect attempts.", "reconnects"),
