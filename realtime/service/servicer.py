@@ -287,16 +287,16 @@ def facility_live(facility_id: str, start: datetime, end: datetime, windows: lis
     for window in windows:
         minute = reply.windows.add(
             minute=to_timestamp(window.minute),
-            packages=window.packages,
-            damaged=window.damaged,
-            misplaced=window.misplaced,
-            fallback=window.fallback,
+            packages=window.counts.packages,
+            damaged=window.counts.damaged,
+            misplaced=window.counts.misplaced,
+            fallback=window.counts.fallback,
         )
         if window.p99_e2e_ms is not None:
             minute.p99_end_to_end_ms = window.p99_e2e_ms
         minute.anomalies.update(window.anomalies)
-    reply.packages = sum(w.packages for w in windows)
-    reply.damaged = sum(w.damaged for w in windows)
+    reply.packages = sum(w.counts.packages for w in windows)
+    reply.damaged = sum(w.counts.damaged for w in windows)
     reply.anomalies = sum(sum(w.anomalies.values()) for w in windows)
     reply.damage_rate = reply.damaged / reply.packages if reply.packages else 0.0
     return reply

@@ -36,6 +36,10 @@ def window_keys(facility_id: str, minute: int) -> tuple[str, str, str]:
     return base, f"{base}:lat", f"{base}:anom"
 
 
+COUNTERS = ("packages", "damaged", "misplaced", "fallback")
+"""A window's decision counters, as its hash and `Counts` name them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     """Decision counts: a window's, one conveyor's in a window, or a rule's baseline."""
@@ -68,19 +72,12 @@ class Window:
 
     facility_id: str
     minute: datetime
-    packages: int = 0
-    damaged: int = 0
-    misplaced: int = 0
-    fallback: int = 0
+    counts: Counts = Counts()
+    """The facility's decision counts of this minute (``counts.rate("damage_rate")`` …)."""
     p99_e2e_ms: float | None = None
     anomalies: dict[str, int] = field(default_factory=dict)
     conveyors: dict[tuple[str, str], Counts] = field(default_factory=dict)
     """By (group, conveyor): ``("zone", "sorter")``, ``("camera_id", "cam-01")``."""
-
-    @property
-    def counts(self) -> Counts:
-        """The facility's decision counts of this minute (``counts.rate("damage_rate")`` …)."""
-        return Counts(self.packages, self.damaged, self.misplaced, self.fallback)
 
 
 def _minutes(start: datetime, end: datetime) -> list[int]:
@@ -127,10 +124,7 @@ def read_windows(client: redis.Redis, facility_id: str, start: datetime, end: da
             Window(
                 facility_id=facility_id,
                 minute=datetime.fromtimestamp(minute, UTC),
-                packages=counters.get("packages", 0),
-                damaged=counters.get("damaged", 0),
-                misplaced=counters.get("misplaced", 0),
-                fallback=counters.get("fallback", 0),
+                counts=Counts(**{k: counters.get(k, 0) for k in COUNTERS}),
                 p99_e2e_ms=p99[0][1] if p99 else None,
                 anomalies={k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("anomalies:")},
                 conveyors={key: Counts(**c) for key, c in sorted(conveyors.items())},

@@ -59,9 +59,7 @@ def windows_from_database(
     for minute, packages, damaged, misplaced, fallback, p99 in conn.execute(
         _WINDOWS.format(decisions=_DECISIONS), params
     ):
-        found[minute].update(
-            packages=packages, damaged=damaged, misplaced=misplaced, fallback=fallback, p99=p99
-        )
+        found[minute].update(counts=Counts(packages, damaged, misplaced, fallback), p99=p99)
     for minute, kind, n in conn.execute(_ANOMALIES, params):
         found[minute].setdefault("anomalies", {})[kind] = n
     for group in CONVEYOR_GROUPS:  # a fixed name: safe to format into the query
@@ -73,10 +71,7 @@ def windows_from_database(
         Window(
             facility_id=facility_id,
             minute=minute.astimezone(UTC),
-            packages=f.get("packages", 0),
-            damaged=f.get("damaged", 0),
-            misplaced=f.get("misplaced", 0),
-            fallback=f.get("fallback", 0),
+            counts=f.get("counts", Counts()),
             p99_e2e_ms=f.get("p99"),
             anomalies=f.get("anomalies", {}),
             conveyors=dict(sorted(f.get("conveyors", {}).items())),

@@ -174,7 +174,7 @@ def test_facility_live_is_read_from_the_windows_and_agrees_with_the_database(grp
 
     reference = windows_from_database(db, "FAC-001", from_timestamp(live.start), from_timestamp(live.end))
     assert [(from_timestamp(w.minute), w.packages, w.damaged, dict(w.anomalies)) for w in live.windows] == [
-        (w.minute, w.packages, w.damaged, w.anomalies) for w in reference
+        (w.minute, w.counts.packages, w.counts.damaged, w.anomalies) for w in reference
     ]
     assert (live.packages, live.damaged, live.anomalies) == (40, 10, 4)
     assert live.damage_rate == pytest.approx(0.25)

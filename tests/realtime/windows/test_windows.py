@@ -82,7 +82,7 @@ def test_windows_match_a_recomputation_from_the_database_despite_redelivery(db, 
     assert _pending(redis_client, aggregator.group) == 0
     _assert_match(redis_client, db, start)
     windows = read_windows(redis_client, FACILITY, start, start + timedelta(minutes=10))
-    assert sum(w.packages for w in windows) == 60
+    assert sum(w.counts.packages for w in windows) == 60
     assert sum(w.anomalies.get("damaged", 0) for w in windows) == 7
     assert 0 < max(w.counts.rate("damage_rate") for w in windows) < 1
     assert 0 < max(w.counts.rate("misplacement_rate") for w in windows) < 1
