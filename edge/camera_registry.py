@@ -10,10 +10,19 @@ each stopped camera's decisions written and its counts kept. A registry that can
 as they are, the outage is logged once and counted (``wv_edge_camera_registry_*``). A registered
 camera that cannot be run (no source anywhere, a source the edge does not understand) is left out
 with a log line and counted; the others are applied.
+
+Several edges may split a facility's cameras (``camera_registry.shares``, several edge processes
+on one GPU box): each takes only the cameras whose share (`share_of`) is its ``share_index``. The
+share is a rendezvous hash of the camera id alone, the same in every process and release, so
+every camera is run by exactly one share, registering or removing a camera moves no other camera,
+and going from n to n + 1 shares moves only the cameras the new share takes (about 1 in n + 1).
+The price is balance: shares are equal only on average (64 cameras over 2 shares: 32 ± 4), so
+size each share with room to spare; ``wv_edge_camera_registry_other_shares`` shows the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -34,12 +43,22 @@ log = logging.getLogger(__name__)
 LIST_CAMERAS = "/warehouse_vision.v1.WarehouseVisionService/ListCameras"
 
 
+def share_of(camera_id: str, shares: int) -> int:
+    """The share (0 to shares - 1) that runs `camera_id`: the highest of a keyed BLAKE2b per share
+    (rendezvous hashing; never Python's per-process salted `hash`)."""
+
+    def weight(share: int) -> bytes:
+        return hashlib.blake2b(camera_id.encode(), digest_size=8, key=share.to_bytes(4, "big")).digest()
+
+    return max(range(shares), key=weight)
+
+
 class RegistryUnavailable(RuntimeError):
     """The registry could not be read; the message says why (never the token)."""
 
 
 class RegistryClient:
-    """Reads one facility's registered cameras from the centre."""
+    """Reads this edge's share of one facility's registered cameras from the centre."""
 
     def __init__(self, config: EdgeConfig, token: str | None) -> None:
         t = config.transport
@@ -48,6 +67,14 @@ class RegistryClient:
         self._timeout_s = config.camera_registry.timeout_s
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self._channel: Any = None
+        self.shares = config.camera_registry.shares
+        self.share_index = config.camera_registry.share_index
+        self.other_shares = 0
+        """Enabled registered cameras of the last read that belong to the other shares."""
+
+    def takes(self, camera_id: str) -> bool:
+        """`camera_id` belongs to this edge's share."""
+        return self.shares == 1 or share_of(camera_id, self.shares) == self.share_index
 
     def cameras(self, facility: str) -> list[pb.RegisteredCamera]:
         try:
@@ -63,7 +90,9 @@ class RegistryClient:
             )
         except Exception as exc:  # grpc.RpcError, a TLS file gone: all mean "not now"
             raise RegistryUnavailable(f"camera registry at {self.address}: {describe(exc)}") from None
-        return list(reply.cameras)
+        mine = [c for c in reply.cameras if self.takes(c.camera_id)]
+        self.other_shares = sum(c.enabled for c in reply.cameras) - sum(c.enabled for c in mine)
+        return mine
 
     def close(self) -> None:
         if self._channel is not None:
@@ -146,11 +175,12 @@ class RegistryWatcher:
         """The cameras to start with: the registry's, or the file's while it cannot be read."""
         cameras = self.read()
         if cameras is None:
+            listed = [c for c in self.listed if self.client.takes(c.id)]
             log.warning(
-                "starting with the %d camera(s) listed in the file until the registry answers",
-                len(self.listed),
+                "starting with the %d camera(s) of this share listed in the file until the registry answers",
+                len(listed),
             )
-            return list(self.listed)
+            return listed
         return cameras
 
     def run(self, stop: threading.Event) -> None:
@@ -175,6 +205,11 @@ class RegistryWatcher:
             "wv_edge_camera_registry_age_seconds",
             "Seconds since the registry was last read successfully.",
             None if self.last_read is None else time.monotonic() - self.last_read,
+        )
+        yield gauge(
+            "wv_edge_camera_registry_other_shares",
+            "Registered cameras of the facility left to the other edges sharing it (camera_registry.shares).",
+            float(self.client.other_shares),
         )
         yield gauge(
             "wv_edge_camera_registry_unrunnable",

@@ -23,7 +23,9 @@ variable when the value came from the environment).
 With ``cameras_from: registry`` the cameras come from the centre's camera registry (``wv db
 cameras``, read through ``ListCameras`` at ``transport.grpc_address``) and follow it live; cameras
 listed in the file then only give settings (policy, zones, routes, ...) to registry cameras of the
-same id.
+same id. Several edges can split one facility's registered cameras (``camera_registry.shares: n``,
+each with its ``share_index``, e.g. n processes sharing one GPU box): each camera goes to the one
+share a stable hash of its id picks (``edge.camera_registry.share_of``).
 """
 
 from __future__ import annotations
@@ -454,6 +456,31 @@ class CameraRegistryConfig(_Strict):
     timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="Deadline of one registry read (ListCameras)."
     )
+    shares: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description=(
+            "Edges that split the facility's registered cameras between them (several edges on one "
+            "GPU box); each camera goes to exactly one share by a stable hash of its id."
+        ),
+        json_schema_extra=env_default("CAMERA_SHARES"),
+    )
+    share_index: int = Field(
+        default=0,
+        ge=0,
+        description="This edge's share, 0 to shares - 1 (in Kubernetes: the StatefulSet pod's index).",
+        json_schema_extra=env_default("CAMERA_SHARE_INDEX"),
+    )
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> CameraRegistryConfig:
+        if self.share_index >= self.shares:
+            raise ValueError(
+                f"camera_registry.share_index ({self.share_index}, default WV_CAMERA_SHARE_INDEX) must be "
+                f"below camera_registry.shares ({self.shares}, default WV_CAMERA_SHARES)"
+            )
+        return self
 
 
 class MetricsConfig(_Strict):
@@ -487,6 +514,18 @@ class EdgeConfig(_Strict):
     metrics: MetricsConfig
     redis_url: str | None = Field(default=None, description="SKU reference cache; none: local cache only.")
     state_dir: Path
+
+    @field_validator("camera_registry")
+    @classmethod
+    def _shares_need_the_registry(cls, v: CameraRegistryConfig, info: ValidationInfo) -> CameraRegistryConfig:
+        """A file lists one edge's cameras explicitly: sharing them out would silently leave some
+        of them unwatched by an edge that was told to run them."""
+        if v.shares > 1 and info.data.get("cameras_from") == "file":
+            raise ValueError(
+                f"camera_registry.shares is {v.shares} but cameras_from is file: shares split the "
+                "registry's cameras (cameras_from: registry); with a file, list each edge's own cameras"
+            )
+        return v
 
     @field_validator("cameras")
     @classmethod

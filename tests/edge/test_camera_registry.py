@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from contract.proto import warehouse_vision_pb2 as pb
-from edge.camera_registry import RegistryClient, RegistryWatcher, registry_cameras
+from edge.camera_registry import RegistryClient, RegistryWatcher, registry_cameras, share_of
 from edge.config import CameraConfig
 from edge.service import EdgeService
 from realtime.service.server import RunningServer, ServiceConfig, start_server
@@ -165,3 +165,83 @@ def test_an_edge_whose_registry_cannot_be_read_at_start_runs_the_file_s_cameras_
     gauges = {m.name: m.samples for m in watcher.collect()}
     assert gauges["wv_edge_camera_registry_up"][0].value == 0.0
     assert gauges["wv_edge_camera_registry_age_seconds"] == []  # never read
+
+
+def test_edges_sharing_a_facility_each_run_their_share_of_the_registry_and_a_change_moves_only_that_camera(
+    edge_config, registry: psycopg.Connection, centre: RunningServer, grpc_token: str
+) -> None:
+    ids = [f"shr-{i}" for i in range(12)]  # fixed ids: the split below is fixed too
+    for i, camera in enumerate(ids):
+        register_camera(registry, FACILITY, camera, source_uri=source(i + 1))
+    watchers = [
+        RegistryWatcher(
+            FACILITY,
+            RegistryClient(
+                edge_config(
+                    [],
+                    facility=FACILITY,
+                    cameras_from="registry",
+                    camera_registry={"shares": 3, "share_index": index, "timeout_s": 5},
+                    transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{centre.port}"},
+                ),
+                grpc_token,
+            ),
+            [],
+            lambda cameras: None,
+            60,
+        )
+        for index in range(3)
+    ]
+
+    def shares() -> list[set[str]]:
+        read = [w.read() for w in watchers]
+        assert all(cameras is not None for cameras in read)
+        return [{c.id for c in cameras or []} for cameras in read]
+
+    before = shares()
+    assert sorted(c for share in before for c in share) == sorted(ids)  # each camera exactly once
+    assert all(before), before
+    gauges = [{m.name: m.samples[0].value for m in w.collect() if m.samples} for w in watchers]
+    assert [g["wv_edge_camera_registry_other_shares"] for g in gauges] == [12 - len(s) for s in before]
+
+    added = "shr-new"  # switched off by the fixture if an earlier run registered it
+    register_camera(registry, FACILITY, added, source_uri=source(20))
+    switch_off_camera(registry, FACILITY, ids[0])
+    after = shares()
+    for index, (old, new) in enumerate(zip(before, after, strict=True)):
+        assert new - old == ({added} if share_of(added, 3) == index else set())
+        assert old - new == ({ids[0]} if share_of(ids[0], 3) == index else set())
+    for w in watchers:
+        w.client.close()
+
+
+def test_a_camera_s_share_is_the_same_in_every_process_and_one_more_share_moves_only_its_own_cameras() -> (
+    None
+):
+    # Pinned: a change of the hash would move most cameras between the edges of every facility at
+    # an upgrade. Python's hash() would differ per process (PYTHONHASHSEED).
+    assert [share_of(c, 4) for c in ("dock-1", "dock-2", "belt-7", "FAC-012/cam-3")] == [1, 2, 0, 0]
+    ids = [f"cam-{i}" for i in range(2000)]
+    for n in (1, 2, 3, 7):
+        moved = [c for c in ids if share_of(c, n) != share_of(c, n + 1)]
+        assert all(share_of(c, n + 1) == n for c in moved)  # only to the new share
+        assert abs(len(moved) / len(ids) - 1 / (n + 1)) < 0.05
+
+
+def test_an_edge_s_share_of_the_file_s_cameras_runs_while_the_registry_cannot_be_read_at_start(
+    edge_config,
+) -> None:
+    listed = [{"id": f"dock-{i}", "source": source(i + 1)} for i in range(8)]
+    taken = []
+    for index in range(2):
+        cfg = edge_config(
+            listed,
+            cameras_from="registry",
+            camera_registry={"timeout_s": 1, "shares": 2, "share_index": index},
+            transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{free_port()}"},  # nothing listens
+        )
+        watcher = RegistryWatcher(
+            cfg.facility, RegistryClient(cfg, "token"), cfg.cameras, lambda cameras: None, 60
+        )
+        taken.append([c.id for c in watcher.initial()])
+    assert sorted(taken[0] + taken[1]) == sorted(c["id"] for c in listed) and all(taken)

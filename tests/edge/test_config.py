@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeConfigError, load_config, single_camera
+from edge.config import EdgeConfigError, build_config, load_config, single_camera
 from wv.settings import PlatformSettings
 
 
@@ -205,3 +205,28 @@ def test_the_stall_limit_and_the_stop_deadline_take_fleet_defaults_from_the_envi
     monkeypatch.setenv("WV_EDGE_SHUTDOWN_TIMEOUT_S", "8")
     cfg = single_camera("F", "c1", "synthetic://", PlatformSettings.load())
     assert cfg.watchdog.stall_s == 12 and cfg.shutdown.timeout_s == 8
+
+
+def test_an_edge_s_camera_share_comes_from_the_file_or_the_environment_and_must_be_below_the_shares(
+    monkeypatch,
+):
+    monkeypatch.setenv("WV_CAMERA_SHARES", "4")
+    monkeypatch.setenv("WV_CAMERA_SHARE_INDEX", "3")
+    data = {"facility": "F", "cameras_from": "registry"}
+    registry = build_config(data, PlatformSettings.load()).camera_registry
+    assert (registry.shares, registry.share_index) == (4, 3)
+    monkeypatch.setenv("WV_CAMERA_SHARE_INDEX", "4")
+    with pytest.raises(
+        EdgeConfigError, match=r"share_index \(4, default WV_CAMERA_SHARE_INDEX\) must be below"
+    ):
+        build_config(data, PlatformSettings.load())
+    registry = build_config(
+        {**data, "camera_registry": {"share_index": 1}}, PlatformSettings.load()
+    ).camera_registry
+    assert (registry.shares, registry.share_index) == (4, 1)  # the file wins
+
+
+def test_shares_of_cameras_listed_in_a_file_are_refused_naming_the_field(monkeypatch):
+    monkeypatch.setenv("WV_CAMERA_SHARES", "2")
+    with pytest.raises(EdgeConfigError, match=r"camera_registry.shares is 2 but cameras_from is file"):
+        single_camera("F", "c1", "synthetic://", PlatformSettings.load())
