@@ -483,3 +483,40 @@ def test_with_a_shard_map_every_centre_pod_mounts_it_from_the_secret_and_edges_d
             assert secret["items"] == [{"key": "WV_SHARD_MAP_YAML", "path": "shards.yaml"}], where
             mounted.add(obj["metadata"]["name"].removeprefix("wv-"))
     assert mounted == {"ingest", "grpc", "windows", "rules", "migrations", "register-cameras"}
+
+
+def test_an_instance_in_shares_runs_a_pod_per_share_each_with_its_index_and_volume(
+    chart: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several edges on one GPU node: `shares: n` is n pods of one StatefulSet, pod i running share
+    i of the facility's registry cameras (its index from the pod-index label), each its own outbox."""
+    instance = {"facility": "FAC-001", "shares": 2, "gpu": {"resourceName": "nvidia.com/gpu.shared"}}
+    cameras = [{"id": "c1", "source": "synthetic://seed=1"}]
+    render = chart.renderer()
+    objects = render.objects(render.render({"edge": {"instances": [{**instance, "cameras": cameras}]}}))
+    for version in chart.KUBE_VERSIONS:
+        for obj in objects:
+            assert not list(_schema_validator(version, obj["kind"], obj["apiVersion"]).iter_errors(obj))
+    sts = chart.named(objects, "StatefulSet")["wv-warehouse-vision-edge-fac-001"]
+    assert (
+        sts["spec"]["replicas"] == 2 and sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    )
+    (container,) = chart.pod_spec(sts)["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["WV_CAMERA_SHARES"]["value"] == "2"
+    label = env["WV_CAMERA_SHARE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert label == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert container["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
+    data = yaml.safe_load(
+        chart.named(objects, "ConfigMap")["wv-warehouse-vision-edge-fac-001"]["data"]["edge.yaml"]
+    )
+    monkeypatch.setenv("WV_CAMERA_SHARES", "2")
+    monkeypatch.setenv("WV_CAMERA_SHARE_INDEX", "1")  # what Kubernetes sets in the second pod
+    registry = build_config(data, EdgeSettings.load(), "edge.yaml").camera_registry
+    assert data["cameras_from"] == "registry" and (registry.shares, registry.share_index) == (2, 1)
+    for config, message in (
+        ({"cameras_from": "file"}, "cameras_from must be registry"),
+        ({"camera_registry": {"share_index": 1}}, "comes from each pod's index"),
+    ):
+        values = {"edge": {"instances": [{**instance, "cameras": cameras, "config": config}]}}
+        assert message in chart.render_error(values)
