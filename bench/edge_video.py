@@ -196,6 +196,7 @@ def run_config(
     warmup: float,
     max_batch: int,
     interval: int = 1,
+    max_interval: int = 1,
     post_thread: bool = True,
     zero_copy: bool = True,
     first: int = 0,
@@ -220,7 +221,7 @@ def run_config(
                     }
                     for i in range(first, first + cameras)
                 ],
-                "capture": {"workers": workers},
+                "capture": {"workers": workers, "max_interval": max_interval},
                 "engine": {
                     "name": spec.name,
                     "precision": spec.precision,
@@ -273,6 +274,7 @@ def run_config(
             if latencies is not None:
                 latencies.extend(lat.tolist())
             offered, done = read() - offered0, p.counters["frames"] - done0
+            auto_interval = 1 + p.interval.extra if p.interval is not None else 1
             drops = Counter(hub.drops)
             drops.subtract(drops0)
             by_reason: Counter[str] = Counter()
@@ -308,6 +310,7 @@ def run_config(
         "post_ms_per_batch": service.controller.post_ms,
         "direct_upload_pct": 100.0 * uploads["direct"] / max(uploads["direct"] + uploads["staged"], 1),
         "batches_per_s": batches / elapsed,
+        "auto_interval": auto_interval,
         **stages,
     }
 
@@ -392,6 +395,8 @@ def frame_uploads(spec: EngineSpec) -> Counter[str]:
 def _variant(args: argparse.Namespace) -> str:
     """What the row ran with beyond the defaults."""
     notes = [f"interval {args.interval}"] if args.interval != 1 else []
+    if args.max_interval != 1:
+        notes.append(f"automatic interval up to {args.max_interval}")
     if args.one_thread:
         notes.append("one loop thread")
     if args.no_zero_copy:
@@ -426,6 +431,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 s per configuration")
     parser.add_argument("--cuda-graphs", action="store_true", help="engine.cuda_graphs (torch on CUDA)")
     parser.add_argument("--interval", type=int, default=1, help="infer every k-th frame of each camera")
+    parser.add_argument(
+        "--max-interval",
+        type=int,
+        default=1,
+        help="capture.max_interval: under load, infer every k-th frame, k up to this (1: off)",
+    )
     parser.add_argument(
         "--one-thread",
         action="store_true",
@@ -485,6 +496,7 @@ def main() -> None:
             "warmup": args.warmup,
             "max_batch": max_batch,
             "interval": args.interval,
+            "max_interval": args.max_interval,
             "post_thread": not args.one_thread,
             "zero_copy": not args.no_zero_copy,
         }
@@ -512,7 +524,7 @@ def main() -> None:
         )
         print(
             rows[-1],
-            {k: round(v, 2) for k, v in r.items() if k.startswith(("stage_", "post_", "direct_"))},
+            {k: round(v, 2) for k, v in r.items() if k.startswith(("stage_", "post_", "direct_", "auto_"))},
             flush=True,
         )
     per_batch = ", ".join(f"b{b} {baseline['engine_b' + str(b) + '_img_s']:.0f}" for b in batches)
