@@ -1,15 +1,15 @@
 """Which facilities and cameras exist, asked once per event: a cached view of the ``facilities``
 and ``cameras`` tables.
 
-The registry (facility → its registered camera ids) is refreshed every ``refresh_s`` and, at
-most once per ``miss_refresh_s``, on an unknown facility or camera, so one added while workers
-run is accepted within seconds without a database round trip per event. A camera missing from
-the last load is also looked up on its own (one primary-key probe, remembered as absent for
-``miss_refresh_s``, at most ``max_lookups_per_s`` a second): an edge that follows the camera
-registry starts a camera moments after it is registered, and its first events must not be
-dead-lettered as ``unknown_camera`` because the cache was loaded a second before. When the
-database is unreachable the last known registry stays; before the first successful load the
-error propagates (callers retry like any database error).
+The registry (facility → its registered camera ids) is loaded every ``refresh_s``, and again on
+an unknown facility when the last load is older than ``miss_refresh_s``. A camera of a known
+facility missing from the last load is looked up on its own (one primary-key probe, remembered
+as absent for ``miss_refresh_s``, at most ``max_lookups_per_s`` a second): an edge that follows
+the camera registry starts a camera moments after it is registered, and its first events must
+not be dead-lettered as ``unknown_camera`` because the cache was loaded a second before. Neither
+costs a database round trip per event. When the database is unreachable the last known registry
+stays; before the first successful load the error propagates (callers retry like any database
+error).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class FacilityCache:
     def __init__(
         self,
         load: Callable[[], Registry],
+        lookup: Callable[[str, str], bool],
         *,
-        lookup: Callable[[str, str], bool] | None = None,
         refresh_s: float = 60.0,
         miss_refresh_s: float = 5.0,
         max_lookups_per_s: int = 20,
@@ -91,7 +91,7 @@ class FacilityCache:
                 ).fetchone()
                 return row is not None
 
-        return cls(load, lookup=lookup, refresh_s=refresh_s, miss_refresh_s=miss_refresh_s, clock=clock)
+        return cls(load, lookup, refresh_s=refresh_s, miss_refresh_s=miss_refresh_s, clock=clock)
 
     def _refresh(self) -> None:
         try:
@@ -115,12 +115,12 @@ class FacilityCache:
         self._refresh()
 
     def _cameras(self, facility_id: str, camera_id: str | None = None) -> frozenset[str] | None:
-        """The cameras of ``facility_id`` (None: unknown facility), refreshed first when stale or
-        when the facility (or ``camera_id`` of it) is missing and the last load is not recent."""
+        """The cameras of ``facility_id`` (None: unknown facility): reloaded first when stale or when
+        the facility is missing and the last load is not recent; ``camera_id`` of a known facility
+        missing from them is looked up on its own."""
         age = self._clock() - self._loaded_at
         cameras = self._known.get(facility_id)
-        missing = cameras is None or (camera_id is not None and camera_id not in cameras)
-        if age > self._refresh_s or (missing and age > self._miss_refresh_s):
+        if age > self._refresh_s or (cameras is None and age > self._miss_refresh_s):
             self._refresh()
             cameras = self._known.get(facility_id)
         elif (
@@ -139,9 +139,7 @@ class FacilityCache:
         second = int(now)
         with self._lock:
             absent_since = self._absent.get((facility_id, camera_id))
-            if self._lookup is None or (
-                absent_since is not None and now - absent_since <= self._miss_refresh_s
-            ):
+            if absent_since is not None and now - absent_since <= self._miss_refresh_s:
                 return False
             count = self._lookups[1] + 1 if self._lookups[0] == second else 1
             if count > self._max_lookups:

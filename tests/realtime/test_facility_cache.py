@@ -56,7 +56,7 @@ def test_a_camera_registered_right_after_a_load_is_known_at_its_first_event_and_
         ).fetchone()
         return row is not None
 
-    cache = FacilityCache(lambda: load_registry(db), lookup=lookup, max_lookups_per_s=5, clock=clock)
+    cache = FacilityCache(lambda: load_registry(db), lookup, max_lookups_per_s=5, clock=clock)
     cache.prime()
     assert register_camera(db, "FAC-001", "cam-just-added")
     clock.now += 1.0  # well inside the miss window: a reload would wait another 4 s
