@@ -74,12 +74,16 @@ from model_lifecycle.data import Sample, frame_to_sample
 from model_lifecycle.evaluate import detect, evaluate
 from model_lifecycle.finetune import finetune
 from model_lifecycle.metrics import match
+from model_lifecycle.recipes import CPU_RECIPE, REPLAY_FRAMES, REPLAY_SEED, finetune_options
 from model_lifecycle.sources import heldout_frames, training_frames
 from model_lifecycle.ssl.adapt import AdaptOptions, adapt
 from quality.campaign import CampaignPolicy, campaign_day, least_sure
 from quality.sampling import LabeledPackage, hard_first
 from wv.demo.scenario import Scenario
-from wv.demo.story import DEFAULT_MODEL
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+"""The model the demo ships (``wv.demo.story.DEFAULT_MODEL``; not imported: that module needs the
+database client, which the lent GPU machine lacks)."""
 
 STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop", "campaign")
 EXTRA_DAYS = (8, 9, 10, 11)
@@ -271,8 +275,6 @@ def run_campaign(
 
 
 def main() -> None:
-    from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--quick", action="store_true", help="new_packages, counts 10,20, a few steps (a dry run)"
@@ -281,14 +283,14 @@ def main() -> None:
     ap.add_argument("--counts", default="25,50,100,200,400")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--steps", type=int, default=CandidateModelConfig().steps, help="fine-tune steps")
+    ap.add_argument("--steps", type=int, default=CPU_RECIPE.steps, help="fine-tune steps")
     ap.add_argument(
         "--frozen-blocks",
         type=int,
-        default=CandidateModelConfig().frozen_blocks,
+        default=CPU_RECIPE.frozen_blocks,
         help="backbone blocks kept frozen (0: a full fine-tune)",
     )
-    ap.add_argument("--lr", type=float, default=CandidateModelConfig().lr, help="fine-tune learning rate")
+    ap.add_argument("--lr", type=float, default=CPU_RECIPE.lr, help="fine-tune learning rate")
     ap.add_argument("--workers", type=int, default=1, help="processes rendering the camera-days")
     ap.add_argument("--adapt-steps", type=int, default=AdaptOptions().steps)
     ap.add_argument("--adapt-batch", type=int, default=AdaptOptions().batch_size)
@@ -313,15 +315,11 @@ def main() -> None:
         "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     )
 
-    version = read_version(DEFAULT_MODEL)
+    version = read_version(SHIPPED_MODEL)
     size, threshold = version.input_size, version.score_threshold
-    parent = load_detector(DEFAULT_MODEL)
+    parent = load_detector(SHIPPED_MODEL)
     opts = replace(
-        CandidateModelConfig(
-            steps=4 if quick else args.steps, frozen_blocks=args.frozen_blocks, lr=args.lr, device="cpu"
-        ).finetune_options(),
-        device=device,
-        threads=None,
+        finetune_options(args.frozen_blocks, 4 if quick else args.steps, args.lr, device), threads=None
     )
     adapt_opts = AdaptOptions(
         steps=3 if quick else args.adapt_steps,
@@ -332,11 +330,8 @@ def main() -> None:
         device=device,
         threads=None,
     )
-    replay_fn = training_frames(RetrainingDatasetConfig().replay_seed)
-    replay = [
-        frame_to_sample(replay_fn(i), size)
-        for i in range(16 if quick else RetrainingDatasetConfig().replay_frames)
-    ]
+    replay_fn = training_frames(REPLAY_SEED)
+    replay = [frame_to_sample(replay_fn(i), size) for i in range(16 if quick else REPLAY_FRAMES)]
     frozen = heldout_frames(30 if quick else 200)
 
     def accuracy(model: PackageDetector, frames: list[Frame]) -> float:

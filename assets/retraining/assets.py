@@ -33,6 +33,15 @@ from assets.common.settings import PipelineSettings
 from assets.model_quality.crops import SyntheticCamera, parse_synthetic_uri
 from assets.model_quality.labeling import camera_sources
 from assets.retraining.adaptation import adapted_start
+from model_lifecycle.recipes import (
+    CPU_RECIPE,
+    GPU_RECIPE,
+    REPLAY_FRAMES,
+    REPLAY_SEED,
+    finetune_options,
+    recipe_for,
+    uses_gpu,
+)
 from quality.gate import GatePolicy, decide
 from quality.sampling import LabeledPackage, hard_first, sample_rank
 from realtime.storage.model_registry import ModelRegistry, ModelVersion
@@ -116,10 +125,6 @@ def render_ref(ref: FrameRef) -> Any:
 
 
 # --- retraining_dataset ------------------------------------------------------------------------
-CPU_LABEL_BUDGET = 400
-"""Labeled packages a drift-triggered retraining trains on when it runs on two CPU cores."""
-
-
 class RetrainingDatasetConfig(dg.Config):
     lookback_days: int = 28
     """Labeled events from this many days before the newest labeled event are used (facilities in
@@ -129,26 +134,22 @@ class RetrainingDatasetConfig(dg.Config):
     used, however many days that is (the drift sensor fills it in)."""
     label_budget: int | None = None
     """At most this many labeled packages (not held out) are trained on, the model's mistakes first
-    (``quality.sampling.hard_first``); 0: all of them. None: 400 on a CPU (sized for
-    ``candidate_model``'s two-core fine-tune), all of them on a GPU, where ``candidate_model`` trains
-    the whole backbone — on ``six_weeks_later`` that gave 89.8 % from 400 packages and 95.7 % from
-    ≈ 1,400 (docs/benchmarks.md)."""
-    replay_frames: int = 128
+    (``quality.sampling.hard_first``); 0: all of them. None: the budget of the recipe
+    ``candidate_model`` runs (``WV_RETRAIN_DEVICE``): 400 on a CPU (its two-core fine-tune), all of
+    them on a GPU, where it trains the whole backbone — on ``six_weeks_later`` that gave 89.8 % from
+    400 packages and 95.7 % from ≈ 1,400 (docs/benchmarks.md)."""
+    replay_frames: int = REPLAY_FRAMES
     """Frames of the original synthetic training data mixed in, so nothing already learnt is forgotten."""
-    replay_seed: int = 1
+    replay_seed: int = REPLAY_SEED
     """Seed of the original training frames (``model_lifecycle.sources.training_frames``)."""
     track_seconds: float = 30.0
     """A labeled package's detections by the same camera this close in time become training frames too."""
 
     def budget(self, gpu: bool | None = None) -> int:
-        """The label budget on this run's device (``gpu`` None: whether torch sees a GPU)."""
+        """The label budget of the recipe on this run's device (``gpu`` None: whether torch sees a GPU)."""
         if self.label_budget is not None:
             return self.label_budget
-        if gpu is None:
-            import torch
-
-            gpu = torch.cuda.is_available()
-        return 0 if gpu else CPU_LABEL_BUDGET
+        return recipe_for(uses_gpu("auto") if gpu is None else gpu).label_budget
 
 
 _LABELED = """
@@ -338,28 +339,29 @@ def retraining_dataset(
 
 # --- candidate_model ---------------------------------------------------------------------------
 class CandidateModelConfig(dg.Config):
-    steps: int = 300
+    steps: int = CPU_RECIPE.steps
     """Optimiser steps on the cached features of the frozen blocks (each costs about a sixth of a
     full step at ``frozen_blocks=10``)."""
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = CPU_RECIPE.lr
     distill_weight: float = 1.0
     """Distillation from production, on the replay frames only: there production is right, so it keeps
     the frozen test set where it was; on the drifted frames production is what went wrong."""
-    frozen_blocks: int = 10
+    frozen_blocks: int = CPU_RECIPE.frozen_blocks
     """Backbone blocks kept as they are in production and run once per training frame."""
     damaged_weight: float = 3.0
     """Extra sampling weight of labeled frames showing damage (cameras see mostly intact packages)."""
     mirror: bool = True
     """Train on mirrored copies of the frames too."""
-    device: str = "auto"
-    """cpu, cuda or auto (cuda when the run has a GPU, as the retraining job's node does). On a CPU the
-    fine-tune above is sized for two cores; on a GPU the ``gpu_*`` recipe replaces it."""
-    gpu_frozen_blocks: int = 0
+    device: str = ""
+    """cpu, cuda or auto (cuda when the run has a GPU, as the retraining job's node does); empty:
+    WV_RETRAIN_DEVICE. On a CPU the fine-tune above is sized for two cores; on a GPU the ``gpu_*``
+    recipe replaces it."""
+    gpu_frozen_blocks: int = GPU_RECIPE.frozen_blocks
     """On a GPU the whole backbone trains: on ``six_weeks_later`` that gave +1.6 to +5.5 points over
     the two-core recipe at every label count measured (``bench.label_efficiency``/``label_ceiling``)."""
-    gpu_steps: int = 1500
-    gpu_lr: float = 5e-4
+    gpu_steps: int = GPU_RECIPE.steps
+    gpu_lr: float = GPU_RECIPE.lr
     """A lower rate than the CPU recipe's: every block moves, not only the last two."""
     calibration_frames: int = 32
     reference_frames: int = 48
@@ -369,32 +371,20 @@ class CandidateModelConfig(dg.Config):
     """Start from ``backbone_adaptation``'s newest passing model instead of production's weights (off:
     it did not raise accuracy on the drift presets measured, docs/benchmarks.md)."""
 
-    def finetune_options(self) -> "FinetuneOptions":
-        """The fine-tune this config describes on the device it resolves to (the CPU recipe is what
-        ``bench.drift_recovery`` measures)."""
-        import torch
-
-        from model_lifecycle.finetune import FinetuneOptions
-
-        gpu = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+    def finetune_options(self, default_device: str = "auto") -> "FinetuneOptions":
+        """The fine-tune this config describes on the device it resolves to (``device``, else
+        ``default_device``; the CPU recipe is what ``bench.drift_recovery`` measures)."""
+        gpu = uses_gpu(self.device or default_device)
         frozen_blocks, steps, lr = (
             (self.gpu_frozen_blocks, self.gpu_steps, self.gpu_lr)
             if gpu
             else (self.frozen_blocks, self.steps, self.lr)
         )
-        return FinetuneOptions(
-            frozen_blocks=frozen_blocks,
-            steps=steps,
-            batch_size=self.batch_size,
-            lr=lr,
-            warmup_steps=max(1, steps // 10),
-            distill_weight=self.distill_weight,
-            damaged_weight=self.damaged_weight,
-            mirror=self.mirror,
-            device="cuda" if gpu else "cpu",
+        return finetune_options(
+            frozen_blocks, steps, lr, "cuda" if gpu else "cpu", batch_size=self.batch_size,
+            distill_weight=self.distill_weight, damaged_weight=self.damaged_weight, mirror=self.mirror,
             seed=self.seed,
-            log_every=max(1, steps // 20),
-        )
+        )  # fmt: skip
 
 
 def _require_production(registry: ModelRegistry) -> tuple[str, Path]:
