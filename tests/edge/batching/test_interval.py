@@ -41,6 +41,35 @@ def test_drops_raise_the_interval_to_its_limit_and_calm_lowers_it_step_by_step()
     assert not window(60, 2)  # under 5 %: no raise, but the calm starts again
 
 
+def test_a_step_down_that_brings_drops_back_doubles_the_wait_before_the_next_one():
+    clock = Clock()
+    ctl = IntervalController(
+        max_interval=3, window_s=2, raise_share=0.05, calm_s=10, max_calm_s=40, clock=clock
+    )
+    handed = dropped = 0
+
+    def window(h: int, d: int) -> bool:
+        nonlocal handed, dropped
+        clock.now += 2
+        handed, dropped = handed + h, dropped + d
+        return ctl.observe(handed, dropped)
+
+    def calm_until_step_down() -> float:
+        start = clock.now
+        while not window(60, 0):
+            pass
+        return clock.now - start
+
+    assert window(60, 30) and ctl.extra == 1
+    for wait in (10, 20, 40, 40):  # each step down fails at once: 10 s, then twice as long, capped
+        assert calm_until_step_down() == wait and ctl.extra == 0
+        assert window(60, 20) and ctl.extra == 1
+    assert calm_until_step_down() == 40 and ctl.extra == 0
+    for _ in range(20):  # the step down held (40 s and more without drops)
+        assert not window(60, 0)
+    assert window(60, 20) and ctl.wait_s == 10  # load that comes back later: the plain wait again
+
+
 @pytest.mark.timeout(90)
 def test_an_edge_that_cannot_keep_up_infers_fewer_frames_of_its_live_cameras(
     edge_config, kafka_bootstrap, topic_prefix, monkeypatch
