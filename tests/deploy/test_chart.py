@@ -504,6 +504,9 @@ def test_an_instance_in_shares_runs_a_pod_per_share_each_with_its_index_and_volu
     (container,) = chart.pod_spec(sts)["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["WV_CAMERA_SHARES"]["value"] == "2"
+    assert (
+        env["WV_GRPC_ADDRESS"]["value"] == "wv-warehouse-vision-grpc.warehouse-vision.svc:50051"
+    )  # registry
     label = env["WV_CAMERA_SHARE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
     assert label == "metadata.labels['apps.kubernetes.io/pod-index']"
     assert container["resources"]["limits"]["nvidia.com/gpu.shared"] == "1"
