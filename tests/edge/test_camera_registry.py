@@ -245,3 +245,43 @@ def test_an_edge_s_share_of_the_file_s_cameras_runs_while_the_registry_cannot_be
         )
         taken.append([c.id for c in watcher.initial()])
     assert sorted(taken[0] + taken[1]) == sorted(c["id"] for c in listed) and all(taken)
+
+
+@pytest.mark.timeout(180)
+def test_two_edges_sharing_a_facility_run_each_camera_once_and_a_new_camera_starts_on_one_of_them(
+    edge_config, registry: psycopg.Connection, centre: RunningServer, grpc_token: str, tmp_path
+) -> None:
+    ids = [f"duo-{i}" for i in range(4)]  # share 0 of 2: duo-2; share 1: duo-0, duo-1, duo-3
+    for i, camera in enumerate(ids):
+        register_camera(registry, FACILITY, camera, source_uri=f"synthetic://seed={i + 1}&fps=5")
+    edges = [
+        EdgeService(
+            edge_config(
+                [],
+                facility=FACILITY,
+                cameras_from="registry",
+                camera_registry={"poll_s": 0.3, "timeout_s": 2, "shares": 2, "share_index": index},
+                transport={"kind": "grpc", "grpc_address": f"127.0.0.1:{centre.port}"},
+                budgets={"fallback": False},
+                outbox={"path": str(tmp_path / f"share-{index}" / "outbox")},
+                state_dir=str(tmp_path / f"share-{index}"),
+            ),
+            grpc_token=grpc_token,
+        )
+        for index in range(2)
+    ]
+    for edge in edges:
+        edge.start()
+    try:
+        assert [set(edge.cameras) for edge in edges] == [{"duo-2"}, {"duo-0", "duo-1", "duo-3"}]
+        for edge in edges:
+            wait_for(lambda e=edge: all(e.pipeline.frames_by_camera[c] >= 3 for c in e.cameras))
+        register_camera(registry, FACILITY, "duo-new", source_uri="synthetic://seed=9&fps=5")
+        wait_for(lambda: edges[1].pipeline.frames_by_camera["duo-new"] >= 3)
+        assert set(edges[0].cameras) == {"duo-2"} and "duo-new" not in edges[0].pipeline.frames_by_camera
+    finally:
+        for edge in edges:
+            edge.shutdown(drain_timeout_s=2)
+    for edge in edges:
+        written, delivered = edge.outbox.counters["written"], edge.relay.counters.get("delivered", 0)
+        assert not edge.stalls and written > 0 and delivered + edge.outbox_left == written
