@@ -33,7 +33,9 @@ The strategies, on the same frames, seeds and options:
   tracks the shipped model is least sure of (its smoothed track decision's confidence, never the
   truth) is labeled, day after day until the largest count is reached; a count N trains on the
   first N labels the campaign collected (every label: the GPU budget), and the table says on how
-  many campaign days they came.
+  many campaign days they came;
+* ``campaign_random``: the same campaign asking for a random share of each day's tracks instead
+  of the least sure (a control: what the least-sure order itself adds).
 
 ``--frozen-blocks``, ``--steps`` and ``--lr`` change the fine-tune recipe for every strategy
 (default: ``candidate_model``'s, sized for two CPU cores; ``--frozen-blocks 0``: a full fine-tune,
@@ -85,7 +87,7 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 """The model the demo ships (``wv.demo.story.DEFAULT_MODEL``; not imported: that module needs the
 database client, which the lent GPU machine lacks)."""
 
-STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop", "campaign")
+STRATEGIES = ("plain", "adapted", "several_days", "hard_first", "loop", "campaign", "campaign_random")
 EXTRA_DAYS = (8, 9, 10, 11)
 """Further drifted days of the same cameras (never evaluated) for the several-days strategies."""
 CAMPAIGN_SEED = 80_000
@@ -236,10 +238,12 @@ def run_campaign(
     size: tuple[int, int],
     threshold: float,
     workers: int,
+    least_sure_first: bool = True,
 ) -> CampaignLabels:
     """Label drifted days as ``labeling_campaign`` asks: each day the ``policy.rate`` share of its
     package tracks the model is least sure of, until ``policy.labels_wanted`` labels are in (labels
-    come back the same day here) or ``policy.max_days`` pass. Days are rendered a few at a time."""
+    come back the same day here) or ``policy.max_days`` pass; ``least_sure_first`` False: a random
+    share instead (a stable hash of the package). Days are rendered a few at a time."""
     out = CampaignLabels()
     day_numbers = [scenario.drift_day, *range(EXTRA_DAYS[0], scenario.days + 1)]
     chunk = max(1, workers // len(scenario.cameras(scenario.drifted_facility)))
@@ -259,7 +263,10 @@ def run_campaign(
             if today.ended or today.status == "waiting":
                 return out
             ranked = least_sure(
-                judged.items(), lambda kv: kv[0], lambda kv: kv[1].decision.confidence, today.ask
+                judged.items(),
+                lambda kv: kv[0],
+                lambda kv: kv[1].decision.confidence if least_sure_first else 0.0,
+                today.ask,
             )
             asked = [p for p, _ in ranked]
             out.packages += asked
@@ -347,7 +354,11 @@ def main() -> None:
         scenario = Scenario(("FAC-001", "FAC-002", "FAC-003"), drift=preset, days=12)
         day_frames = 20 if quick else scenario.frames
         # the longest label budget decides how long day 4's burst must be (≈ 6 packages/s over 2 cameras)
-        long_frames = max(day_frames, round(max(counts) / 5.2 * scenario.fps) + 20)
+        long_frames = (
+            max(day_frames, round(max(counts) / 5.2 * scenario.fps) + 20)
+            if {"plain", "adapted"} & set(strategies)
+            else day_frames
+        )
         pool_days = [scenario.drift_day, *EXTRA_DAYS[: 1 if quick else None]]
         later_days = list(range(scenario.drift_day + 1, 8))
         rendered = render_days(
@@ -377,22 +388,23 @@ def main() -> None:
         engine = TorchEngine.for_module(parent, EngineSpec("torch", "fp32", device))
         judgements = package_judgements(engine, days, threshold)
         errors = {p: j.errors for p, j in judgements.items()}
-        campaign = CampaignLabels()
-        if "campaign" in strategies:
+        campaigns: dict[str, CampaignLabels] = {}
+        for name in ("campaign", "campaign_random"):
+            if name not in strategies:
+                continue
             t1 = time.perf_counter()
             policy = CampaignPolicy(
                 args.campaign_rate, 10**9, 2 if quick else args.campaign_days, max(counts)
             )
-            campaign_scenario = replace(scenario, days=EXTRA_DAYS[0] + policy.max_days)
-            campaign = run_campaign(
-                campaign_scenario, engine, policy, 20 if quick else args.campaign_frames, size, threshold,
-                args.workers,
+            campaign = campaigns[name] = run_campaign(
+                replace(scenario, days=EXTRA_DAYS[0] + policy.max_days), engine, policy,
+                20 if quick else args.campaign_frames, size, threshold, args.workers, name == "campaign",
             )  # fmt: skip
-            metrics.update({f"{preset}.campaign.labels": len(campaign.packages),
-                            f"{preset}.campaign.days": len(campaign.tracks_per_day),
-                            f"{preset}.campaign.tracks_per_day": sum(campaign.tracks_per_day)
+            metrics.update({f"{preset}.{name}.labels": len(campaign.packages),
+                            f"{preset}.{name}.days": len(campaign.tracks_per_day),
+                            f"{preset}.{name}.tracks_per_day": sum(campaign.tracks_per_day)
                             / max(1, len(campaign.tracks_per_day)),
-                            f"{preset}.campaign.collect_s": time.perf_counter() - t1})  # fmt: skip
+                            f"{preset}.{name}.collect_s": time.perf_counter() - t1})  # fmt: skip
         budgets: list[tuple[str, int | None]] = [("day", None), *((str(n), n) for n in counts)]
         for label, n in budgets[1:] if args.no_day else budgets:
             plans: dict[str, list[Frame]] = {}
@@ -419,9 +431,10 @@ def main() -> None:
                  len({t.package_id for f in frames for t in f.truth}), "")
                 for strategy, frames in plans.items() if frames
             ]  # fmt: skip
-            if n is not None and n <= len(campaign.packages):
-                samples, shown, used = campaign.plan(n)
-                trainings.append(("campaign", samples, shown, f", {used} campaign days"))
+            for name, campaign in campaigns.items():
+                if n is not None and n <= len(campaign.packages):
+                    samples, shown, used = campaign.plan(n)
+                    trainings.append((name, samples, shown, f", {used} campaign days"))
             for strategy, samples, packages, note in trainings:
                 t1 = time.perf_counter()
                 start = adapted if strategy == "adapted" else parent
@@ -430,7 +443,7 @@ def main() -> None:
                 key = f"{preset}.{strategy}.{label}"
                 metrics.update({key: acc, f"{key}.frozen": acc_frozen, f"{key}.frames": len(samples),
                                 f"{key}.packages": packages, f"{key}.s": time.perf_counter() - t1})  # fmt: skip
-                if strategy == "campaign":
+                if strategy in campaigns:
                     metrics[f"{key}.days"] = float(note.split()[1])
                 rows.append(_row(preset, strategy, f"{label} ({packages} in frames{note})", len(samples), acc,
                                  acc_frozen))  # fmt: skip

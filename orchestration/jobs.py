@@ -34,9 +34,12 @@ LIGHT_K8S = {
 
 nightly_model_quality_job = dg.define_asset_job(
     "nightly_model_quality",
-    selection=dg.AssetSelection.assets("verified_samples", "drift_evaluation"),
+    selection=dg.AssetSelection.assets("verified_samples", "drift_evaluation", "labeling_campaign"),
     partitions_def=daily_facility_partitions,
-    description="Yesterday's verified samples and drift evaluation, one run per facility.",
+    description=(
+        "Yesterday's verified samples, drift evaluation and (below the threshold) labeling campaign, one run "
+        "per facility."
+    ),
     tags={"wv/job": "nightly_model_quality", "dagster-k8s/config": LIGHT_K8S},
 )
 

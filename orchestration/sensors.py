@@ -1,5 +1,6 @@
-"""Sensors: drift-triggered retraining, labels arriving in Label Studio, promotions made outside
-Dagster and on-call failure recording (others append to ``SENSORS``)."""
+"""Sensors: drift-triggered retraining (on the drop and when its labeling campaign ends), labels
+arriving in Label Studio, promotions made outside Dagster and on-call failure recording (others
+append to ``SENSORS``)."""
 
 import json
 from dataclasses import dataclass, field
@@ -149,6 +150,89 @@ def drift_retraining_sensor(
     )
 
 
+CAMPAIGN_ASSET = dg.AssetKey("labeling_campaign")
+
+
+@dataclass(frozen=True)
+class CampaignEnd:
+    storage_id: int
+    facility: str
+    since: str
+    status: str
+    labels: int
+    wanted: int
+
+
+def _campaign_end(record: dg.EventLogRecord) -> CampaignEnd | None:
+    """A ``labeling_campaign`` materialization that ended its campaign (labels in, or out of days)."""
+    materialization = record.asset_materialization
+    if materialization is None or not isinstance(materialization.partition, str):
+        return None
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    if meta.get("status") not in ("complete", "expired") or not meta.get("since"):
+        return None
+
+    def count(key: str) -> int:
+        value = meta.get(key)
+        return value if isinstance(value, int) else 0
+
+    keys = daily_facility_partitions.get_partition_key_from_str(materialization.partition).keys_by_dimension
+    return CampaignEnd(
+        record.storage_id, keys["facility"], str(meta["since"]), str(meta["status"]), count("labels"),
+        count("labels_wanted"),
+    )  # fmt: skip
+
+
+@dg.sensor(
+    job=retraining_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches retraining when a facility's labeling campaign ends: its labels since the drop "
+    "reached what the recipe wants (WV_CAMPAIGN_LABELS, else 400 on a CPU / 1,400 on a GPU) or "
+    "WV_CAMPAIGN_MAX_DAYS passed. Once per campaign (run key), on every label since the drop.",
+)
+def campaign_retraining_sensor(
+    context: dg.SensorEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
+) -> dg.SensorResult:
+    after = int(context.cursor) if context.cursor else None
+    ended: dict[tuple[str, str], CampaignEnd] = {}
+    while True:
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=CAMPAIGN_ASSET, after_storage_id=after), limit=500, ascending=True
+        )
+        for record in result.records:
+            if (end := _campaign_end(record)) is not None:
+                ended.setdefault((end.facility, end.since), end)
+        if result.records:
+            after = max(r.storage_id for r in result.records)
+        if not result.has_more:
+            break
+    cursor = str(after) if after is not None else None
+    if not ended:
+        return dg.SensorResult(skip_reason="no labeling campaign ended", cursor=cursor)
+    requests = [
+        dg.RunRequest(
+            run_key=f"campaign-{end.facility}@{end.since}",
+            run_config={
+                "ops": {
+                    "retraining_dataset": {"config": {"drift_since": {end.facility: end.since}}},
+                    "candidate_model": {"config": {"steps": settings.retrain_steps}},
+                }
+            },
+            tags={
+                "wv/trigger": "campaign",
+                "wv/facilities": end.facility,
+                "wv/drift_since": f"{end.facility}@{end.since}",
+                "wv/campaign": end.status,
+                "wv/labels": f"{end.labels}/{end.wanted}",
+            },
+        )
+        for end in ended.values()
+    ]
+    context.log.info("labeling campaigns ended: %s", ", ".join(f"{f}@{s}" for f, s in ended))
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
 def failure_record(context: dg.RunFailureSensorContext, settings: OrchestrationSettings) -> dict[str, Any]:
     run = context.dagster_run
     steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
@@ -271,6 +355,7 @@ def hard_example_annotations_sensor(
 
 SENSORS: list[dg.SensorDefinition] = [
     drift_retraining_sensor,
+    campaign_retraining_sensor,
     hard_example_annotations_sensor,
     oncall_failure_sensor,
     model_promotion_sensor,

@@ -7,7 +7,7 @@ asset as the ``settings`` resource.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,10 @@ from foundation.settings import (
     RedisSettings,
     StateSettings,
 )
+from model_lifecycle.recipes import Recipe, recipe_for, uses_gpu
+
+if TYPE_CHECKING:
+    from quality.campaign import CampaignPolicy
 
 
 class PipelineSettings(
@@ -60,6 +64,56 @@ class PipelineSettings(
             "evaluated, on all its labels since the drop (0: once per drop)."
         ),
     )
+    retrain_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description=(
+            "Where candidate_model fine-tunes, which decides its recipe and the labels a drift campaign "
+            "collects for it: cuda (the retraining job's GPU node; set it where Dagster runs on Kubernetes), "
+            "cpu, or auto (cuda when the process sees a GPU)."
+        ),
+    )
+    campaign_rate: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description=(
+            "Drift-triggered labeling campaign: while a facility is below the threshold, this share of each "
+            "day's package tracks (the model's least sure decisions first) goes to labeling on top of the "
+            "regular sample (0: no campaigns)."
+        ),
+    )
+    campaign_daily_quota: int = Field(
+        2000,
+        ge=0,
+        description="At most this many campaign tasks per facility and day (the labelers' capacity).",
+    )
+    campaign_max_days: int = Field(
+        14, ge=1, description="A campaign ends after this many days even without the labels it wants."
+    )
+    campaign_labels: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Labeled packages since the drop a campaign collects before it ends and retraining runs on them; "
+            "unset: what the recipe wants (400 on a CPU, 1,400 on a GPU, where six_weeks_later passed 94 %)."
+        ),
+    )
     analytics_throughput_tolerance: float = Field(
         0.5, gt=0, description="Asset check: packages seen may differ from expected by this share."
     )
+
+    def retrain_recipe(self) -> Recipe:
+        """The fine-tune ``candidate_model`` runs where WV_RETRAIN_DEVICE says."""
+        return recipe_for(uses_gpu(self.retrain_device))
+
+    def labels_wanted(self) -> int:
+        """Labeled packages since a drop that retraining wants: WV_CAMPAIGN_LABELS, else the recipe's."""
+        return self.campaign_labels or self.retrain_recipe().labels_wanted
+
+    def campaign_policy(self) -> CampaignPolicy:
+        """The labeling campaign's settings, wanting the labels of the recipe that will run."""
+        from quality.campaign import CampaignPolicy
+
+        return CampaignPolicy(
+            self.campaign_rate, self.campaign_daily_quota, self.campaign_max_days, self.labels_wanted()
+        )

@@ -10,10 +10,12 @@ into ``hard_examples.verified_condition``, which ``retraining_dataset`` trains o
 """
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
+import psycopg
 from psycopg.types.json import Jsonb
 
 from assets.common.partitions import START_DATE, week_start
@@ -22,6 +24,7 @@ from assets.common.settings import PipelineSettings
 from assets.model_quality.label_studio import LabelStudio
 from assets.model_quality.labeling import (
     Decision,
+    TaskBatch,
     build_tasks,
     camera_sources,
     import_answers,
@@ -109,6 +112,54 @@ ON CONFLICT (export_id, event_id) DO UPDATE SET crop_path = EXCLUDED.crop_path,
 """A re-export keeps the labels its examples already have."""
 
 
+def record_export(
+    conn: psycopg.Connection[Any],
+    export_id: str,
+    start: date,
+    band: tuple[float, float],
+    chosen: Sequence[Decision],
+    batch: TaskBatch,
+) -> Counter[str]:
+    """The export and its examples in ``hard_example_exports`` / ``hard_examples`` (examples no longer
+    chosen dropped, labels of the others kept); returns the examples per facility/class."""
+    counts = Counter(f"{d.facility_id}/{d.condition}" for d in chosen)
+    by_id = {t.event_id: t for t in batch.tasks}
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO hard_example_exports (export_id, week_start, confidence_low, confidence_high, "
+            "examples, manifest_path, counts) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (export_id) DO UPDATE SET confidence_low = EXCLUDED.confidence_low, "
+            "confidence_high = EXCLUDED.confidence_high, examples = EXCLUDED.examples, "
+            "manifest_path = EXCLUDED.manifest_path, counts = EXCLUDED.counts",
+            (
+                export_id,
+                start,
+                band[0],
+                band[1],
+                len(chosen),
+                str(batch.prodigy.resolve()),
+                Jsonb(dict(counts)),
+            ),
+        )
+        conn.execute(
+            "DELETE FROM hard_examples WHERE export_id = %s AND NOT event_id = ANY(%s)",
+            (export_id, [d.event_id for d in chosen]),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                _INSERT,
+                [
+                    (
+                        export_id, d.event_id, d.facility_id, d.event_time, d.package_id, d.track_id,
+                        d.camera_id, by_id[d.event_id].frame_index, list(d.bbox), d.condition,
+                        d.confidence, by_id[d.event_id].image,
+                    )
+                    for d in chosen
+                ],
+            )  # fmt: skip
+    return counts
+
+
 @dg.asset(
     partitions_def=hard_example_weeks,
     deps=["package_detections"],
@@ -142,41 +193,7 @@ def hard_example_export(
         chosen = select_hard_examples(candidates, config.max_per_stratum)
         verifier = SimulatedVerifier(labeling.truth_path()) if labeling.verifier == "ground-truth" else None
         batch = build_tasks(chosen, camera_sources(conn), out_dir, "hard_examples", verifier)
-        counts = Counter(f"{d.facility_id}/{d.condition}" for d in chosen)
-        by_id = {t.event_id: t for t in batch.tasks}
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO hard_example_exports (export_id, week_start, confidence_low, confidence_high, "
-                "examples, manifest_path, counts) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (export_id) DO UPDATE SET confidence_low = EXCLUDED.confidence_low, "
-                "confidence_high = EXCLUDED.confidence_high, examples = EXCLUDED.examples, "
-                "manifest_path = EXCLUDED.manifest_path, counts = EXCLUDED.counts",
-                (
-                    export_id,
-                    monday,
-                    low,
-                    high,
-                    len(chosen),
-                    str(batch.prodigy.resolve()),
-                    Jsonb(dict(counts)),
-                ),
-            )
-            conn.execute(
-                "DELETE FROM hard_examples WHERE export_id = %s AND NOT event_id = ANY(%s)",
-                (export_id, [d.event_id for d in chosen]),
-            )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    _INSERT,
-                    [
-                        (
-                            export_id, d.event_id, d.facility_id, d.event_time, d.package_id, d.track_id,
-                            d.camera_id, by_id[d.event_id].frame_index, list(d.bbox), d.condition,
-                            d.confidence, by_id[d.event_id].image,
-                        )
-                        for d in chosen
-                    ],
-                )  # fmt: skip
+        counts = record_export(conn, export_id, monday, (low, high), chosen, batch)
         conn.commit()
     pushed = None
     if labeling.label_studio_url:

@@ -18,7 +18,7 @@ worse candidate before anyone can promote it.
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -259,14 +259,37 @@ def group_frames(
     ]
 
 
+LABELS_CHECK = dg.AssetCheckSpec(
+    "labels_for_recipe",
+    asset="retraining_dataset",
+    description=(
+        "Warns when the drifted facilities' trained packages fall short of what the recipe wants (400 on a "
+        "CPU, 1,400 on a GPU, or WV_CAMPAIGN_LABELS): the candidate may not recover a hard drift; the labeling "
+        "campaign's end launches a retraining that has them."
+    ),
+)
+
+
+def labels_check(selection: Mapping[str, Any]) -> dg.AssetCheckResult:
+    """Whether a drift retraining had the labels its recipe wants (no drifted facility: nothing to want)."""
+    had, wanted = selection["drifted_packages"], selection["labels_wanted"]
+    return dg.AssetCheckResult(
+        check_name=LABELS_CHECK.name,
+        passed=not selection["drift_since"] or had >= wanted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"drifted_packages": had, "labels_wanted": wanted, "recipe": selection["recipe"]},
+    )
+
+
 @dg.asset(
-    deps=["drift_evaluation", "hard_example_labels", "verified_samples"],
+    deps=["drift_evaluation", "hard_example_labels", "verified_samples", "labeling_campaign"],
     group_name="retraining",
     owners=OWNERS,
     kinds={"postgres", "python"},
     tags={"domain": "retraining"},
+    check_specs=[LABELS_CHECK],
     description=(
-        "Manifest of reproducible training frames: labeled hard examples and verified samples (a drifted "
+        "Manifest of reproducible training frames: labeled hard examples, campaign labels and verified samples (a drifted "
         "facility's since its drop, the others' of the last days; at most `label_budget` packages, the model's "
         "mistakes first) and the other frames of each labeled package's track (re-rendered from synthetic "
         "cameras, verified labels overriding the simulator's) plus a replay slice of the original synthetic "
@@ -278,7 +301,7 @@ def retraining_dataset(
     config: RetrainingDatasetConfig,
     database: DatabaseResource,
     settings: dg.ResourceParam[PipelineSettings],
-) -> dg.Output[RetrainingDataset]:
+) -> Iterator[dg.Output[RetrainingDataset] | dg.AssetCheckResult]:
     with database.connect() as conn:
         params = {
             "days": config.lookback_days,
@@ -297,7 +320,13 @@ def retraining_dataset(
     recent_rows = [r for r in held_out if r.origin == "verified"]
     held_frames = {frame(r) for r in held_out}
     train_rows = [r for r in usable if not is_recent_holdout(r.package_id) and frame(r) not in held_frames]
-    train_rows, selection = budget_selection(train_rows, config.budget(), config.drift_since)
+    recipe = settings.retrain_recipe()
+    budget = config.budget(recipe is GPU_RECIPE)
+    train_rows, selection = budget_selection(train_rows, budget, config.drift_since)
+    drifted = sum(
+        sum(days.values()) for f, days in selection["packages_per_day"].items() if f in config.drift_since
+    )
+    selection.update(recipe=recipe.name, labels_wanted=settings.labels_wanted(), drifted_packages=drifted)
     dataset = RetrainingDataset(
         manifest="",
         train=group_frames(train_rows, cameras, uris),
@@ -314,7 +343,7 @@ def retraining_dataset(
     per_facility: dict[str, int] = defaultdict(int)
     for r in train_rows:
         per_facility[r.facility_id] += 1
-    return dg.Output(
+    yield dg.Output(
         dataset,
         metadata={
             "labeled_events": len(rows),
@@ -332,9 +361,13 @@ def retraining_dataset(
             "wrong_packages": selection["wrong_packages"],
             "label_budget": selection["label_budget"],
             "packages_per_day": dg.MetadataValue.json(selection["packages_per_day"]),
+            "recipe": recipe.name,
+            "drifted_packages": drifted,
+            "labels_wanted": selection["labels_wanted"],
             "manifest": dg.MetadataValue.path(str(manifest.resolve())),
         },
     )
+    yield labels_check(selection)
 
 
 # --- candidate_model ---------------------------------------------------------------------------
@@ -428,6 +461,7 @@ def candidate_model(
     retraining_dataset: RetrainingDataset,
     model_registry: ModelRegistryResource,
     wandb: WandbResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.MaterializeResult:
     import time
 
@@ -446,7 +480,11 @@ def candidate_model(
     out_dir = registry.models_dir / version
     started = time.perf_counter()
     labeled, replay = training_samples(retraining_dataset, parent_version.input_size)
-    opts = config.finetune_options()
+    opts = config.finetune_options(settings.retrain_device)
+    labels = {
+        k: retraining_dataset.selection.get(k)
+        for k in ("trained_packages", "drifted_packages", "labels_wanted")
+    }
     run_config = {**asdict(opts), "parent": parent, "manifest": retraining_dataset.manifest}
     with wandb.run(version, "retraining", run_config) as run:
         result = finetune(load_detector(start_dir), labeled, replay, opts, on_log=run.log)
@@ -461,6 +499,7 @@ def candidate_model(
         "device": opts.device,
         "manifest": retraining_dataset.manifest,
         "adapted_backbone": str(start_dir) if config.adapted_backbone else None,
+        **labels,
         "final_loss": result.final_loss,
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
     }
@@ -489,6 +528,8 @@ def candidate_model(
             "labeled_frames": len(labeled),
             "replay_frames": len(replay),
             "frozen_blocks": opts.frozen_blocks,
+            "device": opts.device,
+            **{k: v for k, v in labels.items() if v is not None},
             "final_loss": dg.MetadataValue.float(float(result.final_loss or 0.0)),
             "fine_tune_seconds": round(result.timings["cache_s"] + result.timings["train_s"], 1),
             "fine_tune_cpu_seconds": round(result.timings["cache_cpu_s"] + result.timings["train_cpu_s"], 1),

@@ -303,7 +303,9 @@ def test_a_fine_tuned_candidate_passes_the_blocking_check_and_wv_model_approve_p
         instance=instance,
         raise_on_error=False,
     )
-    (gate,) = result.get_asset_check_evaluations()
+    gate = next(
+        c for c in result.get_asset_check_evaluations() if c.check_name == "candidate_beats_production"
+    )
     assert gate.passed, gate.metadata["reasons"]
     version = str(result.asset_materializations_for_node("candidate_model")[0].metadata["version"].value)
     registry = ModelRegistry(database_url, tmp_path / "models")
