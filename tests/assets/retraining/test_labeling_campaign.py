@@ -9,9 +9,12 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+import pytest
 
+from assets.model_quality.label_studio import LabelStudio
+from assets.model_quality.resources import LabelingResource
 from assets.retraining.assets import is_recent_holdout, load_manifest, retraining_dataset
-from assets.retraining.campaign import labeling_campaign
+from assets.retraining.campaign import labeling_campaign, project_title
 from contract.proto import warehouse_vision_pb2 as pb
 from orchestration.sensors import campaign_retraining_sensor
 
@@ -33,16 +36,23 @@ def _trainable(decisions: list[pb.DetectionEvent]) -> list[pb.DetectionEvent]:
     return [d for d in decisions if not is_recent_holdout(d.package_id)]
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["task files", "label studio"])
 def test_a_drop_asks_for_the_least_sure_decisions_until_the_recipe_s_labels_are_back_then_retrains(
     db: psycopg.Connection,
     resources: dict[str, Any],
     write_decisions: Callable[..., list[pb.DetectionEvent]],
     write_truth: Callable[[dict[str, str]], Path],
+    request: pytest.FixtureRequest,
+    server: bool,
 ) -> None:
     settings = resources["settings"].model_copy(
         update={"campaign_rate": 0.5, "campaign_daily_quota": 4, "campaign_labels": 6, "campaign_max_days": 5}
     )
-    resources = {**resources, "settings": settings}
+    labeling: LabelingResource = resources["labeling"]
+    if server:  # the campaign's project on a real Label Studio, annotated through its API, pulled back
+        url = request.getfixturevalue("label_studio_url")
+        labeling = LabelingResource(**{**labeling.model_dump(), "label_studio_url": url})
+    resources = {**resources, "settings": settings, "labeling": labeling}
     days = {day: write_decisions(12, "FAC-002", day, seed=i, confidence=(0.3, 0.99))
             for i, day in enumerate((BEFORE, DROP, DROP + timedelta(days=1)))}  # fmt: skip
     truth = {d.package_id: "torn" for decisions in days.values() for d in decisions}
@@ -81,6 +91,12 @@ def test_a_drop_asks_for_the_least_sure_decisions_until_the_recipe_s_labels_are_
             "complete", 4, 2, 6,  # only the 2 labels still wanted
         )  # fmt: skip
         assert second["since"] == DROP.isoformat() and second["check_passed"]
+        sources = {s for (s,) in db.execute("SELECT DISTINCT label_source FROM hard_examples")}
+        assert sources == {"label-studio" if server else "ground-truth"}
+        if server:
+            client = LabelStudio(labeling.label_studio_url)
+            tasks = client.export(client.project(project_title("FAC-002", DROP), ""))
+            assert len(tasks) == 6 and all(t["annotations"] for t in tasks)  # one project for the campaign
 
         context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
         result = campaign_retraining_sensor(context)
