@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 from bench._report import write_report
-from bench.label_efficiency import render_days
+from bench.label_efficiency import SHIPPED_MODEL, render_days
 from contract.frames import Frame
 from contract.vocabulary import CONDITIONS
 from edge.backends import EngineSpec
@@ -39,11 +39,11 @@ from model_lifecycle.data import Sample, frame_to_sample
 from model_lifecycle.evaluate import detect
 from model_lifecycle.finetune import finetune
 from model_lifecycle.metrics import match
+from model_lifecycle.recipes import REPLAY_FRAMES, REPLAY_SEED, finetune_options
 from model_lifecycle.sources import heldout_frames, training_frames
 from simulator.catalogue import STYLES, catalogue_for
 from simulator.config import SimConfig
 from wv.demo.scenario import Scenario
-from wv.demo.story import DEFAULT_MODEL
 
 FIRST_SEED = 70_000
 """Seeds of the labelled bursts: far from the demo's (1000·facility + 10·camera + day)."""
@@ -79,8 +79,6 @@ def accuracy_by(
 
 
 def main() -> None:
-    from assets.retraining.assets import CandidateModelConfig, RetrainingDatasetConfig
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one 20-frame burst, 4 steps (a dry run)")
     ap.add_argument("--preset", default="six_weeks_later")
@@ -96,7 +94,7 @@ def main() -> None:
     runs = [(1, 10, 4, 2e-3)] if args.quick else [_run(r) for r in args.runs.split(",") if r]
     frames_per_burst = 20 if args.quick else args.frames
 
-    version = read_version(DEFAULT_MODEL)
+    version = read_version(SHIPPED_MODEL)
     size, threshold = version.input_size, version.score_threshold
     scenario = Scenario(("FAC-001", "FAC-002", "FAC-003"), drift=args.preset, days=12)
     later_frames = 20 if args.quick else scenario.frames
@@ -112,10 +110,10 @@ def main() -> None:
     else:
         labelled = [labelled_burst(*job) for job in jobs]
     render_s = time.perf_counter() - t0
-    replay_fn = training_frames(RetrainingDatasetConfig().replay_seed)
-    replay = [frame_to_sample(replay_fn(i), size) for i in range(RetrainingDatasetConfig().replay_frames)]
+    replay_fn = training_frames(REPLAY_SEED)
+    replay = [frame_to_sample(replay_fn(i), size) for i in range(REPLAY_FRAMES)]
     frozen = heldout_frames(30 if args.quick else 200)
-    parent = load_detector(DEFAULT_MODEL)
+    parent = load_detector(SHIPPED_MODEL)
 
     def scored(model: PackageDetector) -> tuple[dict[str, float], float]:
         return accuracy_by(model, later, threshold, args.device), accuracy_by(
@@ -129,13 +127,7 @@ def main() -> None:
     for n, frozen_blocks, steps, lr in runs:
         samples = [s for burst in labelled[:n] for s in burst[0]]
         packages = sum(burst[1] for burst in labelled[:n])
-        opts = replace(
-            CandidateModelConfig(
-                steps=steps, frozen_blocks=frozen_blocks, lr=lr, device="cpu"
-            ).finetune_options(),
-            device=args.device,
-            threads=None,
-        )
+        opts = replace(finetune_options(frozen_blocks, steps, lr, args.device), threads=None)
         t1 = time.perf_counter()
         acc, acc_frozen = scored(finetune(parent, samples, replay, opts).model)
         key = f"{n}b.{frozen_blocks}f.{steps}s"
