@@ -33,3 +33,20 @@ def test_the_label_budget_is_400_packages_on_a_cpu_and_every_label_on_a_gpu_unle
     )
     assert RetrainingDatasetConfig().budget() == (0 if torch.cuda.is_available() else 400)
     assert RetrainingDatasetConfig(label_budget=5).budget(gpu=True) == 5
+
+
+def test_wv_retrain_device_picks_the_recipe_and_the_labels_a_campaign_collects_for_it() -> None:
+    from orchestration.settings import OrchestrationSettings
+
+    cpu, gpu = (
+        OrchestrationSettings.load(retrain_device="cpu"),
+        OrchestrationSettings.load(retrain_device="cuda"),
+    )
+    assert CandidateModelConfig().finetune_options(cpu.retrain_device).frozen_blocks == 10
+    assert CandidateModelConfig().finetune_options(gpu.retrain_device).frozen_blocks == 0
+    assert (
+        CandidateModelConfig(device="cpu").finetune_options(gpu.retrain_device).device == "cpu"
+    )  # run config wins
+    assert (cpu.labels_wanted(), gpu.labels_wanted()) == (400, 1400)
+    assert gpu.campaign_policy().labels_wanted == 1400
+    assert OrchestrationSettings.load(retrain_device="cuda", campaign_labels=900).labels_wanted() == 900
