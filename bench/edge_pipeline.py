@@ -91,6 +91,7 @@ def run_pipeline(
                     "threads": spec.threads,
                     "spin": spec.spin,
                 },
+                "capture": {"max_interval": 1},  # every frame inferred, as in the recorded rows
                 "model": {"version": str(model), "fallback": str(fallback) if fallback else None},
                 "transport": {"topic_prefix": f"bench.{uuid.uuid4().hex[:8]}."},
                 "outbox": {"path": f"{tmp}/outbox"},

@@ -435,7 +435,10 @@ def main() -> None:
         "--max-interval",
         type=int,
         default=1,
-        help="capture.max_interval: under load, infer every k-th frame, k up to this (1: off)",
+        help=(
+            "capture.max_interval: under load, infer every k-th frame, k up to this "
+            "(default 1: off, unlike the edge's default 3, so rows compare with earlier ones)"
+        ),
     )
     parser.add_argument(
         "--one-thread",
