@@ -123,6 +123,9 @@ class Pipeline:
         self.interval = interval
         self.post_thread = post_thread
         """Track, decide and write on the loop's thread while a batching thread infers the next batch."""
+        self._busy_s = [0.0, 0.0]
+        """Seconds spent inferring (batching thread) and tracking/deciding/writing batches, for the
+        automatic interval's judgement of whether a lower interval would fit."""
         self._changes: list[Callable[[], bool]] = []
         self._changes_lock = threading.Lock()
         self._controller_lock = threading.Lock()
@@ -161,9 +164,11 @@ class Pipeline:
         ]
         handed = sum(c.reader.counters["frames"] - c.reader.counters["skipped_interval"] for c in live)
         dropped = sum(self.hub.drops[(c.camera_id, r)] for c in live for r in ("stale", "over_budget"))
-        if ctl.observe(handed, dropped):
+        infer_s, post_s = self._busy_s
+        busy = (infer_s, post_s) if self.post_thread else (infer_s + post_s,)
+        if ctl.observe(handed, dropped, busy):
             k = min(1 + ctl.extra, ctl.max_interval)
-            log.info("inference interval of live cameras now %d (frames dropped under load)", k)
+            log.info("inference interval of live cameras now %d", k)
             for c in live:
                 c.reader.set_interval(max(c.interval, k))
 
@@ -290,14 +295,18 @@ class Pipeline:
 
     def _infer_guarded(self, items: list[Captured]) -> Inferred | None:
         """An unexpected error drops (and counts) the batch's frames instead of the service."""
+        started = time.monotonic()
         try:
             return self.infer(items)
         except Exception:
             log.exception("batch of %d frames failed; dropped", len(items))
             self._drop(items, "pipeline_error")
             return None
+        finally:
+            self._busy_s[0] += time.monotonic() - started
 
     def _post_guarded(self, inferred: Inferred) -> None:
+        started = time.monotonic()
         try:
             self.post(inferred)
         except Exception:
@@ -305,6 +314,7 @@ class Pipeline:
             self._count_drops(inferred.items, "pipeline_error")
         finally:
             release_all(inferred.items)
+            self._busy_s[1] += time.monotonic() - started
 
     def _drop(self, items: list[Captured], reason: str) -> None:
         self._count_drops(items, reason)

@@ -701,6 +701,18 @@ class EdgeService:
         )
         yield gauge("wv_edge_queue_depth", "Frames waiting for inference.", hub.depth())
         yield gauge("wv_edge_batch_limit", "Current adaptive batch-size limit.", self.controller.limit)
+        if p.interval is not None:
+            yield gauge(
+                "wv_edge_auto_interval",
+                "Automatic inference interval of the live cameras (1: every frame inferred).",
+                1 + p.interval.extra,
+            )
+            yield counter(
+                "wv_edge_auto_interval_held",
+                "Step downs of the automatic interval not tried: the loop would not keep up one lower.",
+                [],
+                {(): p.interval.held},
+            )
         yield gauge(
             "wv_edge_batch_wait_seconds", "Current adaptive batch fill wait.", self.controller.wait_ms / 1000
         )

@@ -70,6 +70,32 @@ def test_a_step_down_that_brings_drops_back_doubles_the_wait_before_the_next_one
     assert window(60, 20) and ctl.wait_s == 10  # load that comes back later: the plain wait again
 
 
+def test_a_step_down_is_not_tried_while_the_loop_would_not_keep_up_at_the_lower_interval():
+    clock = Clock()
+    ctl = IntervalController(max_interval=3, window_s=2, raise_share=0.05, calm_s=10, clock=clock)
+    handed = dropped = 0
+    busy = [0.0, 0.0]  # seconds worked by the batching thread and by the loop's thread
+
+    def window(h: int, d: int, infer_share: float) -> bool:
+        nonlocal handed, dropped
+        clock.now += 2
+        handed, dropped = handed + h, dropped + d
+        busy[0] += 2 * infer_share
+        busy[1] += 2 * 0.1
+        return ctl.observe(handed, dropped, tuple(busy))
+
+    assert window(60, 30, 0.9) and window(60, 30, 0.9) and ctl.extra == 2  # interval 3
+    for _ in range(20):  # 60 % busy at interval 3 would be 90 % at 2: over the 80 % that fits
+        assert not window(60, 0, 0.6)
+    assert ctl.extra == 2 and ctl.held == 4
+    while not window(60, 0, 0.5):  # 50 % → 75 % at interval 2: tried once the stretch is calm
+        pass
+    assert ctl.extra == 1
+    for _ in range(20):  # 45 % at interval 2 would be 90 % at 1: held
+        assert not window(60, 0, 0.45)
+    assert ctl.extra == 1
+
+
 @pytest.mark.timeout(90)
 def test_an_edge_that_cannot_keep_up_infers_fewer_frames_of_its_live_cameras(
     edge_config, kafka_bootstrap, topic_prefix, monkeypatch
