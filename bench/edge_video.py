@@ -44,6 +44,7 @@ import numpy as np
 from bench._report import write_report
 from bench.edge_pipeline import pin_cores
 from edge.backends.base import Engine, EngineSpec, load_engine
+from edge.camera_registry import share_of
 from edge.config import build_config
 from edge.model.preprocess import preprocess
 from edge.publish.base import Delivery, Transport
@@ -199,11 +200,11 @@ def run_config(
     max_interval: int = 1,
     post_thread: bool = True,
     zero_copy: bool = True,
-    first: int = 0,
+    ids: Sequence[int] | None = None,
     barrier: Any = None,
     latencies: list[float] | None = None,
 ) -> dict[str, float]:
-    """One edge service with `cameras` cameras (ids and clips from `first` on) measured for
+    """One edge service with `cameras` cameras (`cam-<i>` for i in `ids`, default 0 on) measured for
     `seconds` after `warmup`; with `barrier`, the measurement starts when every edge sharing it is
     warm; `latencies` (when given) receives every end-to-end latency of the measurement."""
     workers = math.ceil(cameras / per_worker) if per_worker else 0
@@ -219,7 +220,7 @@ def run_config(
                         "restart_at_end": True,
                         "interval": interval,
                     }
-                    for i in range(first, first + cameras)
+                    for i in (range(cameras) if ids is None else ids)
                 ],
                 "capture": {"workers": workers, "max_interval": max_interval},
                 "engine": {
@@ -332,18 +333,22 @@ def run_split(processes: int, cameras: int, **kwargs: Any) -> dict[str, float]:
     seconds: the single edge's per-frame Python (tracking, decisions, events) runs on one
     interpreter, so a box with more cameras than one edge keeps up with runs one edge per group
     of cameras, each with its own outbox, as DeepStream runs one pipeline per group of streams.
-    Rates and drops add up; p50/p99 are over every frame of every edge."""
+    Each edge takes the cameras its share of the registry would (`share_of`, so as uneven as a
+    deployment's: 64 cameras over 2 edges are 30 + 34). Rates and drops add up; p50/p99 are over
+    every frame of every edge."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     barrier = ctx.Barrier(processes)
-    shares = [cameras // processes + (1 if i < cameras % processes else 0) for i in range(processes)]
+    shares = [[i for i in range(cameras) if share_of(f"cam-{i}", processes) == k] for k in range(processes)]
+    if not all(shares):
+        raise SystemExit(f"{cameras} cameras leave a share of {processes} empty: {[len(s) for s in shares]}")
     children = [
         ctx.Process(
             target=_edge_process,
-            args=(results, barrier, {**kwargs, "cameras": n, "first": sum(shares[:i])}),
-            name=f"edge-{i}",
+            args=(results, barrier, {**kwargs, "cameras": len(ids), "ids": ids}),
+            name=f"edge-{k}",
         )
-        for i, n in enumerate(shares)
+        for k, ids in enumerate(shares)
     ]
     for child in children:
         child.start()
@@ -376,6 +381,7 @@ def run_split(processes: int, cameras: int, **kwargs: Any) -> dict[str, float]:
         "gpu_util_pct": max(r["gpu_util_pct"] for r in rows),  # one GPU, sampled by each edge
         "memory_mb": sum(r["memory_mb"] for r in rows),
         "processes": processes,
+        "largest_share": max(len(ids) for ids in shares),
     }
     for key in rows[0]:
         if key.startswith(("stage_", "post_", "direct_")):
