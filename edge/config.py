@@ -167,8 +167,8 @@ class CaptureConfig(_Strict):
         description=(
             "Automatic interval: while live (latest) cameras drop frames, infer every k-th frame, "
             "k up to this (1: off); steps back once no frame was dropped for 30 s (longer after a "
-            "step back that brought drops back). Default 3: on 2 vCPUs, 3 cameras at 30 FPS drop "
-            "0-0.1 % over 20 s and 0.7-1 % over 5 min where interval 1 drops 6-35 % (docs/benchmarks.md)."
+            "step back that brought drops back) and the loop would keep up one lower. Default 3: on "
+            "2 vCPUs, 3 cameras at 30 FPS keep every frame where interval 1 drops 6-35 % (docs/benchmarks.md)."
         ),
     )
     max_frame_mb: float = Field(
