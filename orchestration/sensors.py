@@ -95,6 +95,23 @@ def _evaluation(record: dg.EventLogRecord) -> Evaluation | None:
     return Evaluation(record.storage_id, keys["facility"], keys["date"], accuracy)
 
 
+def materializations_after(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, after: int | None
+) -> tuple[list[dg.EventLogRecord], int | None]:
+    """Every materialization of ``asset`` stored after ``after``, oldest first, read in pages; and
+    the last storage id seen (the sensor's next cursor)."""
+    records: list[dg.EventLogRecord] = []
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset, after_storage_id=after), limit=500, ascending=True
+        )
+        records += result.records
+        if result.records:
+            after = max(r.storage_id for r in result.records)
+        if not result.has_more:
+            return records, after
+
+
 @dg.sensor(
     job=retraining_job,
     minimum_interval_seconds=30,
@@ -109,16 +126,8 @@ def drift_retraining_sensor(
     cursor = DriftCursor.parse(context.cursor)
     threshold = settings.drift_accuracy_threshold
     after = cursor.after_storage_id
-    evaluations: list[Evaluation] = []
-    while True:
-        result = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=DRIFT_ASSET, after_storage_id=after), limit=500, ascending=True
-        )
-        evaluations += [e for r in result.records if (e := _evaluation(r)) is not None]
-        if result.records:
-            after = max(r.storage_id for r in result.records)
-        if not result.has_more:
-            break
+    records, after = materializations_after(context.instance, DRIFT_ASSET, after)
+    evaluations = [e for r in records if (e := _evaluation(r)) is not None]
     drops = new_drops(cursor, evaluations, threshold, settings.retrain_every_days)
     cursor.after_storage_id = after
     if not drops:
@@ -194,19 +203,13 @@ def _campaign_end(record: dg.EventLogRecord) -> CampaignEnd | None:
 def campaign_retraining_sensor(
     context: dg.SensorEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
 ) -> dg.SensorResult:
-    after = int(context.cursor) if context.cursor else None
+    records, after = materializations_after(
+        context.instance, CAMPAIGN_ASSET, int(context.cursor) if context.cursor else None
+    )
     ended: dict[tuple[str, str], CampaignEnd] = {}
-    while True:
-        result = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=CAMPAIGN_ASSET, after_storage_id=after), limit=500, ascending=True
-        )
-        for record in result.records:
-            if (end := _campaign_end(record)) is not None:
-                ended.setdefault((end.facility, end.since), end)
-        if result.records:
-            after = max(r.storage_id for r in result.records)
-        if not result.has_more:
-            break
+    for record in records:
+        if (end := _campaign_end(record)) is not None:
+            ended.setdefault((end.facility, end.since), end)
     cursor = str(after) if after is not None else None
     if not ended:
         return dg.SensorResult(skip_reason="no labeling campaign ended", cursor=cursor)
