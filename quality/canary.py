@@ -1,7 +1,9 @@
 """A canary against production on the same days: each arm's figures, and the verdict.
 
 A clear loss (verified accuracy, model latency or anomaly rate beyond its bound) rolls the canary
-back automatically. No clear loss once both arms have enough verified samples recommends the
+back automatically; for accuracy, "clear" means even the canary's upper confidence bound (Wilson,
+one-sided 95 %) is beyond it — a canary's few dozen samples make one mistake in 32 look like a
+3-point drop, which alone rolled a good model back in the demo. No clear loss once both arms have enough verified samples recommends the
 promotion, which a person makes (``wv model approve VERSION --by NAME``); fewer samples keep
 watching. The arms run on different cameras, so "agreement" here is how alike their decisions'
 condition mixes are (1 − total variation distance), not a per-package comparison: the edges'
@@ -10,6 +12,7 @@ shadow run measures that before a canary ever serves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,7 +44,9 @@ class Bounds:
     min_verified: int = 30
     """Verified samples each arm needs before accuracy counts (and before a promotion is recommended)."""
     max_accuracy_drop: float = 0.02
-    """A canary verified accuracy this far below production's is a clear loss."""
+    """A canary verified accuracy this far below production's is a clear loss (at ``confidence_z``)."""
+    confidence_z: float = 1.645
+    """Normal quantile of the canary accuracy's upper bound that must still be below (one-sided 95 %)."""
     max_latency_ratio: float = 1.5
     """Canary p95 inference time over production's beyond this is a clear loss."""
     max_anomaly_ratio: float = 2.0
@@ -67,15 +72,28 @@ def mix_agreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | None:
     return 1 - 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys)
 
 
+def wilson_upper(correct: int, n: int, z: float) -> float:
+    """Upper Wilson score bound of a proportion ``correct / n`` (1.0 without samples)."""
+    if n == 0:
+        return 1.0
+    p = correct / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
 def decide(canary: Arm, production: Arm, bounds: Bounds) -> Decision:
     """Roll back on a clear loss; recommend promotion when both arms have enough verified samples."""
     losses: list[str] = []
     enough = canary.verified >= bounds.min_verified and production.verified >= bounds.min_verified
     ca, pa = canary.accuracy, production.accuracy
-    if enough and ca is not None and pa is not None and ca < pa - bounds.max_accuracy_drop:
-        losses.append(
-            f"verified accuracy {ca:.1%} vs production {pa:.1%} (more than {bounds.max_accuracy_drop:.0%} lower)"
-        )
+    if enough and ca is not None and pa is not None:
+        upper = wilson_upper(canary.verified_correct, canary.verified, bounds.confidence_z)
+        if upper < pa - bounds.max_accuracy_drop:
+            losses.append(
+                f"verified accuracy {ca:.1%} vs production {pa:.1%} (at most {upper:.1%} at 95 % "
+                f"confidence: more than {bounds.max_accuracy_drop:.0%} lower)"
+            )
     if canary.p95_infer_ms and production.p95_infer_ms:
         ratio = canary.p95_infer_ms / production.p95_infer_ms
         if ratio > bounds.max_latency_ratio:
