@@ -20,16 +20,28 @@ class Clock:
         return self.now
 
 
+class Windows:
+    """Feeds a controller one 2-s window at a time: frames handed over, dropped, and (optionally)
+    the share of the window each loop thread was busy; returns whether the interval changed."""
+
+    def __init__(self, ctl: IntervalController, clock: Clock) -> None:
+        self.ctl, self.clock = ctl, clock
+        self.handed = self.dropped = 0
+        self.busy = [0.0, 0.0]
+
+    def __call__(self, handed: int, dropped: int, busy: tuple[float, float] | None = None) -> bool:
+        self.clock.now += 2
+        self.handed, self.dropped = self.handed + handed, self.dropped + dropped
+        if busy is None:
+            return self.ctl.observe(self.handed, self.dropped)
+        self.busy = [total + 2 * share for total, share in zip(self.busy, busy, strict=True)]
+        return self.ctl.observe(self.handed, self.dropped, tuple(self.busy))
+
+
 def test_drops_raise_the_interval_to_its_limit_and_calm_lowers_it_step_by_step():
     clock = Clock()
     ctl = IntervalController(max_interval=3, window_s=2, raise_share=0.05, calm_s=10, clock=clock)
-    handed = dropped = 0
-
-    def window(h: int, d: int) -> bool:
-        nonlocal handed, dropped
-        clock.now += 2
-        handed, dropped = handed + h, dropped + d
-        return ctl.observe(handed, dropped)
+    window = Windows(ctl, clock)
 
     assert window(60, 30) and ctl.extra == 1
     assert window(60, 10) and ctl.extra == 2
@@ -46,13 +58,7 @@ def test_a_step_down_that_brings_drops_back_doubles_the_wait_before_the_next_one
     ctl = IntervalController(
         max_interval=3, window_s=2, raise_share=0.05, calm_s=10, max_calm_s=40, clock=clock
     )
-    handed = dropped = 0
-
-    def window(h: int, d: int) -> bool:
-        nonlocal handed, dropped
-        clock.now += 2
-        handed, dropped = handed + h, dropped + d
-        return ctl.observe(handed, dropped)
+    window = Windows(ctl, clock)
 
     def calm_until_step_down() -> float:
         start = clock.now
@@ -73,26 +79,17 @@ def test_a_step_down_that_brings_drops_back_doubles_the_wait_before_the_next_one
 def test_a_step_down_is_not_tried_while_the_loop_would_not_keep_up_at_the_lower_interval():
     clock = Clock()
     ctl = IntervalController(max_interval=3, window_s=2, raise_share=0.05, calm_s=10, clock=clock)
-    handed = dropped = 0
-    busy = [0.0, 0.0]  # seconds worked by the batching thread and by the loop's thread
+    window = Windows(ctl, clock)  # busy: shares of the batching thread and of the loop's thread
 
-    def window(h: int, d: int, infer_share: float) -> bool:
-        nonlocal handed, dropped
-        clock.now += 2
-        handed, dropped = handed + h, dropped + d
-        busy[0] += 2 * infer_share
-        busy[1] += 2 * 0.1
-        return ctl.observe(handed, dropped, tuple(busy))
-
-    assert window(60, 30, 0.9) and window(60, 30, 0.9) and ctl.extra == 2  # interval 3
+    assert window(60, 30, (0.9, 0.1)) and window(60, 30, (0.9, 0.1)) and ctl.extra == 2  # interval 3
     for _ in range(20):  # 60 % busy at interval 3 would be 90 % at 2: over the 80 % that fits
-        assert not window(60, 0, 0.6)
+        assert not window(60, 0, (0.6, 0.1))
     assert ctl.extra == 2 and ctl.held == 4
-    while not window(60, 0, 0.5):  # 50 % → 75 % at interval 2: tried once the stretch is calm
+    while not window(60, 0, (0.5, 0.1)):  # 50 % → 75 % at interval 2: tried once the stretch is calm
         pass
     assert ctl.extra == 1
     for _ in range(20):  # 45 % at interval 2 would be 90 % at 1: held
-        assert not window(60, 0, 0.45)
+        assert not window(60, 0, (0.45, 0.1))
     assert ctl.extra == 1
 
 
