@@ -88,7 +88,7 @@ class IntervalController:
         """The busiest thread's share of the calm stretch, at the interval one lower, within fit_share."""
         before = self._busy_since
         elapsed = now - self._calm_since
-        if busy_s is None or before is None or len(before) != len(busy_s) or elapsed <= 0:
+        if busy_s is None or before is None or elapsed <= 0:
             return True
         share = max(b - a for a, b in zip(before, busy_s, strict=True)) / elapsed
         k = 1 + self.extra
