@@ -2,10 +2,11 @@
 
 Runs go through the real jobs of the code location (``orchestration.definitions``) with
 ``execute_in_process`` on the persistent instance, so every run, materialization and check
-result is in the storage the Dagster UI reads afterwards. The drift sensor is the real sensor,
-evaluated against that instance with its cursor carried from tick to tick; each run it asks for
-is launched with the tags the daemon would give it (sensor name and run key), so a daemon
-started later recognises the request as already served and never launches it twice.
+result is in the storage the Dagster UI reads afterwards. The retraining sensors (a drop, a
+labeling campaign's end) are the real sensors, evaluated against that instance with their cursors
+carried from tick to tick; each run they ask for is launched with the tags the daemon would give
+it (sensor name and run key), so a daemon started later recognises the request as already served
+and never launches it twice.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class DagsterSession:
         self.settings = settings
         self.defs = build_definitions(settings)
         self.instance = dg.DagsterInstance.from_config(str(home))
-        self.sensor_cursor: str | None = None
+        self.sensor_cursors: dict[str, str | None] = {}
         self.log = env.logs / "dagster-runs.log"
 
     def close(self) -> None:
@@ -159,24 +160,42 @@ class DagsterSession:
     def weekly_report(self, monday: date) -> RunOutcome:
         return self._run("weekly_network_report", monday.isoformat())
 
-    # --- the drift sensor and retraining ------------------------------------------------------
-    def evaluate_drift_sensor(self) -> list[dg.RunRequest]:
-        """One tick of the real ``drift_retraining_sensor`` against the instance."""
+    # --- the retraining sensors and retraining ------------------------------------------------
+    def retraining_requests(self) -> list[tuple[str, dg.RunRequest]]:
+        """One tick of each real retraining sensor against the instance — ``drift_retraining_sensor``
+        (a drop) and ``campaign_retraining_sensor`` (a labeling campaign ended) — with each sensor's
+        cursor carried from tick to tick; the requests with the sensor that made them. A request
+        whose run key already has a run is dropped, as the daemon drops it (the campaign sensor sees
+        its campaign's end again every night and relies on that)."""
         import dagster as dg
 
-        from orchestration.sensors import drift_retraining_sensor
+        from orchestration.sensors import campaign_retraining_sensor, drift_retraining_sensor
 
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.sensor_cursor, resources={"settings": self.settings}
-        )
-        result = drift_retraining_sensor(context)
-        if isinstance(result, dg.SensorResult):
-            self.sensor_cursor = result.cursor or self.sensor_cursor
-            return list(result.run_requests or [])
-        return []
+        requests: list[tuple[str, dg.RunRequest]] = []
+        for sensor in (drift_retraining_sensor, campaign_retraining_sensor):
+            context = dg.build_sensor_context(
+                instance=self.instance,
+                cursor=self.sensor_cursors.get(sensor.name),
+                resources={"settings": self.settings},
+            )
+            result = sensor(context)
+            if isinstance(result, dg.SensorResult):
+                self.sensor_cursors[sensor.name] = result.cursor or self.sensor_cursors.get(sensor.name)
+                requests += [
+                    (sensor.name, request)
+                    for request in result.run_requests or []
+                    if not (request.run_key and self._launched(sensor.name, request.run_key))
+                ]
+        return requests
 
-    def retrain(self, request: dg.RunRequest, size: RetrainingSize) -> RunOutcome:
-        """The retraining job the sensor asked for, tagged as the daemon would tag it."""
+    def _launched(self, sensor: str, run_key: str) -> bool:
+        import dagster as dg
+
+        tags = {SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: run_key}
+        return bool(self.instance.get_run_ids(dg.RunsFilter(tags=tags), limit=1))
+
+    def retrain(self, sensor: str, request: dg.RunRequest, size: RetrainingSize) -> RunOutcome:
+        """The retraining job ``sensor`` asked for, tagged as the daemon would tag it."""
         ops = {
             "retraining_dataset": {
                 "config": {"lookback_days": size.lookback_days, "replay_frames": size.replay_frames}
@@ -192,7 +211,7 @@ class DagsterSession:
                 "config": {"test_frames": size.test_frames, "parity_frames": size.parity_frames}
             },
         }
-        tags = {**request.tags, SENSOR_NAME_TAG: "drift_retraining_sensor"}
+        tags = {**request.tags, SENSOR_NAME_TAG: sensor}
         if request.run_key:
             tags[RUN_KEY_TAG] = request.run_key
         return self._run("retraining", ops=merged(dict(request.run_config).get("ops", {}), ops), tags=tags)

@@ -43,6 +43,8 @@ class Outcome:
 
     runs: dict[str, int] = field(default_factory=lambda: {"succeeded": 0, "failed": 0})
     drift_alarm: str = ""
+    campaign_ended: str = ""
+    """``FAC@first drifted day: complete|expired`` when a labeling campaign's end launched retraining."""
     retraining_run: str = ""
     candidate: str = ""
     candidate_passed: bool | None = None
@@ -290,22 +292,30 @@ class DemoRun:
                 self.outcome.count(session.nightly_analytics(day, facility).success)
             step.update(f"ERP files in {self.env.erp_dir}")
         self.judge_canary(label)
-        for request in session.evaluate_drift_sensor():
-            self.retrain(request, day)
+        for sensor, request in session.retraining_requests():
+            self.retrain(sensor, request, day)
 
     # --- the loop closing -----------------------------------------------------------------------
-    def retrain(self, request: Any, day: date) -> None:
+    def retrain(self, sensor: str, request: Any, day: date) -> None:
         assert self.session is not None
         tags = request.tags
-        alarm = f"{tags.get('wv/facilities', '?')} at {float(tags.get('wv/lowest_accuracy', 'nan')):.1%}"
-        self.outcome.drift_alarm = alarm
-        self.story.note(
-            f"Drift sensor: {alarm} < {self.env.base.drift_accuracy_threshold:.0%}, retraining launched",
-            f"run key {request.run_key}",
-        )
-        self.label_hard_examples(day)
+        if tags.get("wv/trigger") == "campaign":
+            self.outcome.campaign_ended = f"{tags.get('wv/drift_since', '?')}: {tags.get('wv/campaign', '?')}"
+            self.story.note(
+                f"Labeling campaign {self.outcome.campaign_ended} ({tags.get('wv/labels', '?')} labels), "
+                "retraining launched on every label since the drop",
+                f"run key {request.run_key}",
+            )
+        else:
+            alarm = f"{tags.get('wv/facilities', '?')} at {float(tags.get('wv/lowest_accuracy', 'nan')):.1%}"
+            self.outcome.drift_alarm = alarm
+            self.story.note(
+                f"Drift sensor: {alarm} < {self.env.base.drift_accuracy_threshold:.0%}, retraining launched",
+                f"run key {request.run_key}",
+            )
+            self.label_hard_examples(day)
         with self.story.step("Retraining run: dataset → fine-tuned candidate → blocking evaluation") as step:
-            run = self.session.retrain(request, self.size)  # a rejected candidate fails this run
+            run = self.session.retrain(sensor, request, self.size)  # a rejected candidate fails this run
             self.outcome.retraining_run = run.run_id
             registry = ModelRegistry(self.env.database_url, self.env.models_dir)
             candidates = [m for m in registry.list() if m.version != "default"]
