@@ -53,6 +53,8 @@ class Outcome:
     canary: dict[str, Any] = field(default_factory=dict)
     """The canary's facilities, the comparison's verdict and reasons, and what followed."""
     approved_at: float | None = None
+    later_retrainings: list[dict[str, Any]] = field(default_factory=list)
+    """Retraining runs launched after the candidate was approved (reported, not judged)."""
     swap_verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -308,12 +310,15 @@ class DemoRun:
             )
         else:
             alarm = f"{tags.get('wv/facilities', '?')} at {float(tags.get('wv/lowest_accuracy', 'nan')):.1%}"
-            self.outcome.drift_alarm = alarm
+            self.outcome.drift_alarm = self.outcome.drift_alarm or alarm  # the week's first alarm
             self.story.note(
                 f"Drift sensor: {alarm} < {self.env.base.drift_accuracy_threshold:.0%}, retraining launched",
                 f"run key {request.run_key}",
             )
             self.label_hard_examples(day)
+        if self.outcome.approved_at is not None:
+            self.later_retraining(sensor, request)
+            return
         with self.story.step("Retraining run: dataset → fine-tuned candidate → blocking evaluation") as step:
             run = self.session.retrain(sensor, request, self.size)  # a rejected candidate fails this run
             self.outcome.retraining_run = run.run_id
@@ -336,6 +341,25 @@ class DemoRun:
                     f"{newest.version}: check {'passed' if passed else 'failed'} "
                     f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
+
+    def later_retraining(self, sensor: str, request: Any) -> None:
+        """A retraining after the demo's candidate was approved (a new alarm, e.g. one mistake in a
+        small day's sample): it runs as the platform would, but the week's verdict stays on the
+        candidate the story swapped."""
+        assert self.session is not None
+        with self.story.step(
+            "Retraining run after the swap (a new alarm; the verdict stays on the first)"
+        ) as step:
+            run = self.session.retrain(sensor, request, self.size)
+            passed = self.session.check_passed(run.run_id, "candidate_beats_production")
+            self.outcome.later_retrainings.append(
+                {
+                    "run": run.run_id,
+                    "trigger": request.tags.get("wv/trigger", "drift"),
+                    "check_passed": passed,
+                }
+            )
+            step.update(f"run {run.run_id}: check {'passed' if passed else 'failed'}")
 
     def judge_canary(self, label: str) -> None:
         """While a canary runs: canary_comparison, then what it says (a rollback has happened by
