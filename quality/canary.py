@@ -3,9 +3,9 @@
 A clear loss (verified accuracy, model latency or anomaly rate beyond its bound) rolls the canary
 back automatically; for accuracy, "clear" means even the canary's upper confidence bound (Wilson,
 one-sided 95 %) is beyond it — a canary's few dozen samples make one mistake in 32 look like a
-3-point drop, which alone rolled a good model back in the demo. No clear loss once both arms have enough verified samples recommends the
-promotion, which a person makes (``wv model approve VERSION --by NAME``); fewer samples keep
-watching. The arms run on different cameras, so "agreement" here is how alike their decisions'
+3-point drop, which alone rolled a good model back in the demo. No clear loss once both arms have
+enough verified samples recommends the promotion, which a person makes (``wv model approve VERSION
+--by NAME``); fewer samples keep watching. The arms run on different cameras, so "agreement" here is how alike their decisions'
 condition mixes are (1 − total variation distance), not a per-package comparison: the edges'
 shadow run measures that before a canary ever serves.
 """

@@ -316,16 +316,28 @@ class DemoRun:
                 f"run key {request.run_key}",
             )
             self.label_hard_examples(day)
-        if self.outcome.approved_at is not None:
-            self.later_retraining(sensor, request)
-            return
-        with self.story.step("Retraining run: dataset → fine-tuned candidate → blocking evaluation") as step:
+        # After the swap (a new alarm, e.g. a wrong answer or two in a demo day's small sample) the
+        # retraining runs as the platform would, but the week's verdict stays on the swapped candidate.
+        later = self.outcome.approved_at is not None
+        title = (
+            "Retraining run after the swap (a new alarm; the verdict stays on the first)"
+            if later
+            else "Retraining run: dataset → fine-tuned candidate → blocking evaluation"
+        )
+        with self.story.step(title) as step:
             run = self.session.retrain(sensor, request, self.size)  # a rejected candidate fails this run
+            passed = self.session.check_passed(run.run_id, "candidate_beats_production")
+            if later:
+                trigger = tags.get("wv/trigger", "drift")
+                self.outcome.later_retrainings.append(
+                    {"run": run.run_id, "trigger": trigger, "check_passed": passed}
+                )
+                step.update(f"run {run.run_id}: check {'passed' if passed else 'failed'}")
+                return
             self.outcome.retraining_run = run.run_id
             registry = ModelRegistry(self.env.database_url, self.env.models_dir)
             candidates = [m for m in registry.list() if m.version != "default"]
             newest = max(candidates, key=lambda m: m.created_at, default=None)
-            passed = self.session.check_passed(run.run_id, "candidate_beats_production")
             self.outcome.candidate = newest.version if newest else ""
             self.outcome.candidate_passed = (
                 bool(passed) and newest is not None and newest.status == "candidate"
@@ -341,25 +353,6 @@ class DemoRun:
                     f"{newest.version}: check {'passed' if passed else 'failed'} "
                     f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
-
-    def later_retraining(self, sensor: str, request: Any) -> None:
-        """A retraining after the demo's candidate was approved (a new alarm, e.g. one mistake in a
-        small day's sample): it runs as the platform would, but the week's verdict stays on the
-        candidate the story swapped."""
-        assert self.session is not None
-        with self.story.step(
-            "Retraining run after the swap (a new alarm; the verdict stays on the first)"
-        ) as step:
-            run = self.session.retrain(sensor, request, self.size)
-            passed = self.session.check_passed(run.run_id, "candidate_beats_production")
-            self.outcome.later_retrainings.append(
-                {
-                    "run": run.run_id,
-                    "trigger": request.tags.get("wv/trigger", "drift"),
-                    "check_passed": passed,
-                }
-            )
-            step.update(f"run {run.run_id}: check {'passed' if passed else 'failed'}")
 
     def judge_canary(self, label: str) -> None:
         """While a canary runs: canary_comparison, then what it says (a rollback has happened by
