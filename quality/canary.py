@@ -1,26 +1,34 @@
-"""A canary against production on the same days: each arm's figures, and the verdict.
+"""A canary against production, like with like: each arm's figures, and the verdict.
+
+Which production work the canary is held against is the caller's choice (``canary_comparison``
+takes production's work on the canary's own facilities or cameras just before the canary started
+there, :func:`nearest_days`): a canary runs where a person put it — usually where production is
+weakest —, so production elsewhere on the same days is no measure of it; that comparison rolled a
+candidate back in the demo that had lifted a drifted facility from 85 % to 93.5 %.
 
 A clear loss (verified accuracy, model latency or anomaly rate beyond its bound) rolls the canary
 back automatically; for accuracy, "clear" means even the canary's upper confidence bound (Wilson,
 one-sided 95 %) is beyond it — a canary's few dozen samples make one mistake in 32 look like a
 3-point drop, which alone rolled a good model back in the demo. No clear loss once both arms have
 enough verified samples recommends the promotion, which a person makes (``wv model approve VERSION
---by NAME``); fewer samples keep watching. The arms run on different cameras, so "agreement" here is how alike their decisions'
-condition mixes are (1 − total variation distance), not a per-package comparison: the edges'
-shadow run measures that before a canary ever serves.
+--by NAME``); fewer samples keep watching. The arms are different packages (the same cameras on
+other days, or other cameras), so "agreement" here is how alike their decisions' condition mixes
+are (1 − total variation distance), not a per-package comparison: the edges' shadow run measures
+that before a canary ever serves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One model version's work on the compared days."""
+    """One model version's work in one place and time (the canary's trial, or production's baseline)."""
 
     version: str
     decisions: int
@@ -70,6 +78,24 @@ def mix_agreement(a: Mapping[str, int], b: Mapping[str, int]) -> float | None:
         return None
     keys = set(a) | set(b)
     return 1 - 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys)
+
+
+def nearest_days(verified_by_day: Sequence[tuple[date, int]], need: int) -> list[date]:
+    """The fewest days, nearest first, whose verified samples together reach ``need``; empty when all
+    of ``verified_by_day`` (newest first) do not.
+
+    Production's baseline before a canary: a canary usually follows a drift, so the days just before
+    it show the place as the canary finds it, and each older day risks being from before the drift
+    (production reading better there than it now does) — older days are taken only for samples.
+    """
+    days: list[date] = []
+    total = 0
+    for day, verified in verified_by_day:
+        days.append(day)
+        total += verified
+        if total >= need:
+            return days
+    return []
 
 
 def wilson_upper(correct: int, n: int, z: float) -> float:

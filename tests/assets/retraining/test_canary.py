@@ -1,12 +1,14 @@
-"""Canary rollout: `wv model approve VERSION --canary` puts a version on some facilities, and
-`canary_comparison` compares it with production on the same days — rolling back a clear loss by
-itself, leaving a fleet-wide promotion to a person."""
+"""Canary rollout: `wv model approve VERSION --canary` puts a version on some facilities or cameras,
+and `canary_comparison` compares it with production there just before it started (or, with no
+such baseline, fleet-wide on the same days) — rolling back a clear loss by itself, leaving a
+fleet-wide promotion to a person."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from assets.retraining.canary import canary_comparison
-from bench.fixtures.events import EventFactory
+from bench.fixtures.events import DEFAULT_CAMERAS, EventFactory
+from contract.events import anomaly_flag
 from realtime.storage.model_registry import ModelRegistry, RegistryError
 from realtime.storage.registry_cli import app
 from realtime.storage.writer import EventWriter, prepare
@@ -39,11 +42,32 @@ def registry(db: psycopg.Connection, database_url: str, resources: dict[str, Any
     db.execute("TRUNCATE model_promotions, model_versions CASCADE")
 
 
-def _traffic(database_url: str, version: str, facility: str, n: int, correct: int) -> None:
-    """``n`` decisions of ``version`` at ``facility`` on ``DAY`` (a replayed day, before the canary
-    started by the clock), each verified; ``correct`` of them right."""
-    factory = EventFactory(facility, seed=hash(version) % 1000, start=DAY, model_version=version)
+def _traffic(
+    database_url: str,
+    version: str,
+    facility: str,
+    n: int,
+    correct: int,
+    at: datetime = DAY,
+    cameras: Sequence[str] = DEFAULT_CAMERAS,
+    flagged: int = 0,
+) -> None:
+    """``n`` decisions of ``version`` at ``facility``'s ``cameras`` from ``at`` (a replayed time, before
+    the canary started by the clock), each verified; ``correct`` of them right, the first ``flagged``
+    with an anomaly flag (a misplaced package)."""
+    seed = zlib.crc32(f"{version}|{facility}|{at.isoformat()}|{','.join(cameras)}".encode())
+    factory = EventFactory(facility, seed=seed, start=at, cameras=cameras, model_version=version)
     decisions = [factory.decision(condition="ok", condition_confidence=0.9) for _ in range(n)]
+    for d in decisions[:flagged]:
+        d.anomalies.append(
+            anomaly_flag(
+                kind="misplaced",
+                facility_id=facility,
+                flagged_at=d.event_time.ToDatetime(UTC),
+                event_id=d.event_id,
+                package_id=d.package_id,
+            )
+        )
     with psycopg.connect(database_url) as conn:
         prepare(conn)
         EventWriter().write(conn, decisions)
@@ -110,9 +134,91 @@ def test_no_clear_loss_is_recorded_and_a_person_takes_the_canary_fleet_wide(
 
     meta = _compare(resources)
     assert meta["verdict"] == "promote_recommended" and "wv model approve v2 --by NAME" in meta["next_step"]
+    assert meta["baseline_rule"] == "fleet_same_days"  # production never ran on FAC-002: nothing nearer
+    assert "production never decided on FAC-002 before the canary" in meta["reasons"][-1]
     assert registry.canary() is not None
     assert registry.get("v2").metrics["canary_decision"]["verdict"] == "promote_recommended"
 
     registry.approve("v2", "ana", "canary held up")
     assert registry.production().version == "v2" and registry.canary() is None  # type: ignore[union-attr]
     assert _compare(resources)["canary"] == "none running"
+
+
+def test_a_canary_that_lifts_a_drifted_facility_is_held_against_production_there_not_the_healthy_rest(
+    registry: ModelRegistry, database_url: str, resources: dict[str, Any]
+) -> None:
+    """The demo's case: production reads 100 % on the healthy facility and 85 % on the drifted one
+    before the canary; the canary reads 93.5 % there. Against the healthy facility that was a
+    rollback; against the drifted facility's own recent days it is a promotion to recommend."""
+    registry.start_canary("v2", "ana", ["FAC-002"])
+    before = DAY - timedelta(days=1)
+    _traffic(database_url, "v1", "FAC-002", 40, correct=40, at=DAY - timedelta(days=3))  # before the drift
+    _traffic(database_url, "v1", "FAC-002", 20, correct=17, at=before)
+    _traffic(database_url, "v1", "FAC-002", 20, correct=17, at=DAY - timedelta(hours=1))  # until the swap
+    for at in (before, DAY):
+        _traffic(database_url, "v1", "FAC-001", 40, correct=40, at=at)
+    _traffic(database_url, "v2", "FAC-002", 46, correct=43)
+
+    meta = _compare(resources)
+    assert meta["verdict"] == "promote_recommended", meta["reasons"]
+    assert meta["baseline"].startswith("production on FAC-002, 2025-03-10–2025-03-11 before the canary")
+    assert "| production | v1 | production on FAC-002, 2025-03-10–2025-03-11" in meta["comparison"]
+    decision = registry.get("v2").metrics["canary_decision"]
+    assert decision["baseline"]["days"] == ["2025-03-10", "2025-03-11"]  # the healthy day 3 back is left out
+    assert decision["figures"]["production"]["verified accuracy"] == 0.85
+    assert decision["figures"]["production"]["decisions"] == 40
+    assert registry.canary() is not None
+
+
+def test_a_canary_clearly_below_production_on_its_own_facility_is_rolled_back_even_when_the_fleet_reads_worse(
+    registry: ModelRegistry, database_url: str, resources: dict[str, Any]
+) -> None:
+    registry.start_canary("v2", "ana", ["FAC-002"])
+    _traffic(database_url, "v1", "FAC-002", 40, correct=38, at=DAY - timedelta(days=1))
+    _traffic(database_url, "v1", "FAC-001", 40, correct=32)  # the rest of the fleet has a drift of its own
+    _traffic(database_url, "v2", "FAC-002", 40, correct=28)
+
+    meta = _compare(resources)
+    assert meta["verdict"] == "rollback" and meta["baseline_rule"] == "targets_before_canary"
+    assert "verified accuracy 70.0% vs production 95.0%" in meta["reasons"][0]
+    assert registry.canary() is None and registry.get("v2").status == "rolled_back"
+    assert (
+        "against production on FAC-002, 2025-03-10 before the canary" in registry.history("v2")[-1]["reason"]
+    )
+
+
+def test_a_canary_on_a_facility_that_misplaces_many_packages_is_held_to_that_facilitys_anomaly_rate(
+    registry: ModelRegistry, database_url: str, resources: dict[str, Any]
+) -> None:
+    """FAC-002's traffic raises a flag on one package in five whichever model decides; the rest of the
+    fleet raises none. The canary's 20 % is FAC-002's usual rate, no loss."""
+    registry.start_canary("v2", "ana", ["FAC-002"])
+    before = DAY - timedelta(days=1)
+    _traffic(database_url, "v1", "FAC-002", 40, correct=38, at=before, flagged=8)
+    for at in (before, DAY):
+        _traffic(database_url, "v1", "FAC-001", 40, correct=40, at=at)
+    _traffic(database_url, "v2", "FAC-002", 40, correct=39, flagged=8)
+
+    meta = _compare(resources)
+    assert meta["verdict"] == "promote_recommended", meta["reasons"]
+    figures = registry.get("v2").metrics["canary_decision"]["figures"]
+    assert (
+        figures["production"]["anomalies per decision"] == figures["canary"]["anomalies per decision"] == 0.2
+    )
+
+
+def test_a_camera_canary_is_held_against_production_on_the_same_camera_before_it_not_the_other_cameras(
+    registry: ModelRegistry, database_url: str, resources: dict[str, Any]
+) -> None:
+    """cam-02 of FAC-002 drifted (85 %) while cam-01 stayed at 100 % and keeps running production
+    beside the canary: the canary's 93.5 % on cam-02 is judged against cam-02's own 85 %."""
+    registry.start_canary("v2", "ana", ["FAC-002/cam-02"])
+    _traffic(database_url, "v1", "FAC-002", 40, correct=34, at=DAY - timedelta(days=1), cameras=["cam-02"])
+    for at in (DAY - timedelta(days=1), DAY):
+        _traffic(database_url, "v1", "FAC-002", 40, correct=40, at=at, cameras=["cam-01"])
+    _traffic(database_url, "v2", "FAC-002", 46, correct=43, cameras=["cam-02"])
+
+    meta = _compare(resources)
+    assert meta["verdict"] == "promote_recommended", meta["reasons"]
+    assert meta["baseline"].startswith("production on FAC-002/cam-02, 2025-03-10 before the canary")
+    assert registry.get("v2").metrics["canary_decision"]["figures"]["production"]["verified accuracy"] == 0.85
