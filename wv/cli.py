@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
         ["orchestration.erp_cli:app"],
         "ERP outbox: reconciliation, dispatch, requeue of parked messages.",
     ),
-    "demo": (["wv.demo:app"], "Run the end-to-end demo on local defaults."),
+    "demo": (["wv.demo.cli:app"], "Run the end-to-end demo on local defaults."),
 }
 
 

@@ -1,5 +1,5 @@
-"""``wv demo``: the whole platform in one command (see ``wv.demo.story`` for the steps)."""
+"""``wv demo``: the whole platform in one command (``wv.demo.cli``; ``wv.demo.story`` holds the steps).
 
-from wv.demo.cli import app
-
-__all__ = ["app"]
+Nothing is imported here, so the scenario and its helpers load without the CLI's database client
+(``bench.label_efficiency`` renders the demo's days on the lent GPU machine, which has none).
+"""
