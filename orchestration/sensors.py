@@ -15,6 +15,7 @@ from assets.model_quality.hard_examples import ANNOTATIONS_SEEN, hard_example_we
 from assets.model_quality.label_studio import LabelStudio, LabelStudioError
 from assets.model_quality.resources import LabelingResource
 from assets.retraining.production import PROMOTION_ID, promotion_metadata
+from model_lifecycle.recipes import CPU_CAMPAIGN_RECIPE
 from orchestration.jobs import hard_example_labels_job, retraining_job
 from orchestration.settings import OrchestrationSettings
 
@@ -192,13 +193,24 @@ def _campaign_end(record: dg.EventLogRecord) -> CampaignEnd | None:
     )  # fmt: skip
 
 
+def campaign_finetune(settings: OrchestrationSettings) -> dict[str, Any]:
+    """``candidate_model``'s CPU fine-tune after a campaign: the whole backbone (a GPU run trains it
+    anyway, with its ``gpu_*`` recipe); ``WV_RETRAIN_STEPS`` sizes it like a drift night's."""
+    return {
+        "frozen_blocks": CPU_CAMPAIGN_RECIPE.frozen_blocks,
+        "lr": CPU_CAMPAIGN_RECIPE.lr,
+        "steps": settings.retrain_steps,
+    }
+
+
 @dg.sensor(
     job=retraining_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches retraining when a facility's labeling campaign ends: its labels since the drop "
-    "reached what the recipe wants (WV_CAMPAIGN_LABELS, else 400 on a CPU / 1,400 on a GPU) or "
-    "WV_CAMPAIGN_MAX_DAYS passed. Once per campaign (run key), on every label since the drop.",
+    "reached what the campaign's recipe wants (WV_CAMPAIGN_LABELS, else 800 on a CPU / 1,400 on a GPU) or "
+    "WV_CAMPAIGN_MAX_DAYS passed. Once per campaign (run key), on every label since the drop, training the "
+    "whole backbone on a CPU too.",
 )
 def campaign_retraining_sensor(
     context: dg.SensorEvaluationContext, settings: dg.ResourceParam[OrchestrationSettings]
@@ -218,8 +230,10 @@ def campaign_retraining_sensor(
             run_key=f"campaign-{end.facility}@{end.since}",
             run_config={
                 "ops": {
-                    "retraining_dataset": {"config": {"drift_since": {end.facility: end.since}}},
-                    "candidate_model": {"config": {"steps": settings.retrain_steps}},
+                    "retraining_dataset": {
+                        "config": {"drift_since": {end.facility: end.since}, "campaign": True}
+                    },
+                    "candidate_model": {"config": campaign_finetune(settings)},
                 }
             },
             tags={

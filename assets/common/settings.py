@@ -53,8 +53,8 @@ class PipelineSettings(
     retrain_steps: int = Field(
         300,
         gt=0,
-        description="Fine-tuning steps of a drift-triggered retraining run on a CPU (a GPU run trains the whole "
-        "backbone for candidate_model's gpu_steps).",
+        description="Fine-tuning steps of a retraining run on a CPU, after a drop or a labeling campaign (a GPU "
+        "run trains the whole backbone for candidate_model's gpu_steps).",
     )
     retrain_every_days: int = Field(
         2,
@@ -95,20 +95,22 @@ class PipelineSettings(
         ge=1,
         description=(
             "Labeled packages since the drop a campaign collects before it ends and retraining runs on them; "
-            "unset: what the recipe wants (400 on a CPU, 1,400 on a GPU, where six_weeks_later passed 94 %)."
+            "unset: what the campaign's recipe wants (800 on a CPU, 1,400 on a GPU; six_weeks_later passed "
+            "94 % with both)."
         ),
     )
     analytics_throughput_tolerance: float = Field(
         0.5, gt=0, description="Asset check: packages seen may differ from expected by this share."
     )
 
-    def retrain_recipe(self) -> Recipe:
-        """The fine-tune ``candidate_model`` runs where WV_RETRAIN_DEVICE says."""
-        return recipe_for(uses_gpu(self.retrain_device))
+    def retrain_recipe(self, campaign: bool = False) -> Recipe:
+        """The fine-tune ``candidate_model`` runs where WV_RETRAIN_DEVICE says, after a drop or a campaign."""
+        return recipe_for(uses_gpu(self.retrain_device), campaign)
 
     def labels_wanted(self) -> int:
-        """Labeled packages since a drop that retraining wants: WV_CAMPAIGN_LABELS, else the recipe's."""
-        return self.campaign_labels or self.retrain_recipe().labels_wanted
+        """Labeled packages since a drop that a hard drift's retraining wants: WV_CAMPAIGN_LABELS, else
+        what the campaign's recipe wants."""
+        return self.campaign_labels or self.retrain_recipe(campaign=True).labels_wanted
 
     def campaign_policy(self) -> CampaignPolicy:
         """The labeling campaign's settings, wanting the labels of the recipe that will run."""

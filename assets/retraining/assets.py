@@ -38,6 +38,7 @@ from model_lifecycle.recipes import (
     GPU_RECIPE,
     REPLAY_FRAMES,
     REPLAY_SEED,
+    Recipe,
     finetune_options,
     recipe_for,
     uses_gpu,
@@ -132,12 +133,16 @@ class RetrainingDatasetConfig(dg.Config):
     drift_since: dict[str, str] = Field(default_factory=dict)
     """Facility → first day (ISO) it was below the accuracy threshold: its labels from that day on are
     used, however many days that is (the drift sensor fills it in)."""
+    campaign: bool = False
+    """A labeling campaign's retraining (``campaign_retraining_sensor``): the campaign's recipe, which
+    trains the whole backbone on every label on a CPU too (``model_lifecycle.recipes``)."""
     label_budget: int | None = None
     """At most this many labeled packages (not held out) are trained on, the model's mistakes first
     (``quality.sampling.hard_first``); 0: all of them. None: the budget of the recipe
-    ``candidate_model`` runs (``WV_RETRAIN_DEVICE``): 400 on a CPU (its two-core fine-tune), all of
-    them on a GPU, where it trains the whole backbone — on ``six_weeks_later`` that gave 89.8 % from
-    400 packages and 95.7 % from ≈ 1,400 (docs/benchmarks.md)."""
+    ``candidate_model`` runs (``WV_RETRAIN_DEVICE``, ``campaign``): 400 the night after a drop on a CPU
+    (its two-core fine-tune), all of them on a GPU and after a campaign, where the whole backbone
+    trains — on ``six_weeks_later`` that gave 89.8 % from 400 packages and 95.7 % from ≈ 1,400
+    (docs/benchmarks.md)."""
     replay_frames: int = REPLAY_FRAMES
     """Frames of the original synthetic training data mixed in, so nothing already learnt is forgotten."""
     replay_seed: int = REPLAY_SEED
@@ -149,7 +154,10 @@ class RetrainingDatasetConfig(dg.Config):
         """The label budget of the recipe on this run's device (``gpu`` None: whether torch sees a GPU)."""
         if self.label_budget is not None:
             return self.label_budget
-        return recipe_for(uses_gpu("auto") if gpu is None else gpu).label_budget
+        return self.recipe(uses_gpu("auto") if gpu is None else gpu).label_budget
+
+    def recipe(self, gpu: bool) -> Recipe:
+        return recipe_for(gpu, self.campaign)
 
 
 _LABELED = """
@@ -263,9 +271,9 @@ LABELS_CHECK = dg.AssetCheckSpec(
     "labels_for_recipe",
     asset="retraining_dataset",
     description=(
-        "Warns when the drifted facilities' trained packages fall short of what the recipe wants (400 on a "
-        "CPU, 1,400 on a GPU, or WV_CAMPAIGN_LABELS): the candidate may not recover a hard drift; the labeling "
-        "campaign's end launches a retraining that has them."
+        "Warns when the drifted facilities' trained packages fall short of what a hard drift's retraining "
+        "wants (800 on a CPU, 1,400 on a GPU, or WV_CAMPAIGN_LABELS): the candidate may not recover a hard "
+        "drift; the labeling campaign's end launches a retraining that has them."
     ),
 )
 
@@ -320,7 +328,7 @@ def retraining_dataset(
     recent_rows = [r for r in held_out if r.origin == "verified"]
     held_frames = {frame(r) for r in held_out}
     train_rows = [r for r in usable if not is_recent_holdout(r.package_id) and frame(r) not in held_frames]
-    recipe = settings.retrain_recipe()
+    recipe = settings.retrain_recipe(config.campaign)
     budget = config.budget(recipe is GPU_RECIPE)
     train_rows, selection = budget_selection(train_rows, budget, config.drift_since)
     drifted = sum(

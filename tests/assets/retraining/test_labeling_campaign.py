@@ -107,6 +107,8 @@ def test_a_drop_asks_for_the_least_sure_decisions_until_the_recipe_s_labels_are_
             "FAC-002": str(DROP)
         }
         assert (request.tags["wv/campaign"], request.tags["wv/labels"]) == ("complete", "6/6")
+        ops = request.run_config["ops"]
+        assert ops["candidate_model"]["config"]["frozen_blocks"] == 0  # the whole backbone, on a CPU too
         later = campaign_retraining_sensor(
             dg.build_sensor_context(instance=instance, cursor=result.cursor, resources={"settings": settings})
         )
@@ -121,12 +123,17 @@ def test_a_drop_asks_for_the_least_sure_decisions_until_the_recipe_s_labels_are_
         resources=resources,
         run_config={
             "ops": {
-                "retraining_dataset": {"config": {"replay_frames": 0, "drift_since": {"FAC-002": str(DROP)}}}
+                "retraining_dataset": {"config": {**ops["retraining_dataset"]["config"], "replay_frames": 0}}
             }
         },
     )
     meta = dataset.asset_materializations_for_node("retraining_dataset")[0].metadata
     selection = load_manifest(Path(str(meta["manifest"].value))).selection
-    assert (selection["drifted_packages"], selection["labels_wanted"], selection["recipe"]) == (6, 6, "cpu")
+    assert (selection["drifted_packages"], selection["labels_wanted"], selection["recipe"]) == (
+        6,
+        6,
+        "cpu-campaign",
+    )
+    assert selection["label_budget"] == 0  # every label since the drop
     (check,) = dataset.get_asset_check_evaluations()
     assert check.check_name == "labels_for_recipe" and check.passed
