@@ -119,7 +119,8 @@ def build_tasks(
 ) -> TaskBatch:
     """Tasks for ``decisions`` written in both formats under ``out_dir``; crops where pixels exist.
 
-    A simulated verifier sees each frame rendered for a crop, so it never renders one twice."""
+    A simulated verifier sees each frame rendered for a crop, so it never renders one twice (it renders
+    the camera's frames before one only for a package that frame's truth lacks)."""
     tasks: list[LabelTask] = []
     for d in decisions:
         camera = parse_synthetic_uri(d.camera_id, sources.get((d.facility_id, d.camera_id)))
@@ -130,7 +131,7 @@ def build_tasks(
             frame = write_crop(camera, d.event_time, d.bbox, path)
             image, index = str(path.resolve()), frame.index
             if verifier is not None:
-                verifier.observe(d.package_id, d.bbox, frame)
+                verifier.observe(d.package_id, d.bbox, frame, camera)
         tasks.append(
             LabelTask(
                 event_id=d.event_id,

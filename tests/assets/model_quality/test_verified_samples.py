@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,13 @@ import dagster as dg
 import psycopg
 import pytest
 
+from assets.model_quality.crops import parse_synthetic_uri
 from assets.model_quality.verified_samples import verified_samples
+from bench.fixtures.events import EventFactory
+from contract.proto import warehouse_vision_pb2 as pb
 from contract.vocabulary import CONDITIONS
+from realtime.storage.writer import EventWriter, prepare
+from simulator.config import SimConfig
 
 DAY_KEY = dg.MultiPartitionKey({"date": "2025-03-10", "facility": "FAC-001"})
 
@@ -97,3 +104,56 @@ def test_rerun_picks_the_same_sample_and_imports_a_human_prodigy_answer(
     assert verified == [(sampled[0], "wet", "ana", "prodigy")]
     errors: Any = second.asset_materializations_for_node("verified_samples")[0].metadata["label_errors"].value
     assert len(errors) == 2 and "not JSON" in errors[0] and "soggy" in errors[1]
+
+
+EXIT_START = datetime(2025, 3, 10, 9, tzinfo=UTC)
+EXIT_URI = f"synthetic://seed=7&fps=10&width=320&height=180&start_time={EXIT_START.timestamp():.0f}"
+
+
+@pytest.mark.timeout(120)
+def test_the_simulator_answers_for_a_package_decided_as_it_leaves_the_view(
+    db: psycopg.Connection, database_url: str, resources: dict[str, Any]
+) -> None:
+    # The edge decides a track on its last observation: often a package half out of the view, which
+    # the simulator's truth of that frame no longer lists (less than MIN_VISIBLE of it shows).
+    camera = parse_synthetic_uri("cam-1", EXIT_URI)
+    assert camera is not None
+    frames = [camera.render(i) for i in range(60)]
+    step = SimConfig(width=320, height=180, fps=10).speed_px / 10  # the belt's move between frames
+    leaving = [  # in view at frame i (its box: the last one moved on), absent from frame i's truth
+        (i, replace(t.box, x1=t.box.x1 + step, x2=320.0), t)
+        for i in range(1, len(frames))
+        for t in frames[i - 1].truth
+        if t.box.x2 >= 319
+        and t.box.x1 + step < 320
+        and t.package_id not in {now.package_id for now in frames[i].truth}
+    ]
+    in_view = [(20, t.box, t) for t in frames[20].truth]
+    assert len(leaving) >= 3 and in_view
+    factory = EventFactory("FAC-001", seed=3, cameras=("cam-1",))
+    events = [
+        factory.decision(
+            event_time=EXIT_START + timedelta(seconds=i / 10),
+            package_id=truth.package_id,
+            bbox=pb.BoundingBox(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2),
+            condition="torn",  # the model's guess; the answer must be the simulator's
+        )
+        for i, box, truth in leaving + in_view
+    ]
+    with psycopg.connect(database_url) as conn:
+        prepare(conn)
+        EventWriter().write(conn, events)
+        conn.execute(
+            "INSERT INTO cameras (facility_id, camera_id, source_uri) VALUES ('FAC-001', 'cam-1', %s) "
+            "ON CONFLICT (facility_id, camera_id) DO UPDATE SET source_uri = EXCLUDED.source_uri",
+            (EXIT_URI,),
+        )
+        conn.commit()
+
+    result = _materialize(resources, rate=1.0)
+
+    assert result.success
+    verified: dict[str, str | None] = dict(
+        db.execute("SELECT package_id, verified_condition FROM verified_samples").fetchall()
+    )
+    assert verified == {truth.package_id: truth.condition for _, _, truth in leaving + in_view}
