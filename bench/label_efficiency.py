@@ -298,6 +298,12 @@ def main() -> None:
         help="backbone blocks kept frozen (0: a full fine-tune)",
     )
     ap.add_argument("--lr", type=float, default=CPU_RECIPE.lr, help="fine-tune learning rate")
+    ap.add_argument(
+        "--distill-weight", type=float, default=1.0, help="distillation from the parent on replay"
+    )
+    ap.add_argument(
+        "--replay-frames", type=int, default=REPLAY_FRAMES, help="original training frames mixed in"
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes rendering the camera-days")
     ap.add_argument("--adapt-steps", type=int, default=AdaptOptions().steps)
     ap.add_argument("--adapt-batch", type=int, default=AdaptOptions().batch_size)
@@ -326,7 +332,14 @@ def main() -> None:
     size, threshold = version.input_size, version.score_threshold
     parent = load_detector(SHIPPED_MODEL)
     opts = replace(
-        finetune_options(args.frozen_blocks, 4 if quick else args.steps, args.lr, device), threads=None
+        finetune_options(
+            args.frozen_blocks,
+            4 if quick else args.steps,
+            args.lr,
+            device,
+            distill_weight=args.distill_weight,
+        ),
+        threads=None,
     )
     adapt_opts = AdaptOptions(
         steps=3 if quick else args.adapt_steps,
@@ -338,7 +351,7 @@ def main() -> None:
         threads=None,
     )
     replay_fn = training_frames(REPLAY_SEED)
-    replay = [frame_to_sample(replay_fn(i), size) for i in range(16 if quick else REPLAY_FRAMES)]
+    replay = [frame_to_sample(replay_fn(i), size) for i in range(16 if quick else args.replay_frames)]
     frozen = heldout_frames(30 if quick else 200)
 
     def accuracy(model: PackageDetector, frames: list[Frame]) -> float:
@@ -450,7 +463,13 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         metrics[f"{preset}.render_s"] = render_s
     metrics["total_s"] = time.perf_counter() - started
-    metrics.update(steps=opts.steps, frozen_blocks=opts.frozen_blocks, lr=opts.lr)
+    metrics.update(
+        steps=opts.steps,
+        frozen_blocks=opts.frozen_blocks,
+        lr=opts.lr,
+        distill_weight=opts.distill_weight,
+        replay_frames=len(replay),
+    )
     for preset in presets:
         metrics.update(goals(metrics, preset, counts))
     print(
