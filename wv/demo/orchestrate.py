@@ -34,8 +34,8 @@ class RetrainingSize:
     batch_size: int | None = None
     """None: the job's own batch size."""
     lookback_days: int = 1
-    """The week is short: the newest day of verified samples (the drifted one) plus the replay slice."""
-    replay_frames: int = 48
+    """The week is short: the newest day of verified samples (the drifted one) plus the replay slice
+    (the job's own: a whole-backbone fine-tune after a campaign forgot the frozen test set on 48)."""
     test_frames: int = 100
     parity_frames: int = 32
     calibration_frames: int = 16
@@ -197,9 +197,7 @@ class DagsterSession:
     def retrain(self, sensor: str, request: dg.RunRequest, size: RetrainingSize) -> RunOutcome:
         """The retraining job ``sensor`` asked for, tagged as the daemon would tag it."""
         ops = {
-            "retraining_dataset": {
-                "config": {"lookback_days": size.lookback_days, "replay_frames": size.replay_frames}
-            },
+            "retraining_dataset": {"config": {"lookback_days": size.lookback_days}},
             "candidate_model": {
                 "config": {
                     "calibration_frames": size.calibration_frames,

@@ -59,5 +59,5 @@ def test_a_campaign_s_retraining_trains_the_whole_backbone_on_a_cpu_with_every_l
 
     settings = OrchestrationSettings.load(retrain_device="cpu")
     opts = CandidateModelConfig(device="cpu", **campaign_finetune(settings)).finetune_options()
-    assert (opts.frozen_blocks, opts.steps, opts.lr) == (0, 300, 1e-3)
+    assert (opts.frozen_blocks, opts.steps, opts.lr) == (0, 300, 5e-4)
     assert settings.retrain_recipe(campaign=True).label_budget == 0
