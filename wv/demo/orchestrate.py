@@ -259,6 +259,20 @@ class DagsterSession:
                 return data.passed
         return None
 
+    def registered_candidate(self, run_id: str) -> str | None:
+        """The version a retraining run's ``candidate_model`` registered (None: it registered none)."""
+        import dagster as dg
+
+        records = self.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            if materialization is not None and materialization.asset_key == dg.AssetKey("candidate_model"):
+                version = materialization.metadata.get("version")
+                return str(version.value) if version is not None else None
+        return None
+
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``over`` merged in, nested dictionaries key by key (``over`` wins)."""

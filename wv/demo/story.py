@@ -336,8 +336,8 @@ class DemoRun:
                 return
             self.outcome.retraining_run = run.run_id
             registry = ModelRegistry(self.env.database_url, self.env.models_dir)
-            candidates = [m for m in registry.list() if m.version != "default"]
-            newest = max(candidates, key=lambda m: m.created_at, default=None)
+            version = self.session.registered_candidate(run.run_id)  # this run's, not an earlier one's
+            newest = registry.get(version) if version else None
             self.outcome.candidate = newest.version if newest else ""
             self.outcome.candidate_passed = (
                 bool(passed) and newest is not None and newest.status == "candidate"
