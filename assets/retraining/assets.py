@@ -38,7 +38,6 @@ from model_lifecycle.recipes import (
     GPU_RECIPE,
     REPLAY_FRAMES,
     REPLAY_SEED,
-    Recipe,
     finetune_options,
     recipe_for,
     uses_gpu,
@@ -154,10 +153,7 @@ class RetrainingDatasetConfig(dg.Config):
         """The label budget of the recipe on this run's device (``gpu`` None: whether torch sees a GPU)."""
         if self.label_budget is not None:
             return self.label_budget
-        return self.recipe(uses_gpu("auto") if gpu is None else gpu).label_budget
-
-    def recipe(self, gpu: bool) -> Recipe:
-        return recipe_for(gpu, self.campaign)
+        return recipe_for(uses_gpu("auto") if gpu is None else gpu, self.campaign).label_budget
 
 
 _LABELED = """

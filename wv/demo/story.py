@@ -337,20 +337,20 @@ class DemoRun:
             self.outcome.retraining_run = run.run_id
             registry = ModelRegistry(self.env.database_url, self.env.models_dir)
             version = self.session.registered_candidate(run.run_id)  # this run's, not an earlier one's
-            newest = registry.get(version) if version else None
-            self.outcome.candidate = newest.version if newest else ""
+            candidate = registry.get(version) if version else None
+            self.outcome.candidate = candidate.version if candidate else ""
             self.outcome.candidate_passed = (
-                bool(passed) and newest is not None and newest.status == "candidate"
+                bool(passed) and candidate is not None and candidate.status == "candidate"
             )
-            if newest is None:
+            if candidate is None:
                 error = self.session.run_error(run.run_id) or "no error recorded"
                 step.fail(f"no candidate: run {run.run_id} failed ({error})")
                 self.outcome.problems.append(f"retraining run {run.run_id} failed: {error}")
             else:
-                evaluation = newest.metrics.get("evaluation", {})
+                evaluation = candidate.metrics.get("evaluation", {})
                 self.outcome.gate_reasons = "; ".join(evaluation.get("reasons", [])[:3])
                 step.update(
-                    f"{newest.version}: check {'passed' if passed else 'failed'} "
+                    f"{candidate.version}: check {'passed' if passed else 'failed'} "
                     f"({self.outcome.gate_reasons or _gate_figures(evaluation)})"
                 )
 
